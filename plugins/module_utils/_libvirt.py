@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Connection to libvirt, error translation and version checks, shared by every module."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import traceback
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - reported by VirtModule
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+
+CONNECTION_ARGS = dict(
+    uri=dict(type='str', default='qemu:///system'),
+    username=dict(type='str'),
+    password=dict(type='str', no_log=True),
+)
+
+
+class VirtError(Exception):
+    """A failure explained for the user: what was being done, on which object, and why.
+
+    Engine code raises this; only a module's main() turns it into fail_json, once.
+    """
+
+    def __init__(self, msg, action=None, obj=None, code=None, libvirt_message=None, **details):
+        super(VirtError, self).__init__(msg)
+        self.msg = msg
+        self.action = action
+        self.obj = obj
+        self.code = code
+        self.libvirt_message = libvirt_message
+        self.details = details
+
+    def result(self):
+        res = dict(msg=self.msg)
+        if self.code is not None:
+            res['libvirt_error_code'] = self.code
+        if self.libvirt_message:
+            res['libvirt_message'] = self.libvirt_message
+        res.update(self.details)
+        return res
+
+
+def error_code(exc):
+    try:
+        return exc.get_error_code()
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def translate(exc, action, obj=None):
+    """Turn a libvirtError into a VirtError that says what failed, where and why."""
+    code = error_code(exc)
+    message = exc.get_error_message() if hasattr(exc, 'get_error_message') else str(exc)
+    message = message or str(exc)
+    where = ' on %s' % obj if obj else ''
+    return VirtError('%s%s failed: %s' % (action, where, message), action=action, obj=obj,
+                     code=code, libvirt_message=message)
+
+
+@contextlib.contextmanager
+def libvirt_call(action, obj=None):
+    """Run libvirt calls; a libvirtError leaves as a VirtError naming the action and object."""
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        raise translate(exc, action, obj)
+
+
+def is_error(exc, *names):
+    """True when exc is a libvirtError with one of the VIR_ERR_* codes named."""
+    code = error_code(exc)
+    return any(code == getattr(libvirt, name, object()) for name in names)
+
+
+def version_tuple(number):
+    """libvirt's packed version number (major * 1000000 + minor * 1000 + micro) as a tuple."""
+    return (number // 1000000, (number // 1000) % 1000, number % 1000)
+
+
+def version_string(number):
+    return '%d.%d.%d' % version_tuple(number)
+
+
+# Features this collection uses and the libvirt version that brought each.
+FEATURES = {
+    'checkpoints': ((6, 0, 0), 'checkpoints (virDomainCheckpointCreateXML)'),
+    'backup': ((6, 0, 0), 'incremental backup (virDomainBackupBegin)'),
+    'checkpoint_size': ((6, 0, 0), 'checkpoint size (VIR_DOMAIN_CHECKPOINT_XML_SIZE)'),
+    'undefine_checkpoints_metadata': ((5, 6, 0), 'VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA'),
+}
+
+
+class Connection:
+    """An open libvirt connection and what the daemon offers."""
+
+    def __init__(self, uri, username=None, password=None):
+        self.uri = uri
+        self.conn = self._open(uri, username, password)
+        self._lib_version = None
+
+    @staticmethod
+    def _open(uri, username, password):
+        try:
+            if username is None and password is None:
+                return libvirt.open(uri)
+
+            def request_credentials(credentials, user_data):
+                for cred in credentials:
+                    if cred[0] == libvirt.VIR_CRED_AUTHNAME:
+                        cred[4] = username
+                    elif cred[0] == libvirt.VIR_CRED_PASSPHRASE:
+                        cred[4] = password
+                    else:
+                        return -1
+                return 0
+
+            auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], request_credentials, None]
+            return libvirt.openAuth(uri, auth, 0)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, 'connecting to libvirt', uri)
+
+    @property
+    def lib_version(self):
+        if self._lib_version is None:
+            with libvirt_call('reading the libvirt version', self.uri):
+                self._lib_version = self.conn.getLibVersion()
+        return self._lib_version
+
+    def require(self, feature):
+        """Fail clearly when the daemon is older than the feature needs."""
+        needed, what = FEATURES[feature]
+        have = version_tuple(self.lib_version)
+        if have < needed:
+            raise VirtError('%s needs libvirt %s or newer; %s runs %s' % (
+                what, '.'.join(str(p) for p in needed), self.uri, version_string(self.lib_version)))
+
+    def lookup_domain(self, name):
+        """The domain called name, or None when there is none."""
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if is_error(exc, 'VIR_ERR_NO_DOMAIN'):
+                return None
+            raise translate(exc, 'looking up domain', name)
+
+    def get_domain(self, name):
+        """The domain called name; a VirtError when it does not exist."""
+        dom = self.lookup_domain(name)
+        if dom is None:
+            raise VirtError('domain %s not found on %s' % (name, self.uri), obj=name)
+        return dom
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+class VirtModule:
+    """AnsibleModule with the connection options merged in and the bindings checked.
+
+    Composition, not inheritance: modules use .module for everything AnsibleModule offers.
+    """
+
+    def __init__(self, argument_spec, connect=True, **kwargs):
+        spec = dict(CONNECTION_ARGS)
+        spec.update(argument_spec)
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        if libvirt is None:
+            self.module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'),
+                                  exception=LIBVIRT_IMPORT_ERROR)
+        self._connection = None
+        self._connect = connect
+
+    @property
+    def params(self):
+        return self.module.params
+
+    @property
+    def check_mode(self):
+        return self.module.check_mode
+
+    @property
+    def connection(self):
+        if self._connection is None:
+            p = self.module.params
+            self._connection = Connection(p['uri'], p.get('username'), p.get('password'))
+        return self._connection
+
+    def run(self, func):
+        """Call func(self) -> result dict; turn a VirtError into one clear failure."""
+        try:
+            result = func(self)
+        except VirtError as exc:
+            self.close()
+            self.module.fail_json(**exc.result())
+        except Exception as exc:  # pylint: disable=broad-except
+            self.close()
+            if libvirt is not None and isinstance(exc, libvirt.libvirtError):
+                self.module.fail_json(**translate(exc, 'libvirt call').result())
+            self.module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc())
+        self.close()
+        self.module.exit_json(**result)
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+STATE_NAMES = {
+    0: 'nostate',
+    1: 'running',
+    2: 'blocked',
+    3: 'paused',
+    4: 'shutdown',
+    5: 'shutoff',
+    6: 'crashed',
+    7: 'pmsuspended',
+}
+
+
+def domain_state(dom):
+    """The domain's run state as a word: running, paused, shutoff, ..."""
+    with libvirt_call('reading the state', 'domain %s' % dom.name()):
+        state, _reason = dom.state()
+    return STATE_NAMES.get(state, 'unknown')
