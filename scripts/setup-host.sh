@@ -1,6 +1,9 @@
 #!/bin/bash
-# Prepare this machine to run the collection: distribution packages, libvirt daemons, the venv.
-# Idempotent and quick on a second run. Run as root on Debian 12 (or Ubuntu).
+# Prepare this machine to run the collection: distribution packages, libvirt daemons, the venv,
+# ansible-test's offline pip bootstrap.
+# Idempotent; a second run changes nothing and takes well under 3 s. Run as root on Debian 12
+# (or Ubuntu). Without systemd (containers, CI) the daemons are started here, so every
+# `make test` starts them itself when they are not running (e.g. after a machine restart).
 # The libvirt_host role performs the same steps on managed hosts; this script is for the
 # controller that runs `make demo` / `make test`, where Ansible itself is not yet installed.
 set -euo pipefail
@@ -12,14 +15,35 @@ packages=(
   qemu-system-x86 qemu-utils libnbd-bin
   python3-libvirt python3-lxml python3-libnbd python3-venv
   virtnbdbackup
+  # tools of the test pipeline: tests/sanity.sh copies `git ls-files`, and ansible-test's
+  # shellcheck sanity test is skipped without shellcheck
+  git shellcheck
 )
+daemon_log=/var/log/libvirt/virtops-daemon-start.log
 
 log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (packages, daemons)"
+
+# Two concurrent runs (two people typing `make test`) must not start two copies of a daemon
+# or run pip in the same venv at the same time.
+lock_setup() {
+  local lock=/run/lock/virtops-setup.lock
+  [ -d /run/lock ] || lock=/run/virtops-setup.lock
+  exec 9>"$lock"
+  flock -w 900 9 || die "another setup-host.sh still holds $lock after 15 min"
+}
 
 install_packages() {
-  local missing=()
+  local missing=() p status
+  # one dpkg-query for all packages: prints "name status" for the known ones
+  declare -A installed=()
+  while read -r p status; do
+    [ "$status" = installed ] && installed[$p]=1
+  done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${packages[@]}" 2>/dev/null || true)
   for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [ -n "${installed[$p]:-}" ] || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then
     log "distribution packages present"
@@ -27,84 +51,176 @@ install_packages() {
   fi
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine (or container) has no or stale package lists: always update first.
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 }
 
-# Without systemd the daemons are started by hand. Two copies on the same socket paths
-# remove each other's sockets, so only start one when nothing answers.
-start_daemons() {
-  if ! pgrep -x virtlogd >/dev/null; then
-    log "starting virtlogd"
-    virtlogd -d
-  fi
-  if virsh -c qemu:///system version >/dev/null 2>&1; then
-    log "libvirtd answers"
+# --- libvirt daemons -------------------------------------------------------------------------
+# Without systemd the daemons are started by hand. Two copies on the same socket paths remove
+# each other's sockets, so a daemon is only started when none is alive. A daemon that died
+# (kill -9, OOM, machine restart with a persistent /run) leaves its pid file and socket files
+# behind; they are removed before starting a new one.
+
+virtlogd_answers() { virt-admin -c virtlogd:///system srv-list >/dev/null 2>&1; }
+# `virsh uri` needs a working connection to the QEMU driver but, unlike `virsh version`
+# (which probes the emulator and took 7-11 s here), answers in milliseconds.
+libvirtd_answers() { virsh -c qemu:///system uri >/dev/null 2>&1; }
+
+# Pids of live processes running exactly this daemon binary.
+daemon_pids() { pgrep -x "$1" || true; }
+
+wait_for() {  # wait_for SECONDS CHECK
+  local tries=$(( $1 * 5 )) i
+  for (( i = 0; i < tries; i++ )); do
+    "$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# Start a self-daemonising command with no inherited file descriptors: a daemon that kept the
+# caller's stdout/stderr (or any other pipe, e.g. a CI runner's) open would make that caller
+# wait forever for end-of-file.
+spawn_daemon() {
+  mkdir -p "$(dirname "$daemon_log")"
+  printf '%s starting: %s\n' "$(date -Is)" "$*" >> "$daemon_log"
+  /usr/bin/python3 -c '
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    sys.exit(subprocess.call(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=log, close_fds=True, start_new_session=True))
+' "$daemon_log" "$@"
+}
+
+# ensure_daemon NAME CHECK PIDFILE SOCKET...
+ensure_daemon() {
+  local name=$1 check=$2 pidfile=$3
+  shift 3
+  if "$check"; then
+    log "$name answers"
     return
   fi
-  if pgrep -x libvirtd >/dev/null; then
-    # Running but not answering yet: give it a moment before starting another.
-    for _ in $(seq 1 20); do
-      virsh -c qemu:///system version >/dev/null 2>&1 && return
-      sleep 0.5
-    done
+  if [ -n "$(daemon_pids "$name")" ]; then
+    # Alive but not answering: just started by someone else, or still initialising.
+    wait_for 20 "$check" && { log "$name answers"; return; }
+    die "$name is running (pid $(daemon_pids "$name" | xargs)) but does not answer; see /var/log/libvirt/$name.log. Not starting a second copy."
   fi
-  log "starting libvirtd"
-  libvirtd -d
-  for _ in $(seq 1 40); do
-    virsh -c qemu:///system version >/dev/null 2>&1 && { log "libvirtd answers"; return; }
-    sleep 0.5
+  # Nothing alive: whatever is left in /run belongs to a dead daemon.
+  local stale=()
+  for f in "$pidfile" "$@"; do
+    if [ -e "$f" ] || [ -S "$f" ]; then stale+=("$f"); fi
   done
-  echo "libvirtd did not answer on qemu:///system within 20 s" >&2
-  exit 1
+  if [ ${#stale[@]} -gt 0 ]; then
+    log "removing leftovers of a dead $name: ${stale[*]}"
+    rm -f "${stale[@]}"
+  fi
+  log "starting $name"
+  mkdir -p /run/libvirt
+  spawn_daemon "$name" -d || die "$name -d failed; see $daemon_log and /var/log/libvirt/$name.log"
+  wait_for 30 "$check" || die "$name did not answer within 30 s; see $daemon_log and /var/log/libvirt/$name.log"
+  log "$name answers"
 }
 
+start_daemons() {
+  # QEMU domains cannot start without virtlogd: start it first.
+  ensure_daemon virtlogd virtlogd_answers /run/virtlogd.pid \
+    /run/libvirt/virtlogd-sock /run/libvirt/virtlogd-admin-sock
+  ensure_daemon libvirtd libvirtd_answers /run/libvirtd.pid \
+    /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/libvirt-admin-sock
+}
+
+# --- controller venv -------------------------------------------------------------------------
 make_venv() {
-  local req="$here/requirements-dev.txt"
+  local req="$here/requirements-dev.txt" con="$here/constraints-dev.txt"
   local stamp="$venv/.requirements.sha256"
   local want
-  want="$(sha256sum "$req" | cut -d' ' -f1)"
-  if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  # The stamp covers the requirement files and the interpreter: a new python3 minor version
+  # (or a venv copied from elsewhere) means a rebuild.
+  want="$(cat "$req" "$con" 2>/dev/null | sha256sum | cut -d' ' -f1) $(readlink -f /usr/bin/python3)"
+  if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+     && "$venv/bin/python" -c '' 2>/dev/null; then
     log "venv up to date"
     return
   fi
-  log "preparing venv $venv"
+  log "preparing venv $venv (pip install from PyPI; takes a few minutes on a fresh machine)"
   # The distribution's python with its site packages: libvirt, lxml and libnbd bindings
   # come from Debian (there is no NBD client library on PyPI).
-  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  if ! "$venv/bin/python" -c '' 2>/dev/null; then
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
   echo "$want" > "$stamp"
 }
 
-# ansible-test sanity bootstraps pip in each of its venvs with a script it downloads; these
-# machines reach only the package registries. A local stand-in in ansible-test's cache does
-# the same job with ensurepip and PyPI.
-ansible_test_pip_standin() {
-  local cache="$HOME/.ansible/test/cache"
-  mkdir -p "$cache"
-  local f
-  for v in 24_2 25_0 25_1; do
-    f="$cache/get_pip_${v}.py"
-    [ -f "$f" ] && grep -q virtops-standin "$f" && continue
-    cat > "$f" <<'PY'
-# virtops-standin: offline replacement for get-pip.py
+# --- ansible-test's pip bootstrap ------------------------------------------------------------
+# ansible-test sanity bootstraps pip in each of its venvs with a script it downloads from
+# ci-files.testing.ansible.com (unreachable here). It first looks for a cached copy at
+# ~/.ansible/test/cache/get_pip_<pip version with _>.py; for ansible-core 2.19 the version is
+# 24.2 (ansible_test/_internal/python_requirements.py, get_venv_packages). The stand-in does
+# the same job with ensurepip and PyPI. It is called as
+#   python get_pip_24_2.py --disable-pip-version-check pip==24.2 --no-setuptools --no-wheel
+standin_script() {
+  cat <<'PY'
+# virtops-standin v2: offline replacement for ansible-test's get-pip.py (written by
+# scripts/setup-host.sh of virtops.libvirt). Bootstraps pip from the interpreter's bundled
+# wheels, then installs the requested packages (e.g. pip==24.2) from the package index.
 import ensurepip
 import subprocess
 import sys
 
+args = sys.argv[1:]
+no_setuptools = '--no-setuptools' in args
+no_wheel = '--no-wheel' in args
+args = [a for a in args if a not in ('--no-setuptools', '--no-wheel')]
+
 ensurepip.bootstrap(upgrade=True)
-args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
-if args:
+if any(not a.startswith('-') for a in args):
     subprocess.check_call([sys.executable, '-m', 'pip', 'install'] + args)
+# Python 3.11's ensurepip also installs setuptools; the real get-pip does not when asked.
+if no_setuptools:
+    subprocess.call([sys.executable, '-m', 'pip', 'uninstall', '-q', '-y', 'setuptools'])
+if no_wheel:
+    subprocess.call([sys.executable, '-m', 'pip', 'uninstall', '-q', '-y', 'wheel'],
+                    stderr=subprocess.DEVNULL)
 PY
+}
+
+ansible_test_pip_standin() {
+  local cache="$HOME/.ansible/test/cache" versions v f tmp
+  # Read the pip version(s) this ansible-test wants from its own source.
+  versions="$("$venv/bin/python" - <<'PY' 2>/dev/null || true
+import pathlib, re
+import ansible_test
+src = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'
+print(' '.join(sorted(set(re.findall(r"pip='([0-9.]+)'", src.read_text())))))
+PY
+)"
+  [ -n "$versions" ] || versions=24.2
+  mkdir -p "$cache"
+  for v in $versions; do
+    f="$cache/get_pip_${v//./_}.py"
+    if [ -f "$f" ] && cmp -s "$f" <(standin_script); then
+      continue
+    fi
+    # A real downloaded get-pip (not ours) works too: keep it.
+    if [ -f "$f" ] && ! grep -q virtops-standin "$f"; then
+      continue
+    fi
+    tmp="$(mktemp "$f.XXXXXX")"
+    standin_script > "$tmp"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$f"
+    log "ansible-test pip bootstrap stand-in written: $f"
   done
 }
 
 check_python_bindings() {
-  "$venv/bin/python" -c 'import libvirt, lxml, nbd' || {
-    echo "the venv does not see the libvirt/lxml/nbd bindings" >&2; exit 1; }
+  "$venv/bin/python" -c 'import libvirt, lxml, nbd' || die "the venv does not see the libvirt/lxml/nbd bindings"
 }
 
+lock_setup
 install_packages
 start_daemons
 make_venv
