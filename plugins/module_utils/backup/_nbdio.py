@@ -1,0 +1,357 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""The data path: read extents over NBD (libnbd), write them to a qcow2 image, hash every block.
+
+Sources are NBD exports: QEMU's pull-mode backup export (a frozen point in time with a dirty
+bitmap) or an image chain exported read-only by qemu-nbd. Writes go to a qcow2 image exported by
+a qemu-nbd process of our own. Several worker threads, each with its own connections, keep
+several requests in flight; libnbd releases the GIL while it waits, and hashlib while it hashes.
+Memory stays bounded: extents are planned one window at a time and the work queue is short.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+NBD_IMPORT_ERROR = None
+try:
+    import nbd
+except ImportError:  # pragma: no cover - reported by the modules
+    nbd = None
+    import traceback
+    NBD_IMPORT_ERROR = traceback.format_exc()
+
+BASE_ALLOCATION = 'base:allocation'
+ALLOCATION_DEPTH = 'qemu:allocation-depth'
+STATE_ZERO = 2           # base:allocation: the extent reads as zeroes
+DIRTY = 1                # qemu:dirty-bitmap:*: the extent changed since the checkpoint
+
+WINDOW = 1024 * 1024 * 1024      # extents are planned this much of the disk at a time
+MAX_REQUEST = 4 * 1024 * 1024    # one read or write, at most
+DEFAULT_WORKERS = 4
+
+
+class NbdIoError(Exception):
+    pass
+
+
+def dirty_bitmap_context(bitmap):
+    return 'qemu:dirty-bitmap:%s' % bitmap
+
+
+def _close(handle):
+    """Disconnect cleanly; older libnbd bindings have no close() and free the handle when dropped."""
+    try:
+        if handle.aio_is_ready():
+            handle.shutdown()
+    except Exception:  # pylint: disable=broad-except
+        pass
+    if hasattr(handle, 'close'):
+        handle.close()
+
+
+class Export:
+    """Where to connect: a unix socket and an export name."""
+
+    def __init__(self, socket, name=''):
+        self.socket = socket
+        self.name = name
+
+    def connect(self, contexts=()):
+        handle = nbd.NBD()
+        for ctx in contexts:
+            handle.add_meta_context(ctx)
+        handle.set_export_name(self.name)
+        try:
+            handle.connect_unix(self.socket)
+        except nbd.Error as exc:
+            _close(handle)
+            raise NbdIoError('cannot connect to NBD export %r on %s: %s' % (self.name, self.socket, exc))
+        for ctx in contexts:
+            if not handle.can_meta_context(ctx):
+                _close(handle)
+                raise NbdIoError('NBD export %r on %s does not offer %s' % (self.name, self.socket, ctx))
+        return handle
+
+
+class QemuNbdServer:
+    """A qemu-nbd process exporting one image on a private unix socket, for several clients."""
+
+    def __init__(self, image, fmt='qcow2', readonly=True, clients=DEFAULT_WORKERS, allocation_depth=False,
+                 bitmap=None):
+        self.image = image
+        self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-')
+        os.chmod(self.tmpdir, 0o700)
+        self.socket = os.path.join(self.tmpdir, 'nbd.sock')
+        cmd = ['qemu-nbd', '--format', fmt, '--socket', self.socket, '--shared', str(clients + 1),
+               '--persistent', '--cache', 'writeback']
+        if readonly:
+            cmd += ['--read-only']
+        else:
+            # Blocks of zeroes become zero clusters instead of allocated data.
+            cmd += ['--detect-zeroes', 'on']
+        if allocation_depth:
+            cmd += ['--allocation-depth']
+        if bitmap:
+            cmd += ['--bitmap', bitmap]
+        cmd.append(image)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode('utf-8', 'replace').strip()
+                self.close()
+                raise NbdIoError('qemu-nbd could not export %s: %s' % (self.image, err))
+            if os.path.exists(self.socket):
+                return
+            time.sleep(0.02)
+        self.close()
+        raise NbdIoError('qemu-nbd did not open its socket for %s within %d s' % (self.image, timeout))
+
+    def export(self):
+        return Export(self.socket, '')
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _extents(handle, offset, length, contexts):
+    """Extents per context for [offset, offset+length): {ctx: [(start, end, flags)]}, and where they stop."""
+    found = dict((ctx, []) for ctx in contexts)
+
+    def collect(metacontext, start, entries, err):
+        if metacontext in found:
+            pos = start
+            items = found[metacontext]
+            for i in range(0, len(entries), 2):
+                items.append((pos, pos + entries[i], entries[i + 1]))
+                pos += entries[i]
+        return 0
+
+    handle.block_status(length, offset, collect)
+    end = offset + length
+    for ctx in contexts:
+        items = found[ctx]
+        if not items:
+            raise NbdIoError('the NBD server sent no %s extents at offset %d' % (ctx, offset))
+        end = min(end, items[-1][1])
+    return found, end
+
+
+def _intersect(ranges, start, end):
+    for s, e in ranges:
+        s, e = max(s, start), min(e, end)
+        if s < e:
+            yield s, e
+
+
+def _merge(ranges):
+    merged = []
+    for s, e in ranges:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def plan_window(alloc, selected, block, size):
+    """Split a window into work: ('data', start, end) to copy and ('zero', start, end) that read as zeroes.
+
+    alloc: base:allocation extents (start, end, flags); selected: the ranges to consider (dirty or
+    top-layer extents), or None for everything. Ranges are widened to whole hash blocks, and a
+    block is zero only if every byte of it is in a zero extent.
+    """
+    if not alloc:
+        return []
+    w_start, w_end = alloc[0][0], alloc[-1][1]
+    if selected is None:
+        wanted = [(w_start, w_end)]
+    else:
+        wanted = _merge((max(0, s - s % block), min(size, e + (-e) % block)) for s, e in selected)
+    data = _merge((s - s % block, min(size, e + (-e) % block))
+                  for s, e, flags in alloc if not flags & STATE_ZERO)
+    work = []
+    for ws, we in wanted:
+        pos = ws
+        for ds, de in _intersect(data, ws, we):
+            if pos < ds:
+                work.append(('zero', pos, ds))
+            work.append(('data', ds, de))
+            pos = de
+        if pos < we:
+            work.append(('zero', pos, we))
+    return work
+
+
+class Transfer:
+    """Copy (or only hash) what a source export holds into a destination, block hashes included."""
+
+    def __init__(self, source, size, hashmap, destination=None, workers=DEFAULT_WORKERS,
+                 write_zeroes=False, timeout=None):
+        self.source = source
+        self.destination = destination
+        self.size = size
+        self.hashmap = hashmap
+        self.workers = max(1, workers)
+        self.write_zeroes = write_zeroes
+        self.deadline = time.time() + timeout if timeout else None
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.zero_bytes = 0
+        self.selected_bytes = 0
+        self._lock = threading.Lock()
+        self._error = None
+        self._queue = queue.Queue(maxsize=self.workers * 2)
+
+    def run(self, contexts, select):
+        """contexts: meta contexts to ask for; select(found) -> selected ranges or None (all).
+
+        Returns after every byte is copied and flushed; raises NbdIoError on any failure.
+        """
+        planner = self.source.connect([BASE_ALLOCATION] + [c for c in contexts if c != BASE_ALLOCATION])
+        threads = [threading.Thread(target=self._worker, name='virtops-nbd-%d' % i) for i in range(self.workers)]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        try:
+            offset = 0
+            all_contexts = [BASE_ALLOCATION] + [c for c in contexts if c != BASE_ALLOCATION]
+            while offset < self.size and self._error is None:
+                self._check_deadline()
+                found, end = _extents(planner, offset, min(WINDOW, self.size - offset), all_contexts)
+                alloc = [(s, min(e, end), f) for s, e, f in found[BASE_ALLOCATION] if s < end]
+                selected = select(found, end)
+                if selected is not None:
+                    selected = [(s, min(e, end)) for s, e in selected if s < end]
+                    self.selected_bytes += sum(e - s for s, e in selected)
+                else:
+                    self.selected_bytes += end - offset
+                for kind, s, e in plan_window(alloc, selected, self.hashmap.block_size, self.size):
+                    self._put_chunks(kind, s, e)
+                offset = end
+        except nbd.Error as exc:
+            self._fail(NbdIoError('reading extents failed: %s' % exc))
+        except NbdIoError as exc:
+            self._fail(exc)
+        finally:
+            for _ in threads:
+                self._put(None)
+            for t in threads:
+                t.join()
+            _close(planner)
+        if self._error is not None:
+            raise self._error
+
+    def _check_deadline(self):
+        if self.deadline and time.time() > self.deadline:
+            raise NbdIoError('the transfer did not finish within the timeout')
+
+    def _put(self, item):
+        # Workers always drain the queue, so a put never waits for long.
+        self._queue.put(item)
+
+    def _put_chunks(self, kind, start, end):
+        step = MAX_REQUEST if kind == 'data' else WINDOW
+        pos = start
+        while pos < end and self._error is None:
+            self._check_deadline()
+            stop = min(end, pos + step)
+            self._put((kind, pos, stop))
+            pos = stop
+
+    def _fail(self, exc):
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+
+    def _worker(self):
+        src = dst = None
+        try:
+            src = self.source.connect()
+            if self.destination is not None:
+                dst = self.destination.connect()
+        except Exception as exc:  # pylint: disable=broad-except
+            self._fail(exc if isinstance(exc, NbdIoError) else NbdIoError('NBD connection failed: %s' % exc))
+        # Always consume until our end marker, so the producer never blocks on a dead worker.
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if self._error is not None:
+                continue
+            try:
+                self._process(item, src, dst)
+            except Exception as exc:  # pylint: disable=broad-except
+                self._fail(NbdIoError('NBD transfer at offset %d failed: %s' % (item[1], exc)))
+        try:
+            if dst is not None and self._error is None:
+                dst.flush()
+        except Exception as exc:  # pylint: disable=broad-except
+            self._fail(NbdIoError('flushing the backup image failed: %s' % exc))
+        for handle in (src, dst):
+            if handle is not None:
+                _close(handle)
+
+    def _process(self, item, src, dst):
+        kind, start, end = item
+        if kind == 'data':
+            buf = src.pread(end - start, start)
+            if dst is not None:
+                dst.pwrite(buf, start)
+            self.hashmap.update(start, buf)
+            with self._lock:
+                self.bytes_read += end - start
+                if dst is not None:
+                    self.bytes_written += end - start
+        else:
+            if dst is not None and self.write_zeroes:
+                dst.zero(end - start, start)
+            self.hashmap.set_zero(start, end)
+            with self._lock:
+                self.zero_bytes += end - start
+
+
+def select_dirty(bitmap_context):
+    def select(found, end):
+        return [(s, e) for s, e, flags in found[bitmap_context] if flags & DIRTY]
+    return select
+
+
+def select_top_layer(found, end):
+    """With qemu-nbd --allocation-depth, depth 1 is the image itself (not its backing chain)."""
+    return [(s, e) for s, e, depth in found[ALLOCATION_DEPTH] if depth == 1]
+
+
+def select_all(found, end):
+    return None
