@@ -15,8 +15,8 @@ options:
     description:
       - libvirt connection URI, for example V(qemu:///system), V(qemu+ssh://root@host/system)
         or V(test:///default).
-      - Set it once for every module of this collection with
-        C(module_defaults: {group/virtops.libvirt.libvirt: {uri: ...}}).
+      - 'Set it once for every module of this collection with
+        C(module_defaults: {group/virtops.libvirt.libvirt: {uri: ...}}).'
     type: str
     default: qemu:///system
   username:
