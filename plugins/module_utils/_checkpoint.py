@@ -1,0 +1,563 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Checkpoints of libvirt domains: read, create, redefine, delete.
+
+Used by the virt_checkpoint and virt_checkpoint_info modules and by the backup engine. Every
+function here raises VirtError (or its subclass CheckpointError) with a message meant for the
+user; none of them exits a module.
+
+Facts this code relies on (libvirt 9.0, QEMU 7.2; see docs/LAB-NOTES.md):
+- creating a checkpoint needs a running domain (the QEMU and test drivers both refuse otherwise);
+- deleting one (bitmaps included) needs a running domain with the QEMU driver; deleting only the
+  metadata does not;
+- a disk can hold a bitmap only in the qcow2 format;
+- without <disks>, libvirt gives every writable disk with media a bitmap; with <disks>, disks not
+  listed get none;
+- REDEFINE of an existing checkpoint replaces its metadata (bitmaps are not touched).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import xml.etree.ElementTree as ET
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    VirtError,
+    is_error,
+    libvirt_call,
+    translate,
+)
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - reported by VirtModule
+    libvirt = None
+
+
+BITMAP = 'bitmap'
+NO = 'no'
+# Disk formats that can store a persistent dirty bitmap.
+BITMAP_FORMATS = ('qcow2',)
+
+
+class CheckpointError(VirtError):
+    """A checkpoint operation that cannot or must not be done, explained for the user."""
+
+
+def _flag(name):
+    return getattr(libvirt, name)
+
+
+def _dom_label(dom):
+    return 'domain %s' % dom.name()
+
+
+def _chk_label(dom, name):
+    return 'checkpoint %s of domain %s' % (name, dom.name())
+
+
+def _driver_type(dom):
+    with libvirt_call('reading the driver type', _dom_label(dom)):
+        return dom.connect().getType()
+
+
+# --------------------------------------------------------------------------------------------
+# XML
+
+
+def _text(elem, path):
+    node = elem.find(path)
+    if node is None or node.text is None:
+        return None
+    return node.text.strip()
+
+
+def parse_checkpoint_xml(xml):
+    """A checkpoint XML document as a dict.
+
+    Keys: name, description (None when absent), parent (None for a root), creation_time (int or
+    None), disks (list of dicts name, checkpoint, bitmap (None when checkpoint is no), size
+    (int, only in XML read with VIR_DOMAIN_CHECKPOINT_XML_SIZE, else None)), has_domain
+    (whether the <domain> copy is present). Raises CheckpointError on XML that is not a
+    checkpoint.
+    """
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise CheckpointError('the checkpoint XML is not well-formed: %s' % exc)
+    if root.tag != 'domaincheckpoint':
+        raise CheckpointError('the checkpoint XML has root element <%s>; expected <domaincheckpoint>'
+                              % root.tag)
+    creation = _text(root, 'creationTime')
+    if creation is not None:
+        try:
+            creation = int(creation)
+        except ValueError:
+            raise CheckpointError('the checkpoint XML has a creationTime that is not a number: %r'
+                                  % creation)
+    disks = []
+    for disk in root.findall('disks/disk'):
+        size = disk.get('size')
+        kind = disk.get('checkpoint') or BITMAP
+        disks.append(dict(
+            name=disk.get('name'),
+            checkpoint=kind,
+            bitmap=disk.get('bitmap') if kind == BITMAP else None,
+            size=int(size) if size is not None else None,
+        ))
+    return dict(
+        name=_text(root, 'name'),
+        description=_text(root, 'description'),
+        parent=_text(root, 'parent/name'),
+        creation_time=creation,
+        disks=disks,
+        has_domain=root.find('domain') is not None,
+    )
+
+
+def build_checkpoint_xml(name, description=None, disks=None):
+    """XML for virDomainCheckpointCreateXML.
+
+    disks: None to let libvirt choose (every writable disk gets a bitmap), or a list of
+    dicts name, checkpoint ('bitmap' or 'no'); libvirt gives unlisted disks no bitmap.
+    """
+    root = ET.Element('domaincheckpoint')
+    ET.SubElement(root, 'name').text = name
+    if description:
+        ET.SubElement(root, 'description').text = description
+    if disks is not None:
+        node = ET.SubElement(root, 'disks')
+        for disk in disks:
+            ET.SubElement(node, 'disk', dict(name=disk['name'], checkpoint=disk.get('checkpoint') or BITMAP))
+    return ET.tostring(root, encoding='unicode')
+
+
+def set_description(xml, description):
+    """The checkpoint XML with its <description> replaced (removed when description is empty)."""
+    root = ET.fromstring(xml)
+    node = root.find('description')
+    if not description:
+        if node is not None:
+            root.remove(node)
+    else:
+        if node is None:
+            node = ET.Element('description')
+            # libvirt writes description right after name; keep that order.
+            root.insert(1, node)
+        node.text = description
+    return ET.tostring(root, encoding='unicode')
+
+
+def domain_disks(dom, inactive=False):
+    """The domain's disks as dicts: name (target dev), device, format (driver type, None when
+    the XML does not say), source (path, volume or network name, None when empty), readonly."""
+    flags = _flag('VIR_DOMAIN_XML_INACTIVE') if inactive else 0
+    with libvirt_call('reading the definition', _dom_label(dom)):
+        xml = dom.XMLDesc(flags)
+    root = ET.fromstring(xml)
+    disks = []
+    for disk in root.findall('devices/disk'):
+        target = disk.find('target')
+        if target is None:
+            continue
+        driver = disk.find('driver')
+        source = disk.find('source')
+        src = None
+        if source is not None:
+            src = (source.get('file') or source.get('dev') or source.get('name')
+                   or source.get('volume') or source.get('dir'))
+            if src is None and source.get('pool'):
+                src = '%s/%s' % (source.get('pool'), source.get('volume'))
+        disks.append(dict(
+            name=target.get('dev'),
+            device=disk.get('device') or 'disk',
+            format=driver.get('type') if driver is not None else None,
+            source=src,
+            readonly=disk.find('readonly') is not None,
+        ))
+    return disks
+
+
+def predict_disks(dom_disks, requested=None):
+    """The disk list libvirt will give a new checkpoint, as dicts name, checkpoint.
+
+    Follows virDomainCheckpointAlignDisks: without a request every disk with media that is not
+    read-only gets a bitmap; with a request, listed disks get what they ask for and the others
+    get none.
+    """
+    by_name = dict((d['name'], d.get('checkpoint') or BITMAP) for d in (requested or []))
+    result = []
+    for disk in dom_disks:
+        if requested is None:
+            kind = NO if disk['source'] is None or disk['readonly'] else BITMAP
+        else:
+            kind = by_name.get(disk['name'], NO)
+        result.append(dict(name=disk['name'], checkpoint=kind))
+    return result
+
+
+def validate_disk_request(dom, dom_disks, requested):
+    """Fail before libvirt does when the disk list names unknown disks or twice the same one."""
+    if requested is None:
+        return
+    known = [d['name'] for d in dom_disks]
+    seen = set()
+    for disk in requested:
+        if disk['name'] in seen:
+            raise CheckpointError('disk %s is listed twice in disks' % disk['name'])
+        seen.add(disk['name'])
+        if disk['name'] not in known:
+            raise CheckpointError('%s has no disk %s; its disks are: %s' % (
+                _dom_label(dom), disk['name'], ', '.join(known) or 'none'))
+
+
+def check_bitmap_capable(dom, name, dom_disks, planned):
+    """Fail, naming the disk and its format, when a disk that is to get a bitmap cannot hold one.
+
+    Disks whose format the domain XML does not state (test driver) are left to libvirt.
+    """
+    formats = dict((d['name'], d) for d in dom_disks)
+    bad = []
+    for disk in planned:
+        if disk['checkpoint'] != BITMAP:
+            continue
+        info = formats.get(disk['name'])
+        if info is None or info['format'] is None:
+            continue
+        if info['format'] not in BITMAP_FORMATS:
+            bad.append(info)
+    if bad:
+        reasons = ['disk %s (%s) has format %s' % (d['name'], d['source'] or 'no source', d['format'])
+                   for d in bad]
+        raise CheckpointError(
+            'cannot create %s: %s; a checkpoint keeps a persistent dirty bitmap in the disk image, '
+            'which only %s images can hold. Exclude the disk with disks: [{name: %s, checkpoint: no}] '
+            '(list every disk that should get a bitmap), or convert it to qcow2.' % (
+                _chk_label(dom, name), '; '.join(reasons), '/'.join(BITMAP_FORMATS), bad[0]['name']),
+            obj=name, disks=[d['name'] for d in bad])
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def lookup_checkpoint(dom, name):
+    """The virDomainCheckpoint called name, or None."""
+    try:
+        return dom.checkpointLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_DOMAIN_CHECKPOINT'):
+            return None
+        raise translate(exc, 'looking up', _chk_label(dom, name))
+
+
+def list_checkpoints(dom):
+    """Every checkpoint of the domain, parents before their children."""
+    with libvirt_call('listing checkpoints', _dom_label(dom)):
+        return dom.listAllCheckpoints(_flag('VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL'))
+
+
+def descendants(dom, chk):
+    """Names of every checkpoint below chk, parents before their children."""
+    with libvirt_call('listing the descendants', _chk_label(dom, chk.getName())):
+        below = chk.listAllChildren(_flag('VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS'))
+    names = set(c.getName() for c in below)
+    # listAllChildren has no topological order; the domain-wide list has.
+    return [c.getName() for c in list_checkpoints(dom) if c.getName() in names]
+
+
+def checkpoint_xml(dom, chk, no_domain=False, size=False):
+    flags = 0
+    if no_domain:
+        flags |= _flag('VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN')
+    if size:
+        flags |= _flag('VIR_DOMAIN_CHECKPOINT_XML_SIZE')
+    with libvirt_call('reading the XML', _chk_label(dom, chk.getName())):
+        return chk.getXMLDesc(flags)
+
+
+def checkpoint_sizes(dom, chk):
+    """Bytes written since the checkpoint, per disk with a bitmap, or None when the domain is
+    not running (libvirt asks QEMU for the bitmaps' dirty counts)."""
+    with libvirt_call('reading the state', _dom_label(dom)):
+        active = dom.isActive()
+    if not active:
+        return None
+    try:
+        xml = chk.getXMLDesc(_flag('VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN') | _flag('VIR_DOMAIN_CHECKPOINT_XML_SIZE'))
+    except libvirt.libvirtError as exc:
+        # The domain stopped between the two calls.
+        if is_error(exc, 'VIR_ERR_OPERATION_INVALID'):
+            return None
+        raise translate(exc, 'reading the size', _chk_label(dom, chk.getName()))
+    parsed = parse_checkpoint_xml(xml)
+    return dict((d['name'], d['size']) for d in parsed['disks'] if d['size'] is not None)
+
+
+def describe(dom, chk, size=False):
+    """A checkpoint as the modules return it: name, description, parent, creation_time, disks
+    (name, checkpoint, bitmap), xml (full, usable for redefinition) and, with size=True, size."""
+    xml = checkpoint_xml(dom, chk)
+    parsed = parse_checkpoint_xml(xml)
+    result = dict(
+        name=parsed['name'],
+        description=parsed['description'],
+        parent=parsed['parent'],
+        creation_time=parsed['creation_time'],
+        disks=[dict(name=d['name'], checkpoint=d['checkpoint'], bitmap=d['bitmap']) for d in parsed['disks']],
+        xml=xml,
+    )
+    if size:
+        result['size'] = checkpoint_sizes(dom, chk)
+    return result
+
+
+def checkpoints_info(dom, name=None, size=True):
+    """describe() of every checkpoint of the domain (parents first), or of the one called name
+    (an empty list when there is none)."""
+    if name is not None:
+        chk = lookup_checkpoint(dom, name)
+        return [describe(dom, chk, size=size)] if chk is not None else []
+    return [describe(dom, chk, size=size) for chk in list_checkpoints(dom)]
+
+
+# --------------------------------------------------------------------------------------------
+# Changing
+
+
+def require_active(dom, what):
+    with libvirt_call('reading the state', _dom_label(dom)):
+        active = dom.isActive()
+    if not active:
+        raise CheckpointError('%s needs %s running: libvirt makes and removes dirty bitmaps through '
+                              'QEMU, and the domain is shut off' % (what, _dom_label(dom)),
+                              obj=dom.name())
+
+
+def offline_delete_supported(dom):
+    """Whether the driver deletes checkpoints (bitmaps included) of a shut-off domain.
+
+    libvirt 9.0's QEMU driver refuses ("cannot delete checkpoint for inactive domain"); the
+    test driver accepts.
+    """
+    return _driver_type(dom) != 'QEMU'
+
+
+def redefine_validate_supported(dom):
+    """Whether VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE can be used now: the domain runs
+    and the driver has real bitmaps to check (the test driver rejects the flag)."""
+    with libvirt_call('reading the state', _dom_label(dom)):
+        active = dom.isActive()
+    return bool(active) and _driver_type(dom) != 'TEST'
+
+
+def create_checkpoint(dom, name, description=None, disks=None):
+    """Create a checkpoint (bitmaps included) after checking what libvirt would reject late.
+
+    Returns the virDomainCheckpoint.
+    """
+    plan_checkpoint(dom, name, disks)
+    xml = build_checkpoint_xml(name, description, disks)
+    with libvirt_call('creating', _chk_label(dom, name)):
+        return dom.checkpointCreateXML(xml, 0)
+
+
+def plan_checkpoint(dom, name, disks=None):
+    """The disks (name, checkpoint) a new checkpoint will get; raises CheckpointError when it
+    cannot be created (domain shut off, unknown disk, disk without bitmap support)."""
+    require_active(dom, 'creating %s' % _chk_label(dom, name))
+    dom_disks = domain_disks(dom)
+    validate_disk_request(dom, dom_disks, disks)
+    planned = predict_disks(dom_disks, disks)
+    check_bitmap_capable(dom, name, dom_disks, planned)
+    return planned
+
+
+def parse_redefine_xml(xml):
+    """Check XML meant for redefinition before libvirt sees it; returns parse_checkpoint_xml()."""
+    parsed = parse_checkpoint_xml(xml)
+    if not parsed['name']:
+        raise CheckpointError('redefine_xml has no <name>')
+    if parsed['creation_time'] is None:
+        raise CheckpointError('redefine_xml has no <creationTime>: redefinition restores a checkpoint '
+                              'exactly as it was; pass the xml that virt_checkpoint or virt_checkpoint_info '
+                              'returned (or virsh checkpoint-dumpxml)')
+    return parsed
+
+
+def redefine_checkpoint(dom, xml, validate=None):
+    """Restore checkpoint metadata from XML (VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE).
+
+    validate None: check that the bitmaps exist (REDEFINE_VALIDATE) when the domain runs.
+    Returns the virDomainCheckpoint.
+    """
+    parsed = parse_redefine_xml(xml)
+    if validate is None:
+        validate = redefine_validate_supported(dom)
+    flags = _flag('VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE')
+    if validate:
+        flags |= _flag('VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE')
+    with libvirt_call('redefining', _chk_label(dom, parsed['name'])):
+        return dom.checkpointCreateXML(xml, flags)
+
+
+def delete_checkpoint(dom, chk, children=False, metadata_only=False):
+    """Delete a checkpoint; children=True also deletes its descendants; metadata_only=True keeps
+    the bitmaps in the images and removes only libvirt's record."""
+    flags = 0
+    if children:
+        flags |= _flag('VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN')
+    if metadata_only:
+        flags |= _flag('VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY')
+    with libvirt_call('deleting', _chk_label(dom, chk.getName())):
+        chk.delete(flags)
+
+
+def check_delete_possible(dom, name, metadata_only=False):
+    if metadata_only or offline_delete_supported(dom):
+        return
+    with libvirt_call('reading the state', _dom_label(dom)):
+        active = dom.isActive()
+    if not active:
+        raise CheckpointError(
+            'deleting %s needs the domain running: libvirt removes the bitmaps from the images through '
+            'QEMU, and the domain is shut off. Start it, or set metadata_only: true to remove only '
+            "libvirt's record (the bitmaps then stay in the images)." % _chk_label(dom, name),
+            obj=dom.name())
+
+
+# --------------------------------------------------------------------------------------------
+# Desired state (the virt_checkpoint module)
+
+
+def _comparable(desc):
+    """The part of a checkpoint description that diff mode shows."""
+    if not desc:
+        return {}
+    keys = ('name', 'description', 'parent', 'creation_time', 'disks')
+    return dict((k, desc.get(k)) for k in keys)
+
+
+def disk_differences(existing_disks, requested):
+    """Listed disks whose checkpoint setting differs from the existing checkpoint, as strings."""
+    have = dict((d['name'], d['checkpoint']) for d in existing_disks)
+    diffs = []
+    for disk in requested:
+        want = disk.get('checkpoint') or BITMAP
+        got = have.get(disk['name'], NO)
+        if want != got:
+            diffs.append('disk %s: checkpoint=%s, requested %s' % (disk['name'], got, want))
+    return diffs
+
+
+def _same_metadata(a, b):
+    """Whether two parsed checkpoints carry the same metadata (xml and size aside)."""
+    def disks(p):
+        return sorted((d['name'], d['checkpoint'], d['bitmap']) for d in p['disks'])
+    return (a['name'] == b['name'] and (a['description'] or '') == (b['description'] or '')
+            and a['parent'] == b['parent'] and a['creation_time'] == b['creation_time']
+            and disks(a) == disks(b))
+
+
+def ensure_present(conn, domain, name=None, description=None, disks=None, redefine_xml=None,
+                   check_mode=False):
+    """Make the checkpoint exist as requested. Returns dict(changed, checkpoint, diff, msg)."""
+    conn.require('checkpoints')
+    dom = conn.get_domain(domain)
+    if redefine_xml is not None:
+        return _ensure_redefined(dom, name, redefine_xml, check_mode)
+
+    chk = lookup_checkpoint(dom, name)
+    if chk is None:
+        planned = plan_checkpoint(dom, name, disks)
+        after = dict(name=name, description=description or None, parent=None, creation_time=None,
+                     disks=[dict(name=d['name'], checkpoint=d['checkpoint'],
+                                 bitmap=name if d['checkpoint'] == BITMAP else None) for d in planned],
+                     xml=None)
+        if check_mode:
+            return dict(changed=True, checkpoint=after, diff=dict(before={}, after=_comparable(after)),
+                        msg='checkpoint %s would be created' % name)
+        chk = create_checkpoint(dom, name, description, disks)
+        after = describe(dom, chk)
+        return dict(changed=True, checkpoint=after, diff=dict(before={}, after=_comparable(after)),
+                    msg='checkpoint %s created' % name)
+
+    before = describe(dom, chk)
+    if disks is not None:
+        diffs = disk_differences(before['disks'], disks)
+        if diffs:
+            raise CheckpointError(
+                '%s exists with other disks than requested (%s). The bitmaps of a checkpoint are made '
+                'when it is created and cannot be changed afterwards; delete it (state: absent) and '
+                'create it again, or create a checkpoint with another name. Nothing was changed.' % (
+                    _chk_label(dom, name), '; '.join(diffs)),
+                obj=name, checkpoint=before)
+    if description is None or (before['description'] or '') == description:
+        return dict(changed=False, checkpoint=before,
+                    diff=dict(before=_comparable(before), after=_comparable(before)),
+                    msg='checkpoint %s exists as requested' % name)
+
+    # Only the description differs: it is libvirt metadata, which REDEFINE replaces without
+    # touching the bitmaps.
+    after = dict(before)
+    after['description'] = description or None
+    if check_mode:
+        after['xml'] = set_description(before['xml'], description)
+        return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
+                    msg='description of checkpoint %s would be changed' % name)
+    redefine_checkpoint(dom, set_description(before['xml'], description))
+    after = describe(dom, lookup_checkpoint(dom, name))
+    return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
+                msg='description of checkpoint %s changed' % name)
+
+
+def _ensure_redefined(dom, name, xml, check_mode):
+    parsed = parse_redefine_xml(xml)
+    if name is not None and name != parsed['name']:
+        raise CheckpointError('name is %s but redefine_xml describes checkpoint %s' % (name, parsed['name']))
+    name = parsed['name']
+    chk = lookup_checkpoint(dom, name)
+    before = describe(dom, chk) if chk is not None else None
+    if before is not None and _same_metadata(parse_checkpoint_xml(before['xml']), parsed):
+        return dict(changed=False, checkpoint=before,
+                    diff=dict(before=_comparable(before), after=_comparable(before)),
+                    msg='checkpoint %s is defined as in redefine_xml' % name)
+    if check_mode:
+        after = dict((k, parsed[k]) for k in ('name', 'description', 'parent', 'creation_time'))
+        after['disks'] = [dict(name=d['name'], checkpoint=d['checkpoint'], bitmap=d['bitmap'])
+                          for d in parsed['disks']]
+        after['xml'] = xml
+        return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
+                    msg='checkpoint %s would be redefined' % name)
+    chk = redefine_checkpoint(dom, xml)
+    after = describe(dom, chk)
+    return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
+                msg='checkpoint %s redefined' % name)
+
+
+def ensure_absent(conn, domain, name, children=False, metadata_only=False, check_mode=False):
+    """Make the checkpoint (and with children=True its descendants) go away."""
+    conn.require('checkpoints')
+    dom = conn.get_domain(domain)
+    chk = lookup_checkpoint(dom, name)
+    if chk is None:
+        return dict(changed=False, checkpoint=None, deleted=[], diff=dict(before={}, after={}),
+                    msg='checkpoint %s does not exist' % name)
+    before = describe(dom, chk)
+    deleted = [name] + (descendants(dom, chk) if children else [])
+    check_delete_possible(dom, name, metadata_only)
+    diff_before = _comparable(before)
+    if children:
+        diff_before['descendants'] = deleted[1:]
+    what = '%s%s %s' % ('metadata of ' if metadata_only else '',
+                        'checkpoints' if len(deleted) > 1 else 'checkpoint', ', '.join(deleted))
+    if check_mode:
+        return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
+                    msg='%s would be deleted' % what)
+    delete_checkpoint(dom, chk, children=children, metadata_only=metadata_only)
+    return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
+                msg='%s deleted' % what)
