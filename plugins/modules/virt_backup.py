@@ -1,0 +1,274 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: virt_backup
+short_description: Take a full, incremental or differential backup of a libvirt domain
+version_added: 0.1.0
+description:
+  - Takes one backup of one running or paused domain into a backup repository on the hypervisor host,
+    through libvirt's C(virDomainBackupBegin), in pull mode (QEMU exports a frozen point in time over NBD
+    and this module reads only the extents that changed) or push mode (QEMU writes the images itself).
+  - Every backup creates its next libvirt checkpoint atomically with the job. Checkpoint names carry the
+    repository's id, so two repositories can back up one domain independently.
+  - The repository holds plain qcow2 chains; each incremental image has the previous backup as its
+    backing file (a relative path), so C(qemu-img) alone can restore any point in time. The format is
+    specified in the collection's C(docs/repository-format.md).
+  - A backup exists only once its manifest is written, last, by atomic rename. A failed run ends the
+    job, deletes the checkpoint it created and removes its partial files.
+extends_documentation_fragment:
+  - virtops.libvirt.connection
+  - virtops.libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Predicts the level and the reason without creating the repository, a checkpoint or a job.
+  diff_mode:
+    support: full
+    details:
+      - Shows the domain's backups in the repository before and after.
+  idempotent:
+    support: none
+    details:
+      - Every run takes a new backup; that is its purpose.
+options:
+  domain:
+    description: Name of the domain to back up.
+    type: str
+    required: true
+  repository:
+    description:
+      - Absolute path of the backup repository on the host where the module runs (the hypervisor).
+      - Created when missing (mode 0711, so that QEMU can reach its staging directory inside).
+        An existing directory must be empty or already a repository.
+    type: path
+    required: true
+  mode:
+    description:
+      - V(pull) reads the point in time over NBD (unix socket in a private directory), only allocated
+        extents, and for incrementals only the dirty ones.
+      - V(push) lets QEMU write the qcow2 images into the repository's staging directory.
+      - Both produce the same repository layout; one chain may mix them.
+    type: str
+    choices: [pull, push]
+    default: pull
+  level:
+    description:
+      - V(auto) takes an incremental when the repository's newest chain and its checkpoint are usable,
+        otherwise a full backup, and says why in RV(backup.reason).
+      - V(incremental) backs up the changes since the last backup of the chain; V(differential) the
+        changes since the chain's full backup. Both fail when no usable chain exists.
+    type: str
+    choices: [auto, full, incremental, differential]
+    default: auto
+  disks:
+    description:
+      - Disk target names (for example V(vda)) to back up. Default is every disk that can be backed up
+        (qcow2, writable, not a CD-ROM). The others are listed in RV(backup.skipped_disks).
+    type: list
+    elements: str
+  scratch_dir:
+    description:
+      - Directory for the pull-mode scratch files (QEMU keeps the old data of blocks the guest writes
+        during the backup there). Must be reachable and writable by QEMU's user. Default is the
+        repository's staging directory.
+    type: path
+  timeout:
+    description: Seconds the whole backup may take before it is aborted and cleaned up. V(0) means no limit.
+    type: int
+    default: 0
+  verify:
+    description:
+      - After the backup, run C(qemu-img check) on the new images and read the whole point in time back to
+        compare it with the integrity data.
+    type: bool
+    default: false
+  workers:
+    description: Parallel NBD connections (requests in flight) used to read and write the data.
+    type: int
+    default: 4
+requirements:
+  - libvirt 6.0 or newer with QEMU 4.2 or newer
+  - libnbd Python bindings (Debian C(python3-libnbd)), lxml, and C(qemu-img) and C(qemu-nbd) (C(qemu-utils))
+notes:
+  - The module must run on the hypervisor host itself, as root, since QEMU and the module share the
+    repository directory and the NBD socket.
+seealso:
+  - module: virtops.libvirt.virt_restore
+  - module: virtops.libvirt.virt_backup_info
+  - module: virtops.libvirt.virt_checkpoint_info
+author:
+  - virtops.libvirt developers
+'''
+
+EXAMPLES = r'''
+- name: Back up a VM: full the first time, incremental afterwards
+  virtops.libvirt.virt_backup:
+    domain: web01
+    repository: /srv/backup/vms
+
+- name: Weekly full backup in push mode, verified
+  virtops.libvirt.virt_backup:
+    domain: web01
+    repository: /srv/backup/vms
+    mode: push
+    level: full
+    verify: true
+
+- name: Only the data disk, changes since the chain's full backup
+  virtops.libvirt.virt_backup:
+    domain: db01
+    repository: /srv/backup/vms
+    level: differential
+    disks: [vdb]
+  register: result
+
+- name: Report
+  ansible.builtin.debug:
+    msg: "{{ result.backup.level }} ({{ result.backup.reason }}) in {{ result.backup.duration }} s"
+'''
+
+RETURN = r'''
+backup:
+  description: The backup taken (in check mode, the one that would be taken; its id is then null).
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Backup id, the UTC time it started (V(20261126T014520Z)).
+      type: str
+    chain:
+      description: Id of the chain (the id of its full backup).
+      type: str
+    level:
+      description: The level actually taken.
+      type: str
+      sample: incremental
+    reason:
+      description: Why this level.
+      type: str
+      sample: "full: no backup of this domain in the repository yet"
+    mode:
+      description: V(pull) or V(push).
+      type: str
+    parent:
+      description: Id of the backup whose images are the backing files of this one; null for a full backup.
+      type: str
+    checkpoint:
+      description: Name of the libvirt checkpoint created with this backup.
+      type: str
+    path:
+      description: Directory of this backup in the repository.
+      type: str
+    started:
+      description: ISO 8601 time the backup started (UTC).
+      type: str
+    duration:
+      description: Seconds the backup took.
+      type: float
+    verified:
+      description: Whether the backup was read back and checked (O(verify)).
+      type: bool
+    disks:
+      description: Figures per disk.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: Disk target name.
+          type: str
+        virtual_size:
+          description: Size of the disk in bytes.
+          type: int
+        dirty_bytes:
+          description: Bytes changed since the checkpoint (incremental, differential) or allocated (full).
+          type: int
+        bytes_read:
+          description: Bytes of data read from the domain's disk.
+          type: int
+        bytes_written:
+          description: Bytes of data written into the repository (runs of zeroes are recorded, not written).
+          type: int
+        throughput:
+          description: Bytes read per second.
+          type: int
+        image_digest:
+          description: SHA-256 of the disk's block hash map at this point in time (integrity data).
+          type: str
+    skipped_disks:
+      description: Disks not backed up, each with the reason.
+      type: list
+      elements: dict
+removed_partial:
+  description: Directories of earlier interrupted backups of this domain that this run removed.
+  returned: success
+  type: list
+  elements: str
+'''
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _nbdio, _repository
+
+
+def run(vm):
+    params = vm.params
+    if _nbdio.nbd is None:
+        raise VirtError('virt_backup needs the libnbd Python bindings (Debian/Ubuntu: python3-libnbd, '
+                        'RHEL: python3-libnbd)', exception=_nbdio.NBD_IMPORT_ERROR)
+    if params['workers'] < 1 or params['workers'] > 32:
+        raise VirtError('workers must be between 1 and 32, not %d' % params['workers'])
+    if params['timeout'] < 0:
+        raise VirtError('timeout must be 0 (no limit) or a number of seconds, not %d' % params['timeout'])
+    try:
+        request = _engine.Request(
+            domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
+            disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
+            verify=params['verify'], workers=params['workers'])
+    except _repository.RepositoryError as exc:
+        raise VirtError(str(exc))
+    conn = vm.connection
+    conn.require('backup')
+    before = _listing(params['repository'], params['domain'])
+    result = _engine.take_backup(conn, request, check_mode=vm.check_mode)
+    after = list(before)
+    after.append(result['backup']['id'] or '(new %s backup)' % result['backup']['level'])
+    if vm.module._diff:
+        result['diff'] = dict(before=dict(backups=before), after=dict(backups=after))
+    return result
+
+
+def _listing(path, domain):
+    try:
+        repo = _repository.Repository(path, create=False)
+        return ['%s (%s)' % (b.id, b.level) for b in repo.backups(domain)]
+    except _repository.RepositoryError:
+        return []
+
+
+def main():
+    vm = VirtModule(
+        argument_spec=dict(
+            domain=dict(type='str', required=True),
+            repository=dict(type='path', required=True),
+            mode=dict(type='str', default='pull', choices=['pull', 'push']),
+            level=dict(type='str', default='auto', choices=['auto', 'full', 'incremental', 'differential']),
+            disks=dict(type='list', elements='str'),
+            scratch_dir=dict(type='path'),
+            timeout=dict(type='int', default=0),
+            verify=dict(type='bool', default=False),
+            workers=dict(type='int', default=4),
+        ),
+        supports_check_mode=True,
+    )
+    vm.run(run)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: virt_backup_info
+short_description: List, and optionally verify, the backups in a repository
+version_added: 0.1.0
+description:
+  - Lists the domains of a backup repository written by M(virtops.libvirt.virt_backup), each with its
+    chains and their backups. Only complete backups (with a valid manifest) are listed.
+  - With O(verify), checks every image with C(qemu-img check) and reads every point in time back to
+    compare it, block by block, with the integrity data recorded at backup time.
+  - Needs no libvirt connection: the repository alone is read.
+extends_documentation_fragment:
+  - virtops.libvirt.connection
+  - virtops.libvirt.attributes.INFO_MODULE
+options:
+  repository:
+    description: Absolute path of the backup repository.
+    type: path
+    required: true
+  domain:
+    description: Only this domain. Default is every domain in the repository.
+    type: str
+  verify:
+    description: Check every image and its integrity data; reads every backup in full.
+    type: bool
+    default: false
+requirements:
+  - C(qemu-img) and C(qemu-nbd) (C(qemu-utils)) and libnbd Python bindings, for O(verify)
+seealso:
+  - module: virtops.libvirt.virt_backup
+  - module: virtops.libvirt.virt_restore
+author:
+  - virtops.libvirt developers
+'''
+
+EXAMPLES = r'''
+- name: What does the repository hold?
+  virtops.libvirt.virt_backup_info:
+    repository: /srv/backup/vms
+  register: repo
+
+- name: Verify every backup of web01
+  virtops.libvirt.virt_backup_info:
+    repository: /srv/backup/vms
+    domain: web01
+    verify: true
+  register: check
+  failed_when: not check.verified_ok
+'''
+
+RETURN = r'''
+repository:
+  description: The repository's path, id and format version.
+  returned: always
+  type: dict
+domains:
+  description: One entry per domain.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+    chains:
+      description: Chains, oldest first; each has C(id), C(size) (bytes on disk) and C(backups).
+      type: list
+      elements: dict
+      contains:
+        id:
+          description: Chain id (id of its full backup).
+          type: str
+        size:
+          description: Bytes the chain's images take.
+          type: int
+        backups:
+          description:
+            - Backups oldest first, each with C(id), C(level), C(reason), C(mode), C(parent), C(checkpoint),
+              C(time), C(duration), C(size), C(path), C(disks), and with O(verify) a C(verify) result
+              (C(ok), and per disk C(qemu_img_check) and C(integrity)).
+          type: list
+          elements: dict
+    errors:
+      description: Manifests that could not be read (corrupted, truncated, or from a newer format version).
+      type: list
+      elements: str
+verified_ok:
+  description: With O(verify), whether every backup passed.
+  returned: when verify is true
+  type: bool
+'''
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
+
+
+def run(vm):
+    return _restore.describe(vm.params)
+
+
+def main():
+    vm = VirtModule(
+        argument_spec=dict(
+            repository=dict(type='path', required=True),
+            domain=dict(type='str'),
+            verify=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    vm.run(run)
+
+
+if __name__ == '__main__':
+    main()
