@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Prepare this machine to run the collection: distribution packages, libvirt daemons, the venv,
 # ansible-test's offline pip bootstrap.
 # Idempotent; a second run changes nothing and takes well under 3 s. Run as root on Debian 12
