@@ -252,7 +252,7 @@ def lookup_checkpoint(dom, name):
     except libvirt.libvirtError as exc:
         if is_error(exc, 'VIR_ERR_NO_DOMAIN_CHECKPOINT'):
             return None
-        raise translate(exc, 'looking up', _chk_label(dom, name))
+        raise translate(exc, 'looking up checkpoint %s' % name, _dom_label(dom))
 
 
 def list_checkpoints(dom):
@@ -263,7 +263,7 @@ def list_checkpoints(dom):
 
 def descendants(dom, chk):
     """Names of every checkpoint below chk, parents before their children."""
-    with libvirt_call('listing the descendants', _chk_label(dom, chk.getName())):
+    with libvirt_call('listing the descendants of checkpoint %s' % chk.getName(), _dom_label(dom)):
         below = chk.listAllChildren(_flag('VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS'))
     names = set(c.getName() for c in below)
     # listAllChildren has no topological order; the domain-wide list has.
@@ -276,7 +276,7 @@ def checkpoint_xml(dom, chk, no_domain=False, size=False):
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN')
     if size:
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_XML_SIZE')
-    with libvirt_call('reading the XML', _chk_label(dom, chk.getName())):
+    with libvirt_call('reading the XML of checkpoint %s' % chk.getName(), _dom_label(dom)):
         return chk.getXMLDesc(flags)
 
 
@@ -293,7 +293,7 @@ def checkpoint_sizes(dom, chk):
         # The domain stopped between the two calls.
         if is_error(exc, 'VIR_ERR_OPERATION_INVALID'):
             return None
-        raise translate(exc, 'reading the size', _chk_label(dom, chk.getName()))
+        raise translate(exc, 'reading the size of checkpoint %s' % chk.getName(), _dom_label(dom))
     parsed = parse_checkpoint_xml(xml)
     return dict((d['name'], d['size']) for d in parsed['disks'] if d['size'] is not None)
 
@@ -362,7 +362,7 @@ def create_checkpoint(dom, name, description=None, disks=None):
     """
     plan_checkpoint(dom, name, disks)
     xml = build_checkpoint_xml(name, description, disks)
-    with libvirt_call('creating', _chk_label(dom, name)):
+    with libvirt_call('creating checkpoint %s' % name, _dom_label(dom)):
         return dom.checkpointCreateXML(xml, 0)
 
 
@@ -401,7 +401,7 @@ def redefine_checkpoint(dom, xml, validate=None):
     flags = _flag('VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE')
     if validate:
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE')
-    with libvirt_call('redefining', _chk_label(dom, parsed['name'])):
+    with libvirt_call('redefining checkpoint %s' % parsed['name'], _dom_label(dom)):
         return dom.checkpointCreateXML(xml, flags)
 
 
@@ -413,7 +413,7 @@ def delete_checkpoint(dom, chk, children=False, metadata_only=False):
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN')
     if metadata_only:
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY')
-    with libvirt_call('deleting', _chk_label(dom, chk.getName())):
+    with libvirt_call('deleting checkpoint %s' % chk.getName(), _dom_label(dom)):
         chk.delete(flags)
 
 
