@@ -18,6 +18,9 @@ try:
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
     LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+else:
+    # libvirt prints every error to stderr by default; errors reach the user as VirtError instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 

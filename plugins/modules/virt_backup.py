@@ -230,7 +230,7 @@ def run(vm):
         request = _engine.Request(
             domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
             disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
-            verify=params['verify'], workers=params['workers'])
+            verify=params['verify'], workers=params['workers'], uri=params['uri'])
     except _repository.RepositoryError as exc:
         raise VirtError(str(exc))
     conn = vm.connection

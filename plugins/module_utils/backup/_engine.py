@@ -6,11 +6,14 @@
 """Taking one backup of one domain: choose the level, run the job, write the repository.
 
 Order of work, and what cleans up if it fails at any point:
-  lock the domain in the repository -> remove debris of interrupted runs -> plan the level ->
-  create the backup directory -> begin the job (creates the next checkpoint atomically) ->
-  copy (pull) or wait (push) -> hash -> end the job -> write the manifest (the commit point).
+  lock the domain in the repository -> remove debris of interrupted runs (partial directories,
+  this repository's checkpoints that no backup records, a stale job of ours) -> plan the level,
+  checking the base checkpoint's bitmaps (drift) -> create the backup directory -> start the
+  watchdog -> begin the job, which creates the next checkpoint atomically (running domains), or
+  add the bitmaps and read the images through qemu-nbd (shut-off domains) -> copy (pull) or wait
+  (push) -> hash -> end the job -> write the manifest (the commit point).
 Before the commit, a failure ends the job, deletes the checkpoint this run created, and removes
-the backup directory, scratch files and the socket directory.
+the backup directory, scratch files and socket directory; if the process dies, the watchdog does.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,24 +34,28 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
     domain_state,
     libvirt_call,
+    translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
+    _drift,
     _images,
     _job,
     _nbdio,
+    _reaper,
     _repository,
 )
 
 CHECKPOINT_PREFIX = 'virtops-'
 SOCKET_ROOT = '/run/virtops-libvirt'
+ONLINE_STATES = ('running', 'paused', 'blocked', 'pmsuspended')
 
 
 class Request:
     """What the user asked for, validated."""
 
     def __init__(self, domain, repository, mode='pull', level='auto', disks=None, scratch_dir=None,
-                 timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS):
+                 timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS, uri='qemu:///system'):
         self.domain = _repository.check_name('domain name', domain)
         self.repository = repository
         self.mode = mode
@@ -58,24 +65,41 @@ class Request:
         self.timeout = timeout
         self.verify = verify
         self.workers = workers
+        self.uri = uri
 
 
 class Plan:
     """The backup that will be taken."""
 
-    def __init__(self, level, reason, chain=None, parent=None, since=None, disks=None, skipped=None):
+    def __init__(self, level, reason, chain=None, parent=None, since=None, disks=None, skipped=None,
+                 full_disks=None, repaired=None, since_bitmaps=None):
         self.level = level
         self.reason = reason
         self.chain = chain          # existing chain id (incremental, differential) or None (new chain)
         self.parent = parent        # the Backup whose images are the backing files
-        self.since = since          # checkpoint the dirty bitmap starts at
+        self.since = since          # checkpoint the dirty bitmaps start at
         self.disks = disks or []    # _job.Disk to back up
         self.skipped = skipped or []  # (disk name, reason)
+        self.full_disks = set(full_disks or ())  # disks new since the parent: copied in full
+        self.repaired = repaired or []
+        self.since_bitmaps = since_bitmaps or {}  # {disk: bitmap} for shut-off domains
+
+    def disk_parent(self, name):
+        if self.parent is None or name in self.full_disks:
+            return None
+        return self.parent
+
+    def disk_level(self, name):
+        return 'full' if self.disk_parent(name) is None else self.level
+
+
+def checkpoint_prefix(repo):
+    # The repository id in the name lets two repositories track one domain independently.
+    return '%s%s-' % (CHECKPOINT_PREFIX, repo.short_id)
 
 
 def checkpoint_name(repo, backup_id):
-    # The repository id in the name lets two repositories track one domain independently.
-    return '%s%s-%s' % (CHECKPOINT_PREFIX, repo.short_id, backup_id)
+    return checkpoint_prefix(repo) + backup_id
 
 
 def select_disks(domain_name, all_disks, wanted):
@@ -99,11 +123,16 @@ def select_disks(domain_name, all_disks, wanted):
     return chosen, skipped
 
 
-def plan_backup(dom, repo, request, disks, skipped):
-    """Decide the level; the reason says why, in words a user understands."""
+def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
+    """Decide the level; the reason says why, in words a user understands.
+
+    check_only: check mode, where lost checkpoint metadata is not redefined (the prediction then
+    says what a real run would try).
+    """
     wanted = request.level
     chains = repo.chains(request.domain) if repo is not None else {}
-    names = sorted(d.name for d in disks)
+    names = [d.name for d in disks]
+    disk_paths = dict((d.name, d.source) for d in disks)
 
     def full(reason):
         if wanted in ('incremental', 'differential'):
@@ -117,19 +146,37 @@ def plan_backup(dom, repo, request, disks, skipped):
         return full('no backup of this domain in the repository yet')
     newest_chain = sorted(chains.values(), key=lambda c: (c[0].manifest['started'], c[0].id))[-1]
     base = newest_chain[0] if wanted == 'differential' else newest_chain[-1]
-    if base.manifest.get('domain_uuid') and base.manifest['domain_uuid'] != dom.UUIDString():
-        return full('the domain was replaced (its uuid differs from the chain\'s)')
-    if sorted(d['name'] for d in base.disks) != names:
-        return full('the disks to back up (%s) differ from the chain\'s (%s)' % (
-            ', '.join(names), ', '.join(sorted(d['name'] for d in base.disks))))
-    if not base.checkpoint or _job.lookup_checkpoint(dom, base.checkpoint) is None:
-        return full('checkpoint %s of backup %s no longer exists in libvirt' % (base.checkpoint, base.id))
+    base_disks = set(d['name'] for d in base.disks)
+    # A disk new since the base is copied in full inside the incremental; one the base lacks a
+    # bitmap for cannot be incremental.
+    continuing = [n for n in names if n in base_disks]
+    new = [n for n in names if n not in base_disks]
+    if not continuing:
+        return full('none of the disks to back up (%s) is in chain %s' % (', '.join(names), base.chain))
+    if check_only:
+        ck = _job.lookup_checkpoint(dom, base.checkpoint) if base.checkpoint else None
+        if ck is None:
+            verdict = _drift.Verdict(True, repaired=['would redefine checkpoint %s from the repository'
+                                                     % base.checkpoint])
+        else:
+            verdict = _drift.Verdict(True)
+    else:
+        verdict = _drift.check_base(dom, running, base, continuing, disk_paths)
+    if not verdict.usable:
+        return full(verdict.reason)
+    since_bitmaps = {}
+    if not running and not check_only:
+        ck = _job.lookup_checkpoint(dom, base.checkpoint)
+        with libvirt_call('reading checkpoint %s' % base.checkpoint, 'domain %s' % request.domain):
+            since_bitmaps = _drift.checkpoint_bitmaps(ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN))
     level = 'differential' if wanted == 'differential' else 'incremental'
-    reason = '%s: changes since %s backup %s (checkpoint %s)' % (
-        level, base.level, base.id, base.checkpoint)
-    if wanted == 'auto':
-        reason = '%s: chain %s and checkpoint %s are usable' % (level, newest_chain[0].chain, base.checkpoint)
-    return Plan(level, reason, chain=base.chain, parent=base, since=base.checkpoint, disks=disks, skipped=skipped)
+    reason = '%s: changes since %s backup %s (checkpoint %s)' % (level, base.level, base.id, base.checkpoint)
+    if new:
+        reason += '; new disk %s copied in full' % ', '.join(new)
+    if verdict.repaired:
+        reason += '; %s' % '; '.join(verdict.repaired)
+    return Plan(level, reason, chain=base.chain, parent=base, since=base.checkpoint, disks=disks,
+                skipped=skipped, full_disks=new, repaired=verdict.repaired, since_bitmaps=since_bitmaps)
 
 
 class _Scratch:
@@ -153,15 +200,24 @@ class _Scratch:
                 pass
 
 
-def _socket_dir(owner):
-    """A private directory for the NBD socket: only QEMU's user (and root) can enter it."""
+def _run_dir(repo, domain, owner):
+    """A private directory for this run's sockets: only QEMU's user (and root) can enter it.
+
+    Its name carries the repository id, so a stale job of this repository can be told apart from
+    a job of another repository backing up the same domain.
+    """
     os.makedirs(SOCKET_ROOT, 0o711, exist_ok=True)
     os.chmod(SOCKET_ROOT, 0o711)
-    path = tempfile.mkdtemp(prefix='nbd-', dir=SOCKET_ROOT)
+    path = tempfile.mkdtemp(prefix='%s-%s-' % (repo.short_id, domain), dir=SOCKET_ROOT)
     if owner:
         os.chown(path, owner[0], owner[1])
     os.chmod(path, 0o700)
     return path
+
+
+def _job_markers(repo, domain):
+    return [os.path.join(repo.path, _repository.STAGING) + '/',
+            os.path.join(SOCKET_ROOT, '%s-%s-' % (repo.short_id, domain))]
 
 
 def _relative_backing(parent, disk_name):
@@ -172,27 +228,38 @@ def take_backup(conn, request, check_mode=False):
     """Take one backup; returns the result for the module. Raises VirtError, never exits."""
     dom = conn.get_domain(request.domain)
     state = domain_state(dom)
-    if state not in ('running', 'paused', 'blocked'):
-        raise VirtError('domain %s is %s: virt_backup backs up running or paused domains; start it '
-                        '(state: paused is enough) and try again' % (request.domain, state))
+    running = state in ONLINE_STATES
+    if state not in ONLINE_STATES + ('shutoff', 'shutdown', 'crashed'):
+        raise VirtError('domain %s is %s: wait until it runs or is shut off' % (request.domain, state))
     with libvirt_call('reading the definition', 'domain %s' % request.domain):
         live_xml = dom.XMLDesc(0)
     all_disks = _job.domain_disks(live_xml)
     disks, skipped = select_disks(request.domain, all_disks, request.disks)
+    if not running and request.mode == 'push':
+        # QEMU does not run to push anything: a shut-off domain is read through qemu-nbd.
+        request.mode = 'offline'
+    elif not running:
+        request.mode = 'offline'
 
     try:
         repo_exists = os.path.exists(os.path.join(request.repository, _repository.REPOSITORY_FILE))
         if check_mode and not repo_exists:
             _repository.check_new_repository(request.repository)
-            return _predicted(request, plan_backup(dom, None, request, disks, skipped))
+            return _predicted(request, plan_backup(dom, None, request, disks, skipped, running, True))
         repo = _repository.Repository(request.repository, create=not check_mode)
         if not check_mode:
             repo.check_writable()
+        errors = []
+        repo.backups(request.domain, errors)
+        if errors:
+            raise VirtError('repository %s holds unreadable backups of domain %s: %s. Nothing was changed; '
+                            'move the damaged backup directories aside (or restore them) and run again'
+                            % (repo.path, request.domain, '; '.join(errors)))
     except _repository.RepositoryError as exc:
         raise VirtError(str(exc))
 
     if check_mode:
-        return _predicted(request, plan_backup(dom, repo, request, disks, skipped))
+        return _predicted(request, plan_backup(dom, repo, request, disks, skipped, running, True))
 
     try:
         lock_fd = repo.lock(request.domain)
@@ -201,39 +268,69 @@ def take_backup(conn, request, check_mode=False):
     except OSError as exc:
         raise VirtError('cannot lock domain %s in repository %s: %s' % (request.domain, repo.path, exc))
     try:
-        removed = repo.remove_partials(request.domain)
-        plan = plan_backup(dom, repo, request, disks, skipped)
-        result = _run(conn, dom, repo, request, plan, live_xml)
-        result['removed_partial'] = removed
+        cleaned = _remove_debris(dom, repo, request.domain, dict((d.name, d.source) for d in all_disks
+                                                                  if d.format == 'qcow2'))
+        plan = plan_backup(dom, repo, request, disks, skipped, running)
+        result = _run(conn, dom, repo, request, plan, live_xml, running)
+        result.update(cleaned)
         return result
     finally:
         os.close(lock_fd)
+
+
+def _remove_debris(dom, repo, domain, disk_paths):
+    """What interrupted runs of this repository left: partial directories, a stale job of ours,
+    checkpoints that no complete backup records. Called with the domain's lock held."""
+    removed = repo.remove_partials(domain)
+    stale_job = False
+    job_xml = _job.active_backup_job(dom)
+    if job_xml is not None:
+        if any(marker in job_xml for marker in _job_markers(repo, domain)):
+            _job.BackupJob(dom, 'domain %s' % domain, active=True).end()
+            stale_job = True
+        else:
+            raise VirtError('domain %s is busy with a backup job that repository %s did not start (another '
+                            'repository or tool is backing it up); try again when it has finished'
+                            % (domain, repo.path))
+    known = set(b.checkpoint for b in repo.backups(domain) if b.checkpoint)
+    orphans = _drift.orphan_checkpoints(dom, checkpoint_prefix(repo), known)
+    for name in orphans:
+        try:
+            _job.delete_checkpoint(dom, name, disk_paths)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, 'deleting checkpoint %s left by an interrupted backup' % name, 'domain %s' % domain)
+    return dict(removed_partial=removed, removed_checkpoints=orphans, aborted_stale_job=stale_job)
 
 
 def _predicted(request, plan):
     return dict(changed=True, backup=dict(
         id=None, chain=plan.chain, level=plan.level, reason=plan.reason, mode=request.mode,
         parent=plan.parent.id if plan.parent else None,
-        disks=[dict(name=d.name) for d in plan.disks],
+        disks=[dict(name=d.name, level=plan.disk_level(d.name)) for d in plan.disks],
         skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped]))
 
 
-def _run(conn, dom, repo, request, plan, live_xml):
+def _run(conn, dom, repo, request, plan, live_xml, running):
     started = _repository.utcnow()
     t0 = time.time()
     deadline = t0 + request.timeout if request.timeout else None
-    backup_id = repo.new_backup_id(request.domain, started)
+    backup_id = repo.new_backup_id(request.domain, started,
+                                   taken=lambda bid: _job.lookup_checkpoint(dom, checkpoint_name(repo, bid)))
     chain = plan.chain or backup_id
     ck_name = checkpoint_name(repo, backup_id)
     label = 'domain %s' % request.domain
     owner = _job.qemu_owner(live_xml)
+    disk_paths = dict((d.name, d.source) for d in plan.disks)
     scratch = _Scratch()
     job = _job.BackupJob(dom, label)
-    checkpoint_created = False
     committed = False
     backup_path = None
+    watchdog = None
     try:
         backup_path = repo.backup_dir(request.domain, chain, backup_id)
+        run_dir = scratch.add(_run_dir(repo, request.domain, owner))
+        watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name, _job_markers(repo, request.domain),
+                                    [backup_path, run_dir], [] if running else list(disk_paths.values())).start()
         with libvirt_call('reading the definition', label):
             persistent = dom.isPersistent()
             saved_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
@@ -241,22 +338,25 @@ def _run(conn, dom, repo, request, plan, live_xml):
 
         disk_names = [d.name for d in plan.disks]
         out = [name for name, _reason in plan.skipped]
-        ck_xml = _job.checkpoint_xml(
-            ck_name, 'virtops.libvirt backup %s of chain %s in repository %s (%s)' % (
-                backup_id, chain, repo.path, repo.id), disk_names, out)
+        description = 'virtops.libvirt backup %s of chain %s in repository %s (%s)' % (
+            backup_id, chain, repo.path, repo.id)
         sizes = {}
         for disk in plan.disks:
             with libvirt_call('reading the size of disk %s' % disk.name, label):
                 sizes[disk.name] = dom.blockInfo(disk.name, 0)[0]
 
-        if request.mode == 'pull':
-            disk_results = _pull(dom, repo, request, plan, job, ck_xml, backup_path, sizes, owner, scratch,
-                                 deadline, backup_id)
+        ctx = dict(dom=dom, repo=repo, request=request, plan=plan, job=job, backup_path=backup_path,
+                   sizes=sizes, owner=owner, scratch=scratch, deadline=deadline, backup_id=backup_id,
+                   run_dir=run_dir, disk_paths=disk_paths, ck_name=ck_name)
+        if not running:
+            disk_results = _offline(ctx, description, out)
         else:
-            disk_results = _push(dom, repo, request, plan, job, ck_xml, backup_path, sizes, owner, scratch,
-                                 deadline, backup_id)
-        checkpoint_created = True
-        job.end()
+            ck_xml = _job.checkpoint_xml(ck_name, description, disk_names, out)
+            if request.mode == 'pull':
+                disk_results = _pull(ctx, ck_xml, out)
+            else:
+                disk_results = _push(ctx, ck_xml, out)
+            job.end()
 
         ck = _job.lookup_checkpoint(dom, ck_name)
         if ck is None:
@@ -266,13 +366,13 @@ def _run(conn, dom, repo, request, plan, live_xml):
 
         if request.verify:
             for entry in disk_results:
-                _verify_disk(backup_path, entry, request.workers)
+                _verify_disk(backup_path, entry, request.workers, run_dir)
 
         finished = _repository.utcnow()
         manifest = dict(
             format=_repository.MANIFEST_FORMAT, format_version=_repository.MANIFEST_VERSION,
             complete=True, id=backup_id, chain=chain, domain=request.domain, domain_uuid=dom.UUIDString(),
-            level=plan.level, reason=plan.reason, mode=request.mode,
+            level=plan.level, reason=plan.reason, mode=request.mode, online=running,
             parent=plan.parent.id if plan.parent else None,
             since_checkpoint=plan.since, checkpoint=ck_name,
             repository_id=repo.id, started=_repository.isoformat(started),
@@ -284,162 +384,214 @@ def _run(conn, dom, repo, request, plan, live_xml):
         repo.commit(backup_path, manifest)
         committed = True
     except BaseException as exc:
-        _cleanup_failed(dom, job, ck_name, checkpoint_created or job.active, backup_path, committed)
+        _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths)
         if isinstance(exc, (_nbdio.NbdIoError, _images.ImageError, _blockhash.BlockHashError,
                             _repository.RepositoryError, OSError)):
             raise VirtError('backup of domain %s failed: %s' % (request.domain, exc))
+        if isinstance(exc, libvirt.libvirtError):
+            raise translate(exc, 'backup', 'domain %s' % request.domain)
         raise
     finally:
         scratch.clean()
+        if watchdog is not None:
+            watchdog.done()
 
     return dict(changed=True, backup=dict(
         id=backup_id, chain=chain, level=plan.level, reason=plan.reason, mode=request.mode,
-        parent=manifest['parent'], checkpoint=ck_name, path=backup_path, started=manifest['started'],
-        duration=manifest['duration'], verified=manifest['verified'],
-        disks=[dict((k, d[k]) for k in ('name', 'virtual_size', 'dirty_bytes', 'bytes_read', 'bytes_written',
-                                        'throughput', 'image_digest')) for d in disk_results],
+        online=running, parent=manifest['parent'], checkpoint=ck_name, path=backup_path,
+        started=manifest['started'], duration=manifest['duration'], verified=manifest['verified'],
+        disks=[dict((k, d[k]) for k in ('name', 'level', 'virtual_size', 'dirty_bytes', 'bytes_read',
+                                        'bytes_written', 'throughput', 'image_digest')) for d in disk_results],
         skipped_disks=manifest['skipped_disks']))
 
 
-def _cleanup_failed(dom, job, ck_name, maybe_checkpoint, backup_path, committed):
+def _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths):
     if committed:
         return
     try:
         job.end()
     except Exception:  # pylint: disable=broad-except
         pass
-    if maybe_checkpoint:
-        try:
-            # Only this run's checkpoint: its name carries this backup's id.
-            _job.delete_checkpoint(dom, ck_name)
-        except Exception:  # pylint: disable=broad-except
-            pass
+    try:
+        # Only this run's checkpoint: its name carries this backup's id.
+        _job.delete_checkpoint(dom, ck_name, disk_paths)
+    except Exception:  # pylint: disable=broad-except
+        pass
     if backup_path and os.path.isdir(backup_path):
         shutil.rmtree(backup_path, ignore_errors=True)
 
 
-def _disk_entry(disk_name, size, image_name, backing, hashmap, map_name, transfer_seconds,
-                dirty, read, written, zero):
+def _parent_map(plan, disk_name, size):
+    parent = plan.disk_parent(disk_name)
+    if parent is None:
+        return _blockhash.BlockHashMap(size)
+    entry = parent.disk(disk_name)
+    integrity = entry['integrity']
+    if entry['virtual_size'] != size:
+        raise VirtError('disk %s changed size since backup %s (%d -> %d bytes); take a full backup' % (
+            disk_name, parent.id, entry['virtual_size'], size))
+    return _blockhash.BlockHashMap.load(
+        os.path.join(parent.path, integrity['map']), entry['virtual_size'], integrity['block_size'],
+        entry['image_digest'])
+
+
+def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):
+    map_name = '%s.blockhash.gz' % disk.name
+    hashmap.save(os.path.join(ctx['backup_path'], map_name))
+    image_path = os.path.join(ctx['backup_path'], image_name)
+    os.chmod(image_path, 0o600)
     return dict(
-        name=disk_name, virtual_size=size, image=image_name, backing=backing,
+        name=disk.name, level=ctx['plan'].disk_level(disk.name), virtual_size=ctx['sizes'][disk.name],
+        image=image_name, backing=backing, source=disk.source,
         dirty_bytes=dirty, bytes_read=read, bytes_written=written, zero_bytes=zero,
-        throughput=int(read / transfer_seconds) if transfer_seconds > 0 else None,
+        throughput=int(read / seconds) if seconds > 0 else None,
         integrity=dict(algorithm=_blockhash.ALGORITHM, block_size=hashmap.block_size, map=map_name),
-        image_digest=hashmap.digest(),
+        image_digest=hashmap.digest(), file_size=os.stat(image_path).st_size,
     )
 
 
-def _parent_map(plan, disk_name, size, backup_path=None):
-    if plan.parent is None:
-        return _blockhash.BlockHashMap(size)
-    entry = plan.parent.disk(disk_name)
-    integrity = entry['integrity']
-    parent_map = _blockhash.BlockHashMap.load(
-        os.path.join(plan.parent.path, integrity['map']), entry['virtual_size'], integrity['block_size'],
-        entry['image_digest'])
-    if parent_map.size != size:
-        raise VirtError('disk %s changed size since backup %s (%d -> %d bytes); take a full backup' % (
-            disk_name, plan.parent.id, parent_map.size, size))
-    return parent_map
+def _time_left(deadline):
+    return max(1, deadline - time.time()) if deadline else None
 
 
-def _finish_disk(backup_path, disk, size, image_name, backing, hashmap, seconds, dirty, read, written, zero):
-    map_name = '%s.blockhash.gz' % disk.name
-    hashmap.save(os.path.join(backup_path, map_name))
-    image_path = os.path.join(backup_path, image_name)
-    os.chmod(image_path, 0o600)
-    entry = _disk_entry(disk.name, size, image_name, backing, hashmap, map_name, seconds, dirty, read, written, zero)
-    entry['file_size'] = os.stat(image_path).st_size
-    return entry
+def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
+    """Copy one disk from an NBD source into a new image of the backup (pull and offline)."""
+    plan = ctx['plan']
+    size = ctx['sizes'][disk.name]
+    image_name = '%s.qcow2' % disk.name
+    image_path = os.path.join(ctx['backup_path'], image_name)
+    parent = plan.disk_parent(disk.name)
+    backing = _relative_backing(parent, disk.name) if parent else None
+    _images.create(image_path, size, backing)
+    hashmap = _parent_map(plan, disk.name, size)
+    t0 = time.time()
+    with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
+                              workdir=ctx['run_dir']) as writer:
+        transfer = _nbdio.Transfer(source_export, size, hashmap, writer.export(), workers=ctx['request'].workers,
+                                   write_zeroes=parent is not None, timeout=_time_left(ctx['deadline']))
+        transfer.run(contexts, select)
+    dirty = transfer.selected_bytes if incremental else transfer.bytes_read
+    return _finish_disk(ctx, disk, image_name, backing, hashmap, time.time() - t0, dirty,
+                        transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes)
 
 
-def _pull(dom, repo, request, plan, job, ck_xml, backup_path, sizes, owner, scratch, deadline, backup_id):
-    scratch_dir = request.scratch_dir or repo.staging_dir(owner)
-    sock_dir = scratch.add(_socket_dir(owner))
-    socket = os.path.join(sock_dir, 'nbd.sock')
-    scratch_files = dict((d.name, scratch.add(os.path.join(scratch_dir, '%s-%s.scratch.qcow2' % (backup_id, d.name))))
-                         for d in plan.disks)
-    out = [name for name, _reason in plan.skipped]
-    job.begin(_job.pull_backup_xml(plan.since, socket, scratch_files, out), ck_xml)
+def _pull(ctx, ck_xml, out):
+    plan, request = ctx['plan'], ctx['request']
+    scratch_dir = request.scratch_dir or ctx['repo'].staging_dir(ctx['owner'])
+    socket = os.path.join(ctx['run_dir'], 'nbd.sock')
+    scratch_files = dict(
+        (d.name, ctx['scratch'].add(os.path.join(scratch_dir, '%s-%s-%s.scratch.qcow2' % (
+            request.domain, ctx['backup_id'], d.name))))
+        for d in plan.disks)
+    ctx['job'].begin(_job.pull_backup_xml(plan.since, socket, scratch_files, out, plan.full_disks), ck_xml)
     if not _job.wait_for_path(socket):
         raise VirtError('the NBD export of %s did not appear at %s' % (request.domain, socket))
-    exports = _job.pull_exports(job.xml())
+    exports = _job.pull_exports(ctx['job'].xml())
     results = []
     for disk in plan.disks:
-        size = sizes[disk.name]
         export_name, bitmap = exports.get(disk.name, (disk.name, None))
-        image_name = '%s.qcow2' % disk.name
-        image_path = os.path.join(backup_path, image_name)
-        backing = _relative_backing(plan.parent, disk.name) if plan.parent else None
-        _images.create(image_path, size, backing)
-        hashmap = _parent_map(plan, disk.name, size)
+        incremental = plan.disk_parent(disk.name) is not None
         contexts, select = [], _nbdio.select_all
-        if plan.since:
+        if incremental:
             if not bitmap:
                 raise VirtError('the backup job of %s exports no dirty bitmap for disk %s' % (request.domain, disk.name))
             contexts = [_nbdio.dirty_bitmap_context(bitmap)]
             select = _nbdio.select_dirty(contexts[0])
-        t0 = time.time()
-        with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers) as writer:
-            transfer = _nbdio.Transfer(
-                _nbdio.Export(socket, export_name), size, hashmap, writer.export(), workers=request.workers,
-                write_zeroes=plan.parent is not None,
-                timeout=(deadline - time.time()) if deadline else None)
-            transfer.run(contexts, select)
-        seconds = time.time() - t0
-        dirty = transfer.selected_bytes if plan.since else transfer.bytes_read
-        results.append(_finish_disk(backup_path, disk, size, image_name, backing, hashmap, seconds,
-                                    dirty, transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes))
+        results.append(_copy_disk(ctx, disk, _nbdio.Export(socket, export_name), contexts, select, incremental))
     return results
 
 
-def _push(dom, repo, request, plan, job, ck_xml, backup_path, sizes, owner, scratch, deadline, backup_id):
-    staging = repo.staging_dir(owner)
+def _offline(ctx, description, out):
+    """A shut-off domain: add the new checkpoint's bitmaps to the images, read them through qemu-nbd
+    (dirty extents from the base checkpoint's bitmap), then redefine the checkpoint in libvirt.
+
+    qemu-nbd holds the images' shared lock while it reads, so the domain cannot start and change
+    them under the backup; the bitmaps are added first, so no write after the point in time is lost.
+    """
+    plan, request, dom = ctx['plan'], ctx['request'], ctx['dom']
+    bitmaps = {}
+    for disk in plan.disks:
+        _job.add_bitmap(disk.source, ctx['ck_name'])
+        bitmaps[disk.name] = ctx['ck_name']
+    results = []
+    for disk in plan.disks:
+        incremental = plan.disk_parent(disk.name) is not None
+        since_bitmap = plan.since_bitmaps.get(disk.name) if incremental else None
+        if incremental and not since_bitmap:
+            raise VirtError('checkpoint %s records no bitmap for disk %s' % (plan.since, disk.name))
+        try:
+            reader = _nbdio.QemuNbdServer(disk.source, readonly=True, clients=request.workers,
+                                          bitmap=since_bitmap, workdir=ctx['run_dir'])
+        except _nbdio.NbdIoError as exc:
+            raise VirtError('cannot read disk %s of shut-off domain %s (was it started meanwhile?): %s' % (
+                disk.name, request.domain, exc))
+        with reader:
+            if domain_state(dom) in ONLINE_STATES:
+                raise VirtError('domain %s was started during its offline backup; run the backup again'
+                                % request.domain)
+            contexts, select = [], _nbdio.select_all
+            if incremental:
+                contexts = [_nbdio.dirty_bitmap_context(since_bitmap)]
+                select = _nbdio.select_dirty(contexts[0])
+            results.append(_copy_disk(ctx, disk, reader.export(), contexts, select, incremental))
+    xml = _job.offline_checkpoint_xml(ctx['ck_name'], description, bitmaps, out, _job.newest_checkpoint(dom),
+                                      time.time())
+    with libvirt_call('defining checkpoint %s' % ctx['ck_name'], 'domain %s' % request.domain):
+        dom.checkpointCreateXML(xml, libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
+    return results
+
+
+def _push(ctx, ck_xml, out):
+    plan, request = ctx['plan'], ctx['request']
+    staging = ctx['repo'].staging_dir(ctx['owner'])
     targets = {}
     backings = {}
     for disk in plan.disks:
-        target = scratch.add(os.path.join(staging, '%s-%s.qcow2' % (backup_id, disk.name)))
+        target = ctx['scratch'].add(os.path.join(staging, '%s-%s-%s.qcow2' % (
+            request.domain, ctx['backup_id'], disk.name)))
+        parent = plan.disk_parent(disk.name)
         # The backing file is named as it will be seen from the backup directory; QEMU does
         # not open it during the job.
-        backings[disk.name] = _relative_backing(plan.parent, disk.name) if plan.parent else None
-        _images.create(target, sizes[disk.name], backings[disk.name])
+        backings[disk.name] = _relative_backing(parent, disk.name) if parent else None
+        _images.create(target, ctx['sizes'][disk.name], backings[disk.name])
         os.chmod(target, 0o600)
         targets[disk.name] = target
-    out = [name for name, _reason in plan.skipped]
     t0 = time.time()
-    job.begin(_job.push_backup_xml(plan.since, targets, out), ck_xml, reuse_external=True)
-    stats = job.wait(deadline)
+    ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.full_disks), ck_xml, reuse_external=True)
+    ctx['job'].wait(ctx['deadline'])
     job_seconds = time.time() - t0
     results = []
     for disk in plan.disks:
-        size = sizes[disk.name]
+        size = ctx['sizes'][disk.name]
         image_name = '%s.qcow2' % disk.name
-        image_path = os.path.join(backup_path, image_name)
+        image_path = os.path.join(ctx['backup_path'], image_name)
         os.rename(targets[disk.name], image_path)
         os.chown(image_path, 0, 0)
         os.chmod(image_path, 0o600)
         hashmap = _parent_map(plan, disk.name, size)
+        incremental = plan.disk_parent(disk.name) is not None
         # QEMU wrote the image; hash what it wrote: the image's own clusters, read through its chain.
-        with _nbdio.QemuNbdServer(image_path, readonly=True, clients=request.workers, allocation_depth=True) as reader:
-            transfer = _nbdio.Transfer(reader.export(), size, hashmap, workers=request.workers)
-            if plan.parent is not None:
+        with _nbdio.QemuNbdServer(image_path, readonly=True, clients=request.workers, allocation_depth=True,
+                                  workdir=ctx['run_dir']) as reader:
+            transfer = _nbdio.Transfer(reader.export(), size, hashmap, workers=request.workers,
+                                       timeout=_time_left(ctx['deadline']))
+            if incremental:
                 transfer.run([_nbdio.ALLOCATION_DEPTH], _nbdio.select_top_layer)
             else:
                 transfer.run([], _nbdio.select_all)
         written = transfer.bytes_read
-        dirty = transfer.selected_bytes if plan.parent is not None else transfer.bytes_read
-        entry = _finish_disk(backup_path, disk, size, image_name, backings[disk.name], hashmap, job_seconds,
-                             dirty, written, written, transfer.zero_bytes)
-        entry['job_data_total'] = stats.get('disk_total') or stats.get('data_total')
-        results.append(entry)
+        dirty = transfer.selected_bytes if incremental else transfer.bytes_read
+        results.append(_finish_disk(ctx, disk, image_name, backings[disk.name], hashmap, job_seconds,
+                                    dirty, written, written, transfer.zero_bytes))
     return results
 
 
-def _verify_disk(backup_path, entry, workers):
+def _verify_disk(backup_path, entry, workers, workdir):
     image = os.path.join(backup_path, entry['image'])
     ok, message = _images.check(image)
     if not ok:
         raise VirtError('verification of %s failed: qemu-img check: %s' % (image, message))
-    actual = _images.hash_image(image, entry['virtual_size'], entry['integrity']['block_size'], workers=workers)
+    actual = _images.hash_image(image, entry['virtual_size'], entry['integrity']['block_size'], workers=workers,
+                                workdir=workdir)
     if actual.digest() != entry['image_digest']:
         raise VirtError('verification of %s failed: the image does not hold what was read from the domain' % image)

@@ -65,10 +65,10 @@ def convert(source, dest, fmt):
                  'writing %s from %s' % (dest, source))
 
 
-def hash_image(path, size, block_size, fmt='qcow2', workers=_nbdio.DEFAULT_WORKERS):
+def hash_image(path, size, block_size, fmt='qcow2', workers=_nbdio.DEFAULT_WORKERS, workdir=None):
     """The block hash map of what the image (with its backing chain) holds."""
     result = _blockhash.BlockHashMap(size, block_size)
-    with _nbdio.QemuNbdServer(path, fmt=fmt, readonly=True, clients=workers) as server:
+    with _nbdio.QemuNbdServer(path, fmt=fmt, readonly=True, clients=workers, workdir=workdir) as server:
         transfer = _nbdio.Transfer(server.export(), size, result, workers=workers)
         transfer.run([], _nbdio.select_all)
     return result

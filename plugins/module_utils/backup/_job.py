@@ -11,6 +11,7 @@ __metaclass__ = type
 
 import os
 import pwd
+import subprocess
 import time
 
 from lxml import etree
@@ -106,33 +107,40 @@ def checkpoint_xml(name, description, disks_in, disks_out):
     return etree.tostring(root, encoding='unicode')
 
 
-def push_backup_xml(since, targets, disks_out):
+def _disk_elements(root, since, disks, full_disks, disks_out):
+    """<disks> of a backup XML; disks in full_disks get a full copy even in an incremental job
+    (a disk added to the domain since the checkpoint has no bitmap to start from)."""
+    elems = {}
+    container = etree.SubElement(root, 'disks')
+    for disk in sorted(disks):
+        elem = etree.SubElement(container, 'disk', name=disk, backup='yes', type='file')
+        if since and disk in full_disks:
+            elem.set('backupmode', 'full')
+        elems[disk] = elem
+    for disk in disks_out:
+        etree.SubElement(container, 'disk', name=disk, backup='no')
+    return elems
+
+
+def push_backup_xml(since, targets, disks_out, full_disks=()):
     """targets: {disk: image path}. The images exist already (REUSE_EXTERNAL)."""
     root = etree.Element('domainbackup', mode='push')
     if since:
         etree.SubElement(root, 'incremental').text = since
-    disks = etree.SubElement(root, 'disks')
-    for disk, path in sorted(targets.items()):
-        elem = etree.SubElement(disks, 'disk', name=disk, backup='yes', type='file')
-        etree.SubElement(elem, 'target', file=path)
+    for disk, elem in _disk_elements(root, since, targets, full_disks, disks_out).items():
+        etree.SubElement(elem, 'target', file=targets[disk])
         etree.SubElement(elem, 'driver', type='qcow2')
-    for disk in disks_out:
-        etree.SubElement(disks, 'disk', name=disk, backup='no')
     return etree.tostring(root, encoding='unicode')
 
 
-def pull_backup_xml(since, socket, scratch, disks_out):
+def pull_backup_xml(since, socket, scratch, disks_out, full_disks=()):
     """scratch: {disk: scratch file path}; the export is a unix socket."""
     root = etree.Element('domainbackup', mode='pull')
     if since:
         etree.SubElement(root, 'incremental').text = since
     etree.SubElement(root, 'server', transport='unix', socket=socket)
-    disks = etree.SubElement(root, 'disks')
-    for disk, path in sorted(scratch.items()):
-        elem = etree.SubElement(disks, 'disk', name=disk, backup='yes', type='file')
-        etree.SubElement(elem, 'scratch', file=path)
-    for disk in disks_out:
-        etree.SubElement(disks, 'disk', name=disk, backup='no')
+    for disk, elem in _disk_elements(root, since, scratch, full_disks, disks_out).items():
+        etree.SubElement(elem, 'scratch', file=scratch[disk])
     return etree.tostring(root, encoding='unicode')
 
 
@@ -149,10 +157,10 @@ def pull_exports(job_xml):
 class BackupJob:
     """One virDomainBackupBegin job: begun with its checkpoint, always ended by end()."""
 
-    def __init__(self, dom, label):
+    def __init__(self, dom, label, active=False):
         self.dom = dom
         self.label = label
-        self.active = False
+        self.active = active
 
     def begin(self, backup_xml, checkpoint_xml_text, reuse_external=False):
         flags = libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL if reuse_external else 0
@@ -205,16 +213,91 @@ class BackupJob:
         self.active = False
 
 
-def delete_checkpoint(dom, name):
-    """Delete a checkpoint this run created; quiet when it is already gone."""
+def delete_checkpoint(dom, name, disk_paths=None):
+    """Delete a checkpoint and its bitmaps; quiet when it is already gone.
+
+    libvirt cannot delete the checkpoint of a shut-off domain: there the bitmaps are removed from
+    the images with qemu-img and then the metadata alone is deleted.
+    """
     try:
         ck = dom.checkpointLookupByName(name, 0)
     except libvirt.libvirtError as exc:
         if is_error(exc, 'VIR_ERR_NO_DOMAIN_CHECKPOINT'):
+            ck = None
+        else:
+            raise
+    if dom.isActive():
+        if ck is None:
             return False
-        raise
-    ck.delete(0)
-    return True
+        ck.delete(0)
+        return True
+    for path in (disk_paths or {}).values():
+        remove_bitmap(path, name)
+    if ck is not None:
+        ck.delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+    return ck is not None
+
+
+def add_bitmap(path, name):
+    run = subprocess.run(['qemu-img', 'bitmap', '--add', '--granularity', '65536', path, name],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if run.returncode != 0:
+        raise VirtError('cannot add bitmap %s to %s: %s' % (name, path, run.stderr.decode('utf-8', 'replace').strip()))
+
+
+def remove_bitmap(path, name):
+    """Remove a bitmap from an image of a shut-off domain; True if it was there."""
+    run = subprocess.run(['qemu-img', 'bitmap', '--remove', path, name], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    return run.returncode == 0
+
+
+def active_backup_job(dom):
+    """The XML of the backup job running on the domain, or None."""
+    try:
+        stats = dom.jobStats(0)
+    except libvirt.libvirtError:
+        return None
+    if stats.get('type', libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+        return None
+    try:
+        return dom.backupGetXMLDesc(0)
+    except libvirt.libvirtError:
+        return None
+
+
+def offline_checkpoint_xml(name, description, bitmaps, disks_out, parent, created):
+    """A checkpoint to REDEFINE for bitmaps this run added to the images of a shut-off domain."""
+    root = etree.Element('domaincheckpoint')
+    etree.SubElement(root, 'name').text = name
+    etree.SubElement(root, 'description').text = description
+    if parent:
+        etree.SubElement(etree.SubElement(root, 'parent'), 'name').text = parent
+    etree.SubElement(root, 'creationTime').text = str(int(created))
+    disks = etree.SubElement(root, 'disks')
+    for disk, bitmap in sorted(bitmaps.items()):
+        etree.SubElement(disks, 'disk', name=disk, checkpoint='bitmap', bitmap=bitmap)
+    for disk in disks_out:
+        etree.SubElement(disks, 'disk', name=disk, checkpoint='no')
+    return etree.tostring(root, encoding='unicode')
+
+
+def newest_checkpoint(dom):
+    """Name of the most recently created checkpoint of the domain, or None."""
+    try:
+        checkpoints = dom.listAllCheckpoints(0)
+    except libvirt.libvirtError:
+        return None
+    best = None
+    for ck in checkpoints:
+        try:
+            created = int(etree.fromstring(ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN).encode(
+                'utf-8')).findtext('creationTime') or 0)
+        except (libvirt.libvirtError, ValueError):
+            continue
+        if best is None or created >= best[0]:
+            best = (created, ck.getName())
+    return best[1] if best else None
 
 
 def lookup_checkpoint(dom, name):

@@ -16,9 +16,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ctypes
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -48,6 +50,15 @@ class NbdIoError(Exception):
 
 def dirty_bitmap_context(bitmap):
     return 'qemu:dirty-bitmap:%s' % bitmap
+
+
+def _die_with_parent():
+    """In the child before exec: get SIGTERM when the module process dies, even by kill -9."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # pylint: disable=broad-except
+        pass
 
 
 def _close(handle):
@@ -89,9 +100,9 @@ class QemuNbdServer:
     """A qemu-nbd process exporting one image on a private unix socket, for several clients."""
 
     def __init__(self, image, fmt='qcow2', readonly=True, clients=DEFAULT_WORKERS, allocation_depth=False,
-                 bitmap=None):
+                 bitmap=None, workdir=None):
         self.image = image
-        self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-')
+        self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-', dir=workdir)
         os.chmod(self.tmpdir, 0o700)
         self.socket = os.path.join(self.tmpdir, 'nbd.sock')
         cmd = ['qemu-nbd', '--format', fmt, '--socket', self.socket, '--shared', str(clients + 1),
@@ -107,7 +118,7 @@ class QemuNbdServer:
             cmd += ['--bitmap', bitmap]
         cmd.append(image)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         self._wait_ready()
 
     def _wait_ready(self, timeout=30):

@@ -378,7 +378,8 @@ class Repository:
         os.pwrite(fd, ('%d\n' % os.getpid()).encode('ascii'), 0)
         return fd
 
-    def new_backup_id(self, domain, moment):
+    def new_backup_id(self, domain, moment, taken=None):
+        """A new id from the start time; taken(id) may veto ids whose checkpoint still exists."""
         base = moment.strftime('%Y%m%dT%H%M%SZ')
         existing = set(b.id for b in self.backups(domain))
         ddir = self.domain_dir(domain)
@@ -387,7 +388,7 @@ class Repository:
             if os.path.isdir(cdir):
                 existing.update(os.listdir(cdir))
         candidate, n = base, 1
-        while candidate in existing:
+        while candidate in existing or (taken is not None and taken(candidate)):
             candidate = '%s-%d' % (base, n)
             n += 1
         return candidate
