@@ -94,12 +94,50 @@ options:
     description: Parallel NBD connections (requests in flight) used to read and write the data.
     type: int
     default: 4
+  transport:
+    description:
+      - Where QEMU exports the disks in pull mode. V(unix) (the default) is a unix socket in a private
+        0700 directory under C(/run/virtops-libvirt). V(tcp) listens on O(bind_address):O(port) and is
+        only allowed with O(tls=true), for a backup host that pulls from hypervisors over the network.
+    type: str
+    choices: [unix, tcp]
+    default: unix
+  tls:
+    description:
+      - Encrypt and authenticate the NBD export with TLS (required for O(transport=tcp)). QEMU uses the
+        certificates in libvirt's C(backup_tls_x509_cert_dir) (qemu.conf; by default
+        C(default_tls_x509_cert_dir), C(/etc/pki/qemu)); this module uses O(tls_dir).
+    type: bool
+    default: false
+  tls_dir:
+    description:
+      - Directory with the client's C(ca-cert.pem), C(client-cert.pem) and C(client-key.pem), as libnbd
+        expects them. Required with O(tls=true).
+    type: path
+  bind_address:
+    description: Address QEMU listens on with O(transport=tcp). Must be given explicitly.
+    type: str
+  connect_address:
+    description:
+      - Address this module connects to; defaults to O(bind_address). Its name must match the server
+        certificate.
+    type: str
+  port:
+    description: TCP port of the export with O(transport=tcp).
+    type: int
+    default: 10809
 requirements:
   - libvirt 6.0 or newer with QEMU 4.2 or newer
   - libnbd Python bindings (Debian C(python3-libnbd)), lxml, and C(qemu-img) and C(qemu-nbd) (C(qemu-utils))
 notes:
-  - The module must run on the hypervisor host itself, as root, since QEMU and the module share the
-    repository directory and the NBD socket.
+  - The module runs as root on the hypervisor host itself, where QEMU and the module share the
+    repository directory and the NBD socket. From another host (a backup host with a remote O(uri)), only
+    running domains can be backed up, in pull mode with O(transport=tcp), O(tls=true) and a O(scratch_dir)
+    on the hypervisor.
+  - Shut-off domains are backed up too: the module adds the new checkpoint's bitmaps to the qcow2 images
+    with C(qemu-img bitmap), reads them through C(qemu-nbd) (which keeps the domain from starting
+    meanwhile), and redefines the checkpoint in libvirt, so offline and online backups mix in one chain.
+    Such backups report RV(backup.mode) V(offline).
 seealso:
   - module: virtops.libvirt.virt_restore
   - module: virtops.libvirt.virt_backup_info
@@ -129,6 +167,18 @@ EXAMPLES = r'''
     level: differential
     disks: [vdb]
   register: result
+
+- name: From a backup host, pull a hypervisor's export over the network, encrypted
+  virtops.libvirt.virt_backup:
+    uri: qemu+ssh://root@hv01.example.com/system
+    domain: web01
+    repository: /srv/backup/vms
+    scratch_dir: /var/lib/libvirt/qemu/backup-scratch   # on the hypervisor
+    transport: tcp
+    tls: true
+    tls_dir: /etc/pki/virtops-backup
+    bind_address: hv01.example.com
+    port: 10809
 
 - name: Report
   ansible.builtin.debug:
@@ -213,6 +263,8 @@ removed_partial:
   elements: str
 '''
 
+import os
+
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _nbdio, _repository
 
@@ -226,11 +278,34 @@ def run(vm):
         raise VirtError('workers must be between 1 and 32, not %d' % params['workers'])
     if params['timeout'] < 0:
         raise VirtError('timeout must be 0 (no limit) or a number of seconds, not %d' % params['timeout'])
+    tcp = None
+    if params['transport'] == 'tcp':
+        if params['mode'] != 'pull':
+            raise VirtError('transport tcp applies to pull mode only')
+        if not params['tls']:
+            raise VirtError('transport tcp needs tls: true: the disks of %s would otherwise cross the network '
+                            'in clear text, readable by anyone who can connect' % params['domain'])
+        if not params['bind_address']:
+            raise VirtError('transport tcp needs an explicit bind_address (the address QEMU listens on)')
+        if not 0 < params['port'] < 65536:
+            raise VirtError('port must be between 1 and 65535, not %d' % params['port'])
+        tcp = dict(bind_address=params['bind_address'], port=params['port'], tls_dir=params['tls_dir'],
+                   connect_address=params['connect_address'] or params['bind_address'])
+    elif params['tls']:
+        raise VirtError('tls applies to transport tcp; the default unix socket is private to this host')
+    if params['tls']:
+        if not params['tls_dir']:
+            raise VirtError('tls: true needs tls_dir, the directory with ca-cert.pem, client-cert.pem and '
+                            'client-key.pem')
+        missing = [f for f in ('ca-cert.pem', 'client-cert.pem', 'client-key.pem')
+                   if not os.path.isfile(os.path.join(params['tls_dir'], f))]
+        if missing:
+            raise VirtError('tls_dir %s lacks %s' % (params['tls_dir'], ', '.join(missing)))
     try:
         request = _engine.Request(
             domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
             disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
-            verify=params['verify'], workers=params['workers'], uri=params['uri'])
+            verify=params['verify'], workers=params['workers'], uri=params['uri'], tcp=tcp)
     except _repository.RepositoryError as exc:
         raise VirtError(str(exc))
     conn = vm.connection
@@ -264,6 +339,12 @@ def main():
             timeout=dict(type='int', default=0),
             verify=dict(type='bool', default=False),
             workers=dict(type='int', default=4),
+            transport=dict(type='str', default='unix', choices=['unix', 'tcp']),
+            tls=dict(type='bool', default=False),
+            tls_dir=dict(type='path'),
+            bind_address=dict(type='str'),
+            connect_address=dict(type='str'),
+            port=dict(type='int', default=10809),
         ),
         supports_check_mode=True,
     )

@@ -55,7 +55,8 @@ class Request:
     """What the user asked for, validated."""
 
     def __init__(self, domain, repository, mode='pull', level='auto', disks=None, scratch_dir=None,
-                 timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS, uri='qemu:///system'):
+                 timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS, uri='qemu:///system',
+                 tcp=None):
         self.domain = _repository.check_name('domain name', domain)
         self.repository = repository
         self.mode = mode
@@ -66,6 +67,7 @@ class Request:
         self.verify = verify
         self.workers = workers
         self.uri = uri
+        self.tcp = tcp  # None (unix socket) or dict(bind_address, port, connect_address, tls_dir)
 
 
 class Plan:
@@ -483,9 +485,17 @@ def _pull(ctx, ck_xml, out):
         (d.name, ctx['scratch'].add(os.path.join(scratch_dir, '%s-%s-%s.scratch.qcow2' % (
             request.domain, ctx['backup_id'], d.name))))
         for d in plan.disks)
-    ctx['job'].begin(_job.pull_backup_xml(plan.since, socket, scratch_files, out, plan.full_disks), ck_xml)
-    if not _job.wait_for_path(socket):
+    tcp = request.tcp
+    server = (tcp['bind_address'], tcp['port']) if tcp else socket
+    ctx['job'].begin(_job.pull_backup_xml(plan.since, server, scratch_files, out, plan.full_disks), ck_xml)
+    if not tcp and not _job.wait_for_path(socket):
         raise VirtError('the NBD export of %s did not appear at %s' % (request.domain, socket))
+
+    def export(name):
+        if tcp:
+            return _nbdio.Export(name=name, host=tcp['connect_address'], port=tcp['port'], tls_dir=tcp['tls_dir'])
+        return _nbdio.Export(socket, name)
+
     exports = _job.pull_exports(ctx['job'].xml())
     results = []
     for disk in plan.disks:
@@ -497,7 +507,7 @@ def _pull(ctx, ck_xml, out):
                 raise VirtError('the backup job of %s exports no dirty bitmap for disk %s' % (request.domain, disk.name))
             contexts = [_nbdio.dirty_bitmap_context(bitmap)]
             select = _nbdio.select_dirty(contexts[0])
-        results.append(_copy_disk(ctx, disk, _nbdio.Export(socket, export_name), contexts, select, incremental))
+        results.append(_copy_disk(ctx, disk, export(export_name), contexts, select, incremental))
     return results
 
 

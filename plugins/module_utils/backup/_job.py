@@ -133,12 +133,15 @@ def push_backup_xml(since, targets, disks_out, full_disks=()):
     return etree.tostring(root, encoding='unicode')
 
 
-def pull_backup_xml(since, socket, scratch, disks_out, full_disks=()):
-    """scratch: {disk: scratch file path}; the export is a unix socket."""
+def pull_backup_xml(since, server, scratch, disks_out, full_disks=()):
+    """scratch: {disk: scratch file path}; server: a unix socket path, or (address, port) for TCP+TLS."""
     root = etree.Element('domainbackup', mode='pull')
     if since:
         etree.SubElement(root, 'incremental').text = since
-    etree.SubElement(root, 'server', transport='unix', socket=socket)
+    if isinstance(server, tuple):
+        etree.SubElement(root, 'server', transport='tcp', name=server[0], port=str(server[1]), tls='yes')
+    else:
+        etree.SubElement(root, 'server', transport='unix', socket=server)
     for disk, elem in _disk_elements(root, since, scratch, full_disks, disks_out).items():
         etree.SubElement(elem, 'scratch', file=scratch[disk])
     return etree.tostring(root, encoding='unicode')

@@ -73,11 +73,19 @@ def _close(handle):
 
 
 class Export:
-    """Where to connect: a unix socket and an export name."""
+    """Where to connect: a unix socket, or TCP with TLS (client certificates in tls_dir)."""
 
-    def __init__(self, socket, name=''):
+    def __init__(self, socket=None, name='', host=None, port=None, tls_dir=None):
         self.socket = socket
         self.name = name
+        self.host = host
+        self.port = port
+        self.tls_dir = tls_dir
+
+    def describe(self):
+        if self.socket:
+            return self.socket
+        return '%s:%s (TLS)' % (self.host, self.port)
 
     def connect(self, contexts=()):
         handle = nbd.NBD()
@@ -85,14 +93,21 @@ class Export:
             handle.add_meta_context(ctx)
         handle.set_export_name(self.name)
         try:
-            handle.connect_unix(self.socket)
+            if self.socket:
+                handle.connect_unix(self.socket)
+            else:
+                # Never in clear text over TCP: TLS is required, the server's certificate verified.
+                handle.set_tls(nbd.TLS_REQUIRE)
+                handle.set_tls_certificates(self.tls_dir)
+                handle.set_tls_verify_peer(True)
+                handle.connect_tcp(self.host, str(self.port))
         except nbd.Error as exc:
             _close(handle)
-            raise NbdIoError('cannot connect to NBD export %r on %s: %s' % (self.name, self.socket, exc))
+            raise NbdIoError('cannot connect to NBD export %r on %s: %s' % (self.name, self.describe(), exc))
         for ctx in contexts:
             if not handle.can_meta_context(ctx):
                 _close(handle)
-                raise NbdIoError('NBD export %r on %s does not offer %s' % (self.name, self.socket, ctx))
+                raise NbdIoError('NBD export %r on %s does not offer %s' % (self.name, self.describe(), ctx))
         return handle
 
 
