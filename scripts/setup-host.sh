@@ -62,17 +62,18 @@ install_packages() {
 # (kill -9, OOM, machine restart with a persistent /run) leaves its pid file and socket files
 # behind; they are removed before starting a new one.
 
-virtlogd_answers() { virt-admin -c virtlogd:///system srv-list >/dev/null 2>&1; }
+# A stopped or hung daemon accepts connections but never replies: bound every check.
+virtlogd_answers() { timeout 5 virt-admin -c virtlogd:///system srv-list >/dev/null 2>&1; }
 # `virsh uri` needs a working connection to the QEMU driver but, unlike `virsh version`
 # (which probes the emulator and took 7-11 s here), answers in milliseconds.
-libvirtd_answers() { virsh -c qemu:///system uri >/dev/null 2>&1; }
+libvirtd_answers() { timeout 5 virsh -c qemu:///system uri >/dev/null 2>&1; }
 
 # Pids of live processes running exactly this daemon binary.
 daemon_pids() { pgrep -x "$1" || true; }
 
 wait_for() {  # wait_for SECONDS CHECK
-  local tries=$(( $1 * 5 )) i
-  for (( i = 0; i < tries; i++ )); do
+  local deadline=$(( SECONDS + $1 ))
+  while [ "$SECONDS" -lt "$deadline" ]; do
     "$2" && return 0
     sleep 0.2
   done
