@@ -394,6 +394,7 @@ class Repository:
         return candidate
 
     def backup_dir(self, domain, chain, backup_id):
+        make_dir(self.domain_dir(domain), 0o700)
         cdir = os.path.join(self.domain_dir(domain), check_name('chain', chain))
         make_dir(cdir, 0o700)
         path = os.path.join(cdir, check_name('backup id', backup_id))
