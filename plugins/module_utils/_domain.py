@@ -1,0 +1,756 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Domains: desired definition and run state, compared with the live domain, then applied.
+
+Used by virt_domain and virt_domain_info. Every helper raises VirtError; nothing here exits.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import time
+
+try:
+    from urllib.parse import urlparse
+except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
+    from urlparse import urlparse  # type: ignore
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    VirtError,
+    domain_state,
+    is_error,
+    libvirt,
+    libvirt_call,
+    translate,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+
+
+STATES = ['present', 'running', 'paused', 'shutdown', 'destroyed', 'absent']
+
+DOMAIN_ARGS = dict(
+    name=dict(type='str'),
+    xml=dict(type='str'),
+    state=dict(type='str', default='present', choices=STATES),
+    autostart=dict(type='bool'),
+    timeout=dict(type='int', default=120),
+    force=dict(type='bool', default=False),
+    remove_metadata=dict(type='bool', default=True),
+    remove_storage=dict(type='bool', default=False),
+    restart_on_change=dict(type='bool', default=False),
+)
+
+INFO_STATES = ['running', 'paused', 'shutoff', 'crashed', 'pmsuspended', 'blocked', 'shutdown']
+
+DOMAIN_INFO_ARGS = dict(
+    name=dict(type='str'),
+    state=dict(type='str', choices=INFO_STATES),
+    interface_addresses=dict(type='str', choices=['lease', 'agent', 'arp']),
+)
+
+# Run states in which QEMU is running (or at least exists) for the domain.
+ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
+
+SCHEMA_DIR = '/usr/share/libvirt/schemas'
+POLL_INTERVAL = 0.25
+
+
+def _flag(name):
+    return getattr(libvirt, name, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a domain
+
+def inactive_xml(dom, secure=True):
+    """The persistent definition (with secrets when secure: passwords compare as written)."""
+    flags = _flag('VIR_DOMAIN_XML_INACTIVE') | (_flag('VIR_DOMAIN_XML_SECURE') if secure else 0)
+    with libvirt_call('reading the definition', 'domain %s' % dom.name()):
+        return dom.XMLDesc(flags)
+
+
+def live_xml(dom, secure=False):
+    with libvirt_call('reading the XML', 'domain %s' % dom.name()):
+        return dom.XMLDesc(_flag('VIR_DOMAIN_XML_SECURE') if secure else 0)
+
+
+def autostart_of(dom):
+    with libvirt_call('reading autostart', 'domain %s' % dom.name()):
+        return bool(dom.autostart())
+
+
+def persistent_of(dom):
+    with libvirt_call('reading persistence', 'domain %s' % dom.name()):
+        return bool(dom.isPersistent())
+
+
+def domain_result(dom):
+    """What virt_domain returns about a domain: name, uuid, state, autostart, persistent, xml."""
+    if dom is None:
+        return {}
+    return dict(
+        name=dom.name(),
+        uuid=dom.UUIDString(),
+        state=domain_state(dom),
+        autostart=autostart_of(dom),
+        persistent=persistent_of(dom),
+        xml=live_xml(dom),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The desired definition
+
+class DesiredDomain:
+    """The user's domain XML, parsed and checked against the name given and the hypervisor."""
+
+    def __init__(self, xml, name=None):
+        self.text = xml
+        self.root = _xmldiff.parse(xml, 'the domain XML')
+        if self.root.tag != 'domain':
+            raise VirtError('the domain XML has root element <%s>, expected <domain>'
+                            % self.root.tag, reason='invalid XML')
+        self.name = (self.root.findtext('name') or '').strip() or None
+        if self.name is None and name is None:
+            raise VirtError('the domain XML has no <name> and no name was given',
+                            reason='invalid XML')
+        if name is not None and self.name is not None and name != self.name:
+            raise VirtError('name %s differs from the XML\'s <name>%s</name>; they must agree '
+                            '(leave out name, or fix one of them)' % (name, self.name),
+                            obj=name, reason='name mismatch')
+        if self.name is None:
+            # name given, XML without <name>: the module's name is the domain's name.
+            elem = self.root.makeelement('name')
+            elem.text = name
+            self.root.insert(0, elem)
+            self.name = name
+        self.uuid = (self.root.findtext('uuid') or '').strip().lower() or None
+        self.virt_type = self.root.get('type')
+        ostype = self.root.find('os/type')
+        self.arch = ostype.get('arch') if ostype is not None else None
+        self.machine = ostype.get('machine') if ostype is not None else None
+        self.emulator = (self.root.findtext('devices/emulator') or '').strip() or None
+        self.canonical_machine = None
+
+    def xml_for_define(self, uuid=None):
+        """The XML to define; with the existing domain's uuid when the user did not write one
+        (libvirt refuses a second definition of a name under a new uuid)."""
+        root = self.root
+        if uuid is not None and self.uuid is None:
+            root = _copy(self.root)
+            elem = root.makeelement('uuid')
+            elem.text = uuid
+            name = root.find('name')
+            root.insert(root.index(name) + 1 if name is not None else 0, elem)
+        return _xmldiff.render(root)
+
+    def normalizers(self):
+        """Values only the hypervisor can normalise: the machine alias (pc -> pc-i440fx-7.2)."""
+        if not self.canonical_machine or self.canonical_machine == self.machine:
+            return {}
+        alias, canonical = self.machine, self.canonical_machine
+        return {'os/type@machine': lambda v: canonical if v == alias else v}
+
+
+def _copy(elem):
+    from copy import deepcopy
+    return deepcopy(elem)
+
+
+def check_against_hypervisor(conn, desired):
+    """Fail clearly when the hypervisor cannot run the domain as written: unknown emulator,
+    machine type, architecture or virtualisation type. Read-only; also learns the canonical
+    machine type. Drivers without domain capabilities (test:///) are not checked here."""
+    obj = 'domain %s' % desired.name
+    try:
+        caps = conn.conn.getDomainCapabilities(desired.emulator, desired.arch, desired.machine,
+                                               desired.virt_type, 0)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_SUPPORT'):
+            return
+        what = []
+        if desired.emulator:
+            what.append('emulator %s' % desired.emulator)
+        if desired.machine:
+            what.append('machine type %s' % desired.machine)
+        if desired.arch:
+            what.append('architecture %s' % desired.arch)
+        if desired.virt_type:
+            what.append("domain type '%s'" % desired.virt_type)
+        err = translate(exc, 'checking %s against the hypervisor' % ', '.join(what or ['the XML']),
+                        obj)
+        err.msg = ('%s: the hypervisor at %s cannot run it as written: %s (nothing was changed)'
+                   % (obj, conn.uri, err.libvirt_message))
+        err.details['reason'] = 'unsupported by the hypervisor'
+        raise err
+    root = _xmldiff.parse(caps, 'domain capabilities')
+    machine = (root.findtext('machine') or '').strip()
+    if machine:
+        desired.canonical_machine = machine
+
+
+def check_schema(conn, desired):
+    """Validate against libvirt's RelaxNG schema when this host has it and the URI is local.
+
+    Real runs validate with VIR_DOMAIN_DEFINE_VALIDATE; check mode cannot define, so it uses
+    the schema directly to predict the same failure.
+    """
+    schema_file = os.path.join(SCHEMA_DIR, 'domain.rng')
+    if urlparse(conn.uri).hostname or not os.path.exists(schema_file):
+        return
+    etree = _xmldiff.etree
+    try:
+        schema = etree.RelaxNG(etree.parse(schema_file))
+    except Exception:  # pylint: disable=broad-except
+        return  # an unreadable schema is no reason to fail; the real run validates
+    if not schema.validate(desired.root):
+        errors = '; '.join(e.message for e in list(schema.error_log)[:3])
+        raise VirtError('domain %s: the XML does not validate against libvirt\'s schema: %s '
+                        '(nothing was changed)' % (desired.name, errors), obj=desired.name,
+                        reason='invalid XML')
+
+
+# ---------------------------------------------------------------------------------------------
+# The manager
+
+class DomainManager:
+    """Compute the desired state, compare it with the live domain, then apply (unless check mode).
+
+    params: the module's parameters (DOMAIN_ARGS). Returns the result dictionary from run().
+    """
+
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
+                 sleep=time.sleep, clock=time.monotonic):
+        self.connection = connection
+        self.conn = connection.conn
+        self.params = params
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.warn = warn or (lambda msg: None)
+        self.sleep = sleep
+        self.clock = clock
+        self.actions = []
+        self.restart_required = False
+        self.restart_paused = False
+        self.removed_volumes = []
+
+    # -- entry point ------------------------------------------------------------------------
+
+    def run(self):
+        p = self.params
+        if p.get('timeout') is not None and p['timeout'] < 0:
+            raise VirtError('timeout must be 0 or more seconds, got %s' % p['timeout'])
+        desired = None
+        if p.get('xml'):
+            desired = DesiredDomain(p['xml'], p.get('name'))
+        name = desired.name if desired is not None else p.get('name')
+        if not name:
+            raise VirtError('give name or xml to say which domain')
+        self.name = name
+        self.obj = 'domain %s' % name
+        dom = self.connection.lookup_domain(name)
+        if p['state'] == 'absent':
+            return self.absent(dom)
+        if dom is None and desired is None:
+            raise VirtError('%s does not exist on %s; give xml to define it'
+                            % (self.obj, self.connection.uri), obj=name)
+        return self.ensure(dom, desired)
+
+    # -- absent -----------------------------------------------------------------------------
+
+    def absent(self, dom):
+        if dom is None:
+            return self.result(False, None, diff=self.diff(None, None, '', ''))
+        before_state = domain_state(dom)
+        before_autostart = autostart_of(dom) if persistent_of(dom) else False
+        before_xml = _xmldiff.normalized(inactive_xml(dom, secure=False), _xmldiff.DOMAIN)
+        volumes = self.managed_volumes(dom) if self.params['remove_storage'] else []
+        if dom.isActive():
+            self.actions.append('destroy')
+        self.actions.append('undefine')
+        self.removed_volumes = [v.path() for v in volumes]
+        self.actions.extend('delete volume %s' % path for path in self.removed_volumes)
+        if not self.check_mode:
+            if dom.isActive():
+                with libvirt_call('stopping (destroy)', self.obj):
+                    dom.destroy()
+            self.undefine(dom)
+            for vol in volumes:
+                with libvirt_call('deleting volume %s' % vol.path(), self.obj):
+                    vol.delete(0)
+        diff = self.diff(dict(state=before_state, autostart=before_autostart),
+                         dict(state='absent'), before_xml, '')
+        return self.result(True, None, diff=diff)
+
+    def undefine(self, dom):
+        if self.params['remove_metadata']:
+            flags = (_flag('VIR_DOMAIN_UNDEFINE_MANAGED_SAVE') |
+                     _flag('VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA') |
+                     _flag('VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA') |
+                     _flag('VIR_DOMAIN_UNDEFINE_NVRAM'))
+        else:
+            flags = _flag('VIR_DOMAIN_UNDEFINE_KEEP_NVRAM')
+        try:
+            dom.undefineFlags(flags)
+            return
+        except libvirt.libvirtError as exc:
+            # Some drivers (test:///) reject flags they have no use for; then ask only for
+            # what this domain actually has.
+            if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and
+                    'flags' in str(exc)):
+                raise translate(exc, 'undefining', self.obj)
+        with libvirt_call('undefining', self.obj):
+            dom.undefineFlags(self._needed_undefine_flags(dom, flags))
+
+    def _needed_undefine_flags(self, dom, wanted):
+        needed = 0
+        checks = (
+            ('VIR_DOMAIN_UNDEFINE_MANAGED_SAVE', lambda: dom.hasManagedSaveImage(0)),
+            ('VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA', lambda: dom.snapshotNum(0)),
+            ('VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA', lambda: dom.listAllCheckpoints(0)),
+            ('VIR_DOMAIN_UNDEFINE_NVRAM',
+             lambda: _xmldiff.parse(inactive_xml(dom, False)).find('os/nvram') is not None),
+        )
+        for name, has in checks:
+            if not wanted & _flag(name):
+                continue
+            try:
+                if has():
+                    needed |= _flag(name)
+            except libvirt.libvirtError:
+                pass
+        return needed
+
+    def managed_volumes(self, dom):
+        """Storage volumes (known to a libvirt pool) that are the sources of the domain's disks."""
+        root = _xmldiff.parse(inactive_xml(dom, secure=False))
+        volumes = []
+        for disk in root.findall('devices/disk'):
+            if disk.get('device', 'disk') != 'disk':
+                continue  # CD-ROMs and floppies are usually shared media: never deleted
+            source = disk.find('source')
+            if source is None:
+                continue
+            vol = None
+            if disk.get('type') == 'volume':
+                vol = self._volume_by_name(source.get('pool'), source.get('volume'))
+            elif source.get('file') or source.get('dev'):
+                vol = self._volume_by_path(source.get('file') or source.get('dev'))
+            if vol is not None:
+                volumes.append(vol)
+            else:
+                facts = disk_facts(disk)
+                self.warn('%s: disk %s (%s) is not a volume of any libvirt storage pool; '
+                          'remove_storage leaves it in place' % (self.obj, facts['target'],
+                                                                 facts['source']))
+        return volumes
+
+    def _volume_by_name(self, pool_name, vol_name):
+        try:
+            return self.conn.storagePoolLookupByName(pool_name).storageVolLookupByName(vol_name)
+        except libvirt.libvirtError as exc:
+            if is_error(exc, 'VIR_ERR_NO_STORAGE_POOL', 'VIR_ERR_NO_STORAGE_VOL'):
+                return None
+            raise translate(exc, 'looking up volume %s/%s' % (pool_name, vol_name), self.obj)
+
+    def _volume_by_path(self, path):
+        for attempt in (1, 2):
+            try:
+                return self.conn.storageVolLookupByPath(path)
+            except libvirt.libvirtError as exc:
+                if not is_error(exc, 'VIR_ERR_NO_STORAGE_VOL'):
+                    raise translate(exc, 'looking up the volume of %s' % path, self.obj)
+            if attempt == 1 and not self._refresh_pools_holding(path):
+                return None
+        return None
+
+    def _refresh_pools_holding(self, path):
+        """Refresh active pools whose target directory holds path (files made outside libvirt
+        are known to a pool only after a refresh). True when one was refreshed."""
+        refreshed = False
+        directory = os.path.dirname(path)
+        with libvirt_call('listing storage pools', self.obj):
+            pools = self.conn.listAllStoragePools(_flag('VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE'))
+        for pool in pools:
+            try:
+                target = _xmldiff.parse(pool.XMLDesc(0)).findtext('target/path')
+                if target and os.path.normpath(target) == os.path.normpath(directory):
+                    pool.refresh(0)
+                    refreshed = True
+            except libvirt.libvirtError:
+                continue
+        return refreshed
+
+    # -- present / running / paused / shutdown / destroyed ----------------------------------
+
+    def ensure(self, dom, desired):
+        p = self.params
+        state = p['state']
+        exists = dom is not None
+        before_state = domain_state(dom) if exists else 'absent'
+        persistent = persistent_of(dom) if exists else False
+        before_autostart = autostart_of(dom) if persistent else False
+
+        intent = None
+        if desired is not None:
+            if exists and desired.uuid and desired.uuid != dom.UUIDString().lower():
+                raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
+                                'cannot change a domain\'s uuid (nothing was changed)'
+                                % (self.obj, dom.UUIDString(), desired.uuid), obj=self.name,
+                                reason='uuid mismatch')
+            check_against_hypervisor(self.connection, desired)
+            live = inactive_xml(dom) if exists else None
+            intent = _xmldiff.compare(desired.root, live, _xmldiff.DOMAIN,
+                                      normalizers=desired.normalizers())
+        define = desired is not None and (not exists or not persistent or intent.changed)
+        if exists and not persistent and desired is None:
+            define = True  # present means defined: make a transient domain persistent
+        if define and self.check_mode and desired is not None:
+            check_schema(self.connection, desired)
+
+        active = before_state in ACTIVE_STATES
+        # Does the running domain lag behind its (desired) definition?
+        pending = False
+        if active and desired is not None:
+            pending = define or self._running_differs(dom, desired)
+        restart = pending and p['restart_on_change'] and state in ('present', 'running', 'paused')
+
+        # Plan.
+        plan = []
+        if define:
+            plan.append('define')
+        current = before_state
+        if restart:
+            plan.append('restart')
+            # present keeps the run state: a paused domain comes back paused.
+            self.restart_paused = state == 'paused' or (state == 'present' and
+                                                        before_state == 'paused')
+            current = 'paused' if self.restart_paused else 'running'
+        steps, after_state = self.plan_state(state, current)
+        plan.extend(steps)
+        autostart = p.get('autostart')
+        after_autostart = before_autostart
+        if autostart is not None and autostart != before_autostart:
+            plan.append('autostart' if autostart else 'no autostart')
+            after_autostart = autostart
+        self.actions = list(plan)
+        self.restart_required = pending and not restart and after_state in ACTIVE_STATES
+
+        # Apply.
+        if not self.check_mode and plan:
+            dom = self.apply(dom, desired, plan, state)
+
+        diff = None
+        if self.diff_mode:
+            before_xml = intent.before if intent is not None else ''
+            after_xml = intent.after if intent is not None else ''
+            if intent is not None and not define:
+                before_xml = after_xml = intent.after
+            diff = self.diff(dict(state=before_state, autostart=before_autostart),
+                             dict(state=after_state, autostart=after_autostart),
+                             before_xml, after_xml)
+        result = self.result(bool(plan), dom, diff=diff)
+        if define and not self.check_mode:
+            self._check_kept(dom, desired)
+        return result
+
+    @staticmethod
+    def plan_state(state, current):
+        """Steps from the run state current to the state asked for, and the state after them."""
+        if current == 'absent':
+            current = 'shutoff'  # defined by this run, not started
+        if state == 'present':
+            return [], current
+        if state == 'running':
+            return {
+                'shutoff': (['start'], 'running'),
+                'nostate': (['start'], 'running'),
+                'paused': (['resume'], 'running'),
+                'pmsuspended': (['wakeup'], 'running'),
+                'crashed': (['destroy', 'start'], 'running'),
+            }.get(current, ([], current))
+        if state == 'paused':
+            return {
+                'shutoff': (['start paused'], 'paused'),
+                'nostate': (['start paused'], 'paused'),
+                'running': (['suspend'], 'paused'),
+                'blocked': (['suspend'], 'paused'),
+                'pmsuspended': (['wakeup', 'suspend'], 'paused'),
+                'crashed': (['destroy', 'start paused'], 'paused'),
+            }.get(current, ([], current))
+        if state == 'shutdown':
+            return (['shutdown'], 'shutoff') if current in ACTIVE_STATES else ([], current)
+        if state == 'destroyed':
+            return (['destroy'], 'shutoff') if current in ACTIVE_STATES else ([], current)
+        raise VirtError('unknown state %s' % state)  # pragma: no cover - argument_spec choices
+
+    def apply(self, dom, desired, plan, state):
+        for step in plan:
+            if step == 'define':
+                uuid = dom.UUIDString() if dom is not None else None
+                xml = desired.xml_for_define(uuid) if desired is not None else live_xml(dom, True)
+                with libvirt_call('defining', self.obj):
+                    dom = self.conn.defineXMLFlags(xml, _flag('VIR_DOMAIN_DEFINE_VALIDATE'))
+            elif step == 'restart':
+                self.graceful_shutdown(dom, purpose='restarting to apply the new definition')
+                self.start(dom, paused=self.restart_paused)
+            elif step == 'start':
+                self.start(dom)
+            elif step == 'start paused':
+                self.start(dom, paused=True)
+            elif step == 'resume':
+                with libvirt_call('resuming', self.obj):
+                    dom.resume()
+            elif step == 'suspend':
+                with libvirt_call('pausing (suspend)', self.obj):
+                    dom.suspend()
+            elif step == 'wakeup':
+                with libvirt_call('waking up', self.obj):
+                    dom.pMWakeup(0)
+            elif step == 'shutdown':
+                self.graceful_shutdown(dom, purpose='shutting down')
+            elif step == 'destroy':
+                with libvirt_call('stopping (destroy)', self.obj):
+                    dom.destroy()
+            elif step in ('autostart', 'no autostart'):
+                with libvirt_call('setting autostart', self.obj):
+                    dom.setAutostart(1 if step == 'autostart' else 0)
+        return dom
+
+    def start(self, dom, paused=False):
+        with libvirt_call('starting' + (' paused' if paused else ''), self.obj):
+            dom.createWithFlags(_flag('VIR_DOMAIN_START_PAUSED') if paused else 0)
+
+    def graceful_shutdown(self, dom, purpose):
+        """ACPI shutdown, wait up to timeout; then destroy (force) or fail leaving it as it was."""
+        timeout = self.params['timeout']
+        was_paused = domain_state(dom) == 'paused'
+        if was_paused:
+            # A paused guest cannot react to the ACPI request.
+            with libvirt_call('resuming before shutdown', self.obj):
+                dom.resume()
+        with libvirt_call(purpose + ' (shutdown)', self.obj):
+            dom.shutdown()
+        deadline = self.clock() + timeout
+        while True:
+            if not dom.isActive():
+                return
+            if self.clock() >= deadline:
+                break
+            self.sleep(POLL_INTERVAL)
+        if self.params['force']:
+            self.warn('%s did not shut down within %s s; destroyed it (force: true)'
+                      % (self.obj, timeout))
+            with libvirt_call('stopping (destroy) after the shutdown timeout', self.obj):
+                try:
+                    dom.destroy()
+                except libvirt.libvirtError as exc:
+                    if dom.isActive():
+                        raise exc
+            return
+        if was_paused:
+            with libvirt_call('pausing again after the shutdown timeout', self.obj):
+                dom.suspend()
+        raise VirtError(
+            '%s did not shut down within %s s while %s: the guest did not act on the ACPI '
+            'shutdown request; it is left %s. Set force: true to destroy it after the timeout, '
+            'or give it a longer timeout.' % (self.obj, timeout, purpose,
+                                               'paused' if was_paused else 'running'),
+            obj=self.name, reason='shutdown timeout', actions=self.actions)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _running_differs(self, dom, desired):
+        running = live_xml(dom, secure=True)
+        intent = _xmldiff.compare(desired.root, running, _xmldiff.DOMAIN,
+                                  normalizers=desired.normalizers(), runtime=True)
+        return intent.changed
+
+    def _check_kept(self, dom, desired):
+        """After a define: anything libvirt did not keep would cause a change on every run."""
+        intent = _xmldiff.compare(desired.root, inactive_xml(dom), _xmldiff.DOMAIN,
+                                  normalizers=desired.normalizers())
+        if intent.changed:
+            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
+                      'will report a change again' % (self.obj, '; '.join(intent.summary())))
+
+    def diff(self, before, after, before_xml, after_xml):
+        if not self.diff_mode:
+            return None
+        return dict(
+            before_header='%s (live)' % self.obj,
+            after_header='%s (desired)' % self.obj,
+            before=_diff_text(before, before_xml),
+            after=_diff_text(after, after_xml),
+        )
+
+    def result(self, changed, dom, diff=None):
+        res = dict(
+            changed=changed,
+            domain=domain_result(dom) if dom is not None else {},
+            restart_required=self.restart_required,
+            actions=self.actions,
+        )
+        if self.params.get('state') == 'absent':
+            res['removed_volumes'] = self.removed_volumes
+        if diff is not None:
+            res['diff'] = diff
+        return res
+
+
+def _diff_text(facts, xml):
+    if facts is None:
+        return ''
+    lines = ['# %s: %s' % (k, _word(facts[k])) for k in ('state', 'autostart') if k in facts]
+    return '\n'.join(lines) + '\n' + (xml or '')
+
+
+def _word(value):
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# virt_domain_info
+
+def _int(text, default=None):
+    try:
+        return int((text or '').strip())
+    except ValueError:
+        return default
+
+
+def _kib(elem):
+    if elem is None:
+        return None
+    size = _xmldiff.to_bytes(elem.text, elem.get('unit') or 'KiB')
+    return size // 1024 if size is not None else None
+
+
+def disk_facts(disk):
+    source = disk.find('source')
+    target = disk.find('target')
+    driver = disk.find('driver')
+    src = None
+    if source is not None:
+        if disk.get('type') == 'volume':
+            src = '%s/%s' % (source.get('pool'), source.get('volume'))
+        elif disk.get('type') == 'network':
+            src = '%s:%s' % (source.get('protocol'), source.get('name'))
+        else:
+            src = source.get('file') or source.get('dev') or source.get('dir')
+    return dict(
+        target=target.get('dev') if target is not None else None,
+        bus=target.get('bus') if target is not None else None,
+        device=disk.get('device', 'disk'),
+        type=disk.get('type'),
+        source=src,
+        format=driver.get('type') if driver is not None else None,
+    )
+
+
+def interface_facts(iface):
+    mac = iface.find('mac')
+    model = iface.find('model')
+    source = iface.find('source')
+    src = None
+    if source is not None:
+        for attr in ('network', 'bridge', 'dev', 'name', 'path'):
+            if source.get(attr):
+                src = source.get(attr)
+                break
+    target = iface.find('target')
+    return dict(
+        type=iface.get('type'),
+        mac=mac.get('address').lower() if mac is not None and mac.get('address') else None,
+        source=src,
+        model=model.get('type') if model is not None else None,
+        target=target.get('dev') if target is not None else None,
+    )
+
+
+ADDRESS_SOURCES = {
+    'lease': 'VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE',
+    'agent': 'VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT',
+    'arp': 'VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP',
+}
+
+
+def interface_addresses(dom, source, warn):
+    """{mac: [{'type': 'ipv4', 'address': ..., 'prefix': ...}]} from the chosen source."""
+    try:
+        found = dom.interfaceAddresses(_flag(ADDRESS_SOURCES[source]), 0) or {}
+    except libvirt.libvirtError as exc:
+        warn('domain %s: no interface addresses from %s: %s' % (
+            dom.name(), source, exc.get_error_message() or exc))
+        return {}
+    by_mac = {}
+    for ifname, data in found.items():
+        mac = (data.get('hwaddr') or '').lower()
+        addrs = []
+        for addr in data.get('addrs') or []:
+            kind = {0: 'ipv4', 1: 'ipv6'}.get(addr.get('type'), str(addr.get('type')))
+            addrs.append(dict(type=kind, address=addr.get('addr'), prefix=addr.get('prefix'),
+                              interface=ifname))
+        by_mac.setdefault(mac, []).extend(addrs)
+    return by_mac
+
+
+def domain_facts(dom, addresses_from=None, warn=None):
+    """Facts about one domain, as virt_domain_info returns them."""
+    warn = warn or (lambda msg: None)
+    xml = live_xml(dom)
+    root = _xmldiff.parse(xml, 'the XML of domain %s' % dom.name())
+    state = domain_state(dom)
+    persistent = persistent_of(dom)
+    vcpu = root.find('vcpu')
+    vcpus = None
+    if vcpu is not None:
+        vcpus = _int(vcpu.get('current'), _int(vcpu.text))
+    facts = dict(
+        name=dom.name(),
+        uuid=dom.UUIDString(),
+        id=dom.ID() if dom.isActive() else None,
+        state=state,
+        autostart=autostart_of(dom) if persistent else False,
+        persistent=persistent,
+        vcpus=vcpus,
+        memory=_kib(root.find('memory')),
+        current_memory=_kib(root.find('currentMemory')),
+        disks=[disk_facts(d) for d in root.findall('devices/disk')],
+        interfaces=[interface_facts(i) for i in root.findall('devices/interface')],
+        xml=xml,
+    )
+    if addresses_from:
+        found = interface_addresses(dom, addresses_from, warn) if dom.isActive() else {}
+        for iface in facts['interfaces']:
+            iface['addresses'] = found.get(iface['mac'] or '', [])
+    return facts
+
+
+def domains_info(connection, name=None, state=None, addresses_from=None, warn=None):
+    """virt_domain_info: one domain (by name; [] when missing) or all, optionally by state."""
+    if name:
+        dom = connection.lookup_domain(name)
+        doms = [dom] if dom is not None else []
+    else:
+        with libvirt_call('listing domains', connection.uri):
+            doms = connection.conn.listAllDomains(0)
+    result = []
+    for dom in sorted(doms, key=lambda d: d.name()):
+        try:
+            if state and domain_state(dom) != state:
+                continue
+            result.append(domain_facts(dom, addresses_from, warn))
+        except VirtError as exc:
+            # A domain undefined while we read it is simply gone.
+            if exc.code == _flag('VIR_ERR_NO_DOMAIN'):
+                continue
+            raise
+    return result

@@ -1,0 +1,726 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Intent diff of libvirt XML: does the live object already satisfy what the user wrote?
+
+One engine for every object type. An object type is described by a Profile, which is data:
+
+- ``identity``: how items of a list are matched between desired and live XML (disks by
+  ``target@dev``, controllers by ``@type`` + ``@index``, ...). Key parts the user left out fall
+  back to the position among the remaining items of the same kind.
+- ``owned``: lists libvirt never fills in by itself (disks, interfaces, ...): a live item the
+  desired XML does not have means the user removed it, and that is a change.
+- ``owned_when_given``: lists libvirt fills in only when the user wrote none of them (boot
+  order, ...): authoritative as soon as the desired XML lists one.
+- ``ignored``: paths never compared (runtime ids, aliases libvirt assigns, ...).
+- ``units``: elements or attributes that carry a size with a unit, compared in bytes.
+- ``normalizers``: per-path value normalisation (MAC addresses in lower case, ...).
+- ``defaults``: attribute values libvirt drops from its output when they are the default.
+- ``runtime_ignored``: paths that differ between a running object and its definition by design
+  (used when comparing against the running XML).
+
+Everything else follows from one rule: only what the user wrote is compared. Elements, attributes
+and text that exist only in the live XML (uuid, MAC and PCI addresses, auto-added controllers,
+default attributes, element order libvirt normalises) never cause a change.
+
+Paths are written relative to the root element: ``memory``, ``devices/disk``,
+``devices/disk/target@dev`` (an attribute), ``@id`` (an attribute of the root). ``*`` matches
+one path step, ``**`` any number of steps.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import difflib
+import fnmatch
+import re
+
+LXML_IMPORT_ERROR = None
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - reported by the modules
+    etree = None
+    import traceback
+    LXML_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
+
+
+# ---------------------------------------------------------------------------------------------
+# Units
+
+UNIT_FACTORS = {
+    'b': 1, 'bytes': 1,
+    'kb': 1000, 'k': 1024, 'kib': 1024,
+    'mb': 1000 ** 2, 'm': 1024 ** 2, 'mib': 1024 ** 2,
+    'gb': 1000 ** 3, 'g': 1024 ** 3, 'gib': 1024 ** 3,
+    'tb': 1000 ** 4, 't': 1024 ** 4, 'tib': 1024 ** 4,
+    'pb': 1000 ** 5, 'p': 1024 ** 5, 'pib': 1024 ** 5,
+    'eb': 1000 ** 6, 'e': 1024 ** 6, 'eib': 1024 ** 6,
+}
+
+CANONICAL_UNIT_NAMES = {'bytes': 'bytes', 'kib': 'KiB', 'mib': 'MiB', 'gib': 'GiB', 'tib': 'TiB'}
+
+
+def to_bytes(value, unit):
+    """A size and its unit (libvirt's spellings, case-insensitive) in bytes; None if not a size."""
+    try:
+        number = int(str(value).strip(), 10)
+    except (TypeError, ValueError):
+        return None
+    factor = UNIT_FACTORS.get(str(unit).strip().lower())
+    if factor is None:
+        return None
+    return number * factor
+
+
+def from_bytes(size, unit):
+    """(value, unit) for size in bytes: in unit when it divides evenly, else in bytes."""
+    factor = UNIT_FACTORS[unit.lower()]
+    if size % factor == 0:
+        return str(size // factor), CANONICAL_UNIT_NAMES.get(unit.lower(), unit)
+    return str(size), 'bytes'
+
+
+class UnitSpec:
+    """Where a sized value lives: the element's text (value=None) or an attribute."""
+
+    def __init__(self, default_unit, value=None, unit_attr='unit', canonical=None):
+        self.default_unit = default_unit
+        self.value = value
+        self.unit_attr = unit_attr
+        self.canonical = canonical or default_unit
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+
+def _split(path):
+    """'devices/disk@dev' -> ('devices/disk', 'dev'); '@id' -> ('', 'id')."""
+    if '@' in path:
+        elem, attr = path.split('@', 1)
+        return elem.rstrip('/'), attr
+    return path, None
+
+
+def _steps(path):
+    return [s for s in path.split('/') if s] if path else []
+
+
+def _match_steps(pattern, steps):
+    """fnmatch per path step; '**' matches any number of steps (also none)."""
+    if not pattern:
+        return not steps
+    if pattern[0] == '**':
+        return any(_match_steps(pattern[1:], steps[i:]) for i in range(len(steps) + 1))
+    return bool(steps) and fnmatch.fnmatchcase(steps[0], pattern[0]) and \
+        _match_steps(pattern[1:], steps[1:])
+
+
+class _PathTable:
+    """Patterns -> values; the first pattern (in the order given) that matches wins."""
+
+    def __init__(self, entries):
+        self.entries = []
+        for pattern, value in (entries.items() if isinstance(entries, dict) else entries):
+            elem, attr = _split(pattern)
+            self.entries.append((_steps(elem), attr, value))
+        self._cache = {}
+
+    def lookup(self, path, attr=None):
+        cache_key = (path, attr)
+        if cache_key not in self._cache:
+            steps = _steps(path)
+            found = None
+            for pattern, pattern_attr, value in self.entries:
+                if pattern_attr == attr and _match_steps(pattern, steps):
+                    found = value
+                    break
+            self._cache[cache_key] = found
+        return self._cache[cache_key]
+
+    def __contains__(self, item):
+        path, attr = item if isinstance(item, tuple) else (item, None)
+        return self.lookup(path, attr) is not None
+
+
+def lower(value):
+    return value.lower()
+
+
+class Profile:
+    """How one object type's XML is compared. Pure data plus tiny callables; see module doc."""
+
+    def __init__(self, name, root, identity=None, owned=(), owned_when_given=(), ignored=(),
+                 units=None, normalizers=None, defaults=None, runtime_ignored=(), masked=()):
+        self.name = name
+        self.root = root
+        self.identity = _PathTable(identity or {})
+        self.owned = _PathTable([(p, True) for p in owned])
+        self.owned_when_given = _PathTable([(p, True) for p in owned_when_given])
+        self.ignored = _PathTable([(p, True) if isinstance(p, str) else p for p in ignored])
+        self.units = _PathTable(units or {})
+        self.normalizers = _PathTable(normalizers or {})
+        self.defaults = _PathTable(defaults or {})
+        self.runtime_ignored = _PathTable([(p, True) for p in runtime_ignored])
+        self.masked = _PathTable([(p, True) for p in masked])
+
+
+def _not_user_alias(elem):
+    """libvirt assigns aliases (virtio-disk0, net0, ...); only 'ua-' aliases are the user's."""
+    return not (elem.get('name') or '').startswith('ua-')
+
+
+DOMAIN = Profile(
+    'domain', 'domain',
+    identity={
+        'devices/disk': ('target@dev',),
+        'devices/interface': ('mac@address',),
+        'devices/controller': ('@type', '@index'),
+        'devices/filesystem': ('target@dir',),
+        'devices/hostdev': ('@type', 'source/address@bus', 'source/address@slot',
+                            'source/address@function', 'source/vendor@id', 'source/product@id'),
+        'devices/channel': ('target@type', 'target@name'),
+        'devices/serial': ('target@port',),
+        'devices/console': ('target@type', 'target@port'),
+        'devices/parallel': ('target@port',),
+        'devices/input': ('@type', '@bus'),
+        'devices/graphics': ('@type',),
+        'devices/sound': ('@model',),
+        'devices/rng': ('@model',),
+        'devices/redirdev': ('@bus', '@type'),
+        'devices/memory': ('@model', 'target/node'),
+        'devices/audio': ('@id',),
+        'cpu/feature': ('@name',),
+        'cpu/numa/cell': ('@id',),
+        'clock/timer': ('@name',),
+        'cputune/vcpupin': ('@vcpu',),
+        'numatune/memnode': ('@cellid',),
+        'seclabel': ('@model',),
+        'features/hyperv/*': (),
+        'memtune/*': (),
+        'os/boot': (),
+    },
+    owned=(
+        'devices/disk', 'devices/interface', 'devices/hostdev', 'devices/filesystem',
+        'devices/graphics', 'devices/sound', 'devices/rng', 'devices/tpm', 'devices/redirdev',
+        'devices/smartcard', 'devices/shmem', 'devices/channel', 'devices/memory',
+        'devices/vsock', 'devices/iommu', 'devices/parallel',
+        'devices/disk/source', 'devices/disk/readonly', 'devices/disk/shareable',
+        'devices/disk/boot', 'devices/interface/boot',
+    ),
+    owned_when_given=('os/boot', 'cpu/feature', 'clock/timer', 'devices/watchdog',
+                      'devices/panic'),
+    ignored=(
+        '@id',
+        ('**/alias', _not_user_alias),
+    ),
+    units={
+        'memory': UnitSpec('KiB'),
+        'currentMemory': UnitSpec('KiB'),
+        'maxMemory': UnitSpec('KiB'),
+        'memtune/*': UnitSpec('KiB'),
+        'memoryBacking/hugepages/page': UnitSpec('KiB', value='size'),
+        'cpu/numa/cell': UnitSpec('KiB', value='memory'),
+        'devices/memory/target/size': UnitSpec('KiB'),
+        'devices/memory/target/requested': UnitSpec('KiB'),
+        'devices/memory/target/block': UnitSpec('KiB'),
+        'devices/memory/source/pagesize': UnitSpec('KiB'),
+        'devices/shmem/size': UnitSpec('M', canonical='MiB'),
+        'devices/disk/iotune/*': UnitSpec('bytes'),
+    },
+    normalizers={
+        '**/mac@address': lower,
+        'uuid': lower,
+    },
+    defaults={
+        # <vcpu current='N'>N</vcpu>: libvirt drops current when it equals the maximum.
+        'vcpu@current': lambda live: (live.text or '').strip(),
+        'devices/disk@device': 'disk',
+        'devices/interface/link@state': 'up',
+    },
+    runtime_ignored=(
+        'cpu', 'cpu/**',
+        'devices/graphics@port', 'devices/graphics@tlsPort', 'devices/graphics@websocket',
+        'devices/graphics/listen@address', 'seclabel', 'seclabel/**',
+        'devices/*/source@path', 'devices/interface/target@dev',
+    ),
+    masked=('devices/graphics@passwd',),
+)
+
+NETWORK = Profile(
+    'network', 'network',
+    identity={
+        'ip': ('@family', '@address'),
+        'ip/dhcp/range': ('@start',),
+        'ip/dhcp/host': ('@mac',),
+        'portgroup': ('@name',),
+        'route': ('@family', '@address'),
+        'dns/host': ('@ip',),
+        'dns/srv': ('@service', '@protocol'),
+        'dns/txt': ('@name',),
+        'forward/interface': ('@dev',),
+        'forward/pf': ('@dev',),
+    },
+    owned=('ip', 'ip/dhcp/range', 'ip/dhcp/host', 'portgroup', 'route', 'dns/host', 'dns/srv',
+           'dns/txt', 'forward/interface'),
+    ignored=('@connections',),
+    normalizers={'**@mac': lower, 'mac@address': lower, 'uuid': lower},
+)
+
+STORAGE_POOL = Profile(
+    'storage pool', 'pool',
+    identity={'source/device': ('@path',), 'source/host': ('@name',)},
+    owned=('source/device',),
+    ignored=('capacity', 'allocation', 'available'),
+    units={'capacity': UnitSpec('bytes'), 'allocation': UnitSpec('bytes'),
+           'available': UnitSpec('bytes')},
+    normalizers={'uuid': lower},
+)
+
+STORAGE_VOLUME = Profile(
+    'storage volume', 'volume',
+    identity={'target/features/*': ()},
+    ignored=('allocation', 'physical', 'key', 'target/path', 'target/timestamps',
+             'target/timestamps/**'),
+    units={'capacity': UnitSpec('bytes'), 'allocation': UnitSpec('bytes'),
+           'physical': UnitSpec('bytes')},
+)
+
+CHECKPOINT = Profile(
+    'checkpoint', 'domaincheckpoint',
+    identity={'disks/disk': ('@name',)},
+    ignored=('creationTime', 'parent', 'parent/**', 'domain', 'domain/**', 'disks/disk@size'),
+)
+
+PROFILES = dict((p.root, p) for p in (DOMAIN, NETWORK, STORAGE_POOL, STORAGE_VOLUME, CHECKPOINT))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and rendering
+
+def require_lxml():
+    if etree is None:
+        raise VirtError('the Python lxml library is required on the managed host '
+                        '(Debian/Ubuntu python3-lxml, RHEL python3-lxml)')
+
+
+def parse(text, what='XML'):
+    """Parse XML text (or pass an element through); a VirtError that says where it is broken."""
+    require_lxml()
+    if etree.iselement(text):
+        return text
+    if text is None or not str(text).strip():
+        raise VirtError('%s is empty' % what)
+    parser = etree.XMLParser(remove_blank_text=True, remove_comments=True, remove_pis=True,
+                             resolve_entities=False, no_network=True, huge_tree=False)
+    data = text.encode('utf-8') if not isinstance(text, bytes) else text
+    try:
+        return etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise VirtError('%s is not well-formed XML: %s' % (what, exc), reason='malformed XML')
+
+
+def render(elem):
+    """Pretty-printed text of an element (empty string for None)."""
+    if elem is None:
+        return ''
+    require_lxml()
+    return etree.tostring(elem, pretty_print=True, encoding='unicode')
+
+
+def unified_diff(before, after, before_header='before', after_header='after'):
+    """A unified diff of two texts, as one string ('' when equal)."""
+    lines = difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                 before_header, after_header)
+    return ''.join(line if line.endswith('\n') else line + '\n' for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+
+_INT = re.compile(r'^\s*(?:[+-]?\d+|0x[0-9a-fA-F]+)\s*$')
+
+
+def _as_int(value):
+    value = value.strip()
+    return int(value, 16) if value.lower().startswith('0x') else int(value, 10)
+
+
+def values_equal(desired, live):
+    """Equal as text, or as integers when both are (decimal or 0x hex: libvirt writes 0x05)."""
+    if desired is None or live is None:
+        return desired is live
+    if desired.strip() == live.strip():
+        return True
+    if _INT.match(desired) and _INT.match(live):
+        return _as_int(desired) == _as_int(live)
+    return False
+
+
+def _local(tag):
+    return etree.QName(tag).localname if tag.startswith('{') else tag
+
+
+def _join(path, tag):
+    step = _local(tag)
+    return step if not path else path + '/' + step
+
+
+def _children(elem):
+    return [c for c in elem if isinstance(c.tag, str)]
+
+
+def _text(elem):
+    text = elem.text or ''
+    return text.strip() or None
+
+
+class Difference:
+    """One place where the live object does not have what the user asked for."""
+
+    def __init__(self, path, before, after):
+        self.path = path
+        self.before = before
+        self.after = after
+
+    def __repr__(self):
+        return 'Difference(%r, %r, %r)' % (self.path, self.before, self.after)
+
+    def __str__(self):
+        if self.before is None:
+            return '%s: missing, wanted %s' % (self.path, self.after)
+        if self.after is None:
+            return '%s: %s present, not wanted' % (self.path, self.before)
+        return '%s: %s, wanted %s' % (self.path, self.before, self.after)
+
+    def as_dict(self):
+        return dict(path=self.path, before=self.before, after=self.after)
+
+
+class IntentDiff:
+    """The result of comparing desired with live XML.
+
+    ``changed``: the live object does not satisfy the desired one. ``differences``: where.
+    ``before`` / ``after``: normalised XML of the live object projected onto what the user wrote,
+    and of the desired object; their unified diff shows exactly the intended change.
+    """
+
+    def __init__(self, differences, before, after):
+        self.differences = differences
+        self.before = before
+        self.after = after
+
+    @property
+    def changed(self):
+        return bool(self.differences)
+
+    def unified(self, before_header='before', after_header='after'):
+        return unified_diff(self.before, self.after, before_header, after_header)
+
+    def summary(self):
+        return [str(d) for d in self.differences]
+
+
+class _Comparer:
+
+    def __init__(self, profile, normalizers=None, runtime=False):
+        self.profile = profile
+        self.extra = _PathTable(normalizers or {})
+        self.runtime = runtime
+        self.differences = []
+
+    # -- per-value helpers ------------------------------------------------------------------
+
+    def ignored(self, path, attr=None, elem=None):
+        hit = self.profile.ignored.lookup(path, attr)
+        if hit is not None and (hit is True or elem is None or hit(elem)):
+            return True
+        return self.runtime and (path, attr) in self.profile.runtime_ignored
+
+    def normalize(self, path, attr, value):
+        if value is None:
+            return None
+        for table in (self.extra, self.profile.normalizers):
+            func = table.lookup(path, attr)
+            if func is not None:
+                value = func(value)
+        return value
+
+    def sized(self, path, elem):
+        """(bytes, canonical unit) of a sized element per the profile, or None."""
+        spec = self.profile.units.lookup(path)
+        if spec is None:
+            return None, None
+        raw = _text(elem) if spec.value is None else elem.get(spec.value)
+        size = to_bytes(raw, elem.get(spec.unit_attr) or spec.default_unit)
+        return (size, spec) if size is not None else (None, spec)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def key_of(self, elem, path, spec):
+        """The identity key of a list item: one normalised value per key part (None if unset)."""
+        key = []
+        for part in spec:
+            sub, attr = _split(part)
+            target = elem.find(sub) if sub else elem
+            if target is None:
+                key.append(None)
+                continue
+            subpath = path + ('/' + sub if sub else '')
+            value = target.get(attr) if attr else _text(target)
+            key.append(self.normalize(subpath, attr, value))
+        return tuple(key)
+
+    def describe(self, label, path, elem, spec):
+        """A readable place for messages: devices/disk[vda], devices/interface[52:54:...]."""
+        label = '%s/%s' % (label, _local(elem.tag)) if label else _local(elem.tag)
+        if not spec:
+            return label
+        key = [k for k in self.key_of(elem, path, spec) if k is not None]
+        return '%s[%s]' % (label, ','.join(key)) if key else label
+
+    def match(self, desired_children, live_children, path):
+        """Pair each desired child with a live child of the same kind: [(desired, live|None)].
+
+        Items whose identity key is fully given are matched by key first; the others take the
+        first unmatched live item whose key agrees on the parts they do give (position).
+        """
+        pairs = {}
+        used = set()
+        keyed = []
+        for d in desired_children:
+            spec = self.profile.identity.lookup(_join(path, d.tag))
+            spec = spec if spec is not None else ()
+            keyed.append((d, spec, self.key_of(d, _join(path, d.tag), spec) if spec else ()))
+        # Pass 1: complete keys.
+        for d, spec, key in keyed:
+            if not spec or any(k is None for k in key):
+                continue
+            cpath = _join(path, d.tag)
+            for i, candidate in enumerate(live_children):
+                if i in used or candidate.tag != d.tag:
+                    continue
+                if self._keys_agree(key, self.key_of(candidate, cpath, spec)):
+                    pairs[id(d)] = candidate
+                    used.add(i)
+                    break
+        # Pass 2: partial or no key, by position among what is left.
+        for d, spec, key in keyed:
+            if id(d) in pairs or (spec and all(k is not None for k in key)):
+                continue
+            cpath = _join(path, d.tag)
+            for i, candidate in enumerate(live_children):
+                if i in used or candidate.tag != d.tag:
+                    continue
+                if spec and not self._keys_agree(key, self.key_of(candidate, cpath, spec)):
+                    continue
+                pairs[id(d)] = candidate
+                used.add(i)
+                break
+        leftovers = [c for i, c in enumerate(live_children) if i not in used]
+        return [(d, pairs.get(id(d))) for d in desired_children], leftovers
+
+    @staticmethod
+    def _keys_agree(desired_key, live_key):
+        return all(d is None or values_equal(d, l) for d, l in zip(desired_key, live_key))
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    def walk(self, desired, live, path, before_parent, after_parent, label):
+        """Compare one desired element with its live match (or None); build both projections."""
+        if live is None:
+            self.differences.append(Difference(label or _local(desired.tag), None,
+                                               _short(desired)))
+            self._copy_into(desired, path, after_parent)
+            return
+        after = etree.SubElement(after_parent, desired.tag,
+                                 nsmap=_own_nsmap(desired, after_parent))
+        before = etree.SubElement(before_parent, live.tag, nsmap=_own_nsmap(live, before_parent))
+        sized = self._compare_size(desired, live, path, before, after, label)
+        self._compare_attributes(desired, live, path, before, after, label, sized)
+        if sized is None or sized.value is not None:
+            self._compare_text(desired, live, path, before, after, label)
+        self._compare_children(desired, live, path, before, after, label)
+
+    def _compare_attributes(self, desired, live, path, before, after, label, sized):
+        for attr, dvalue in desired.attrib.items():
+            if self.ignored(path, attr):
+                continue
+            if sized is not None and attr in (sized.value, sized.unit_attr):
+                continue
+            shown = _mask(self.profile, path, attr)
+            dnorm = self.normalize(path, attr, dvalue)
+            lvalue = live.get(attr)
+            if lvalue is None:
+                default = self.profile.defaults.lookup(path, attr)
+                if callable(default):
+                    default = default(live)
+                lvalue = default
+            lnorm = self.normalize(path, attr, lvalue)
+            after.set(attr, shown or dnorm)
+            if lnorm is not None and values_equal(dnorm, lnorm):
+                before.set(attr, shown or dnorm)
+                continue
+            if lnorm is not None:
+                before.set(attr, (shown + ' (differs)') if shown else lnorm)
+            self.differences.append(Difference('%s@%s' % (label, attr),
+                                               None if lnorm is None else (shown or lnorm),
+                                               shown or dnorm))
+
+    def _compare_size(self, desired, live, path, before, after, label):
+        """Compare a sized value in bytes; its spec when the desired one is a size, else None."""
+        dsize, spec = self.sized(path, desired)
+        if dsize is None:
+            return None  # not a size the engine understands: compared as written
+        lsize = self.sized(path, live)[0]
+        value, unit = from_bytes(dsize, spec.canonical)
+        _set_size(after, spec, value, unit)
+        if lsize == dsize:
+            _set_size(before, spec, value, unit)
+            return spec
+        if lsize is not None:
+            _set_size(before, spec, *from_bytes(lsize, spec.canonical))
+        where = label if spec.value is None else '%s@%s' % (label, spec.value)
+        self.differences.append(Difference(
+            where, None if lsize is None else '%s %s' % from_bytes(lsize, spec.canonical),
+            '%s %s' % (value, unit)))
+        return spec
+
+    def _compare_text(self, desired, live, path, before, after, label):
+        dtext = _text(desired)
+        if dtext is None:
+            return
+        dnorm = self.normalize(path, None, dtext)
+        lnorm = self.normalize(path, None, _text(live))
+        after.text = dnorm
+        if lnorm is not None and values_equal(dnorm, lnorm):
+            before.text = dnorm
+            return
+        before.text = lnorm
+        self.differences.append(Difference(label, lnorm, dnorm))
+
+    def _compare_children(self, desired, live, path, before, after, label):
+        dchildren = [c for c in _children(desired)
+                     if not self.ignored(_join(path, c.tag), None, c)]
+        lchildren = [c for c in _children(live)
+                     if not self.ignored(_join(path, c.tag), None, c)]
+        pairs, leftovers = self.match(dchildren, lchildren, path)
+        given = set(d.tag for d in dchildren)
+        for d, l in pairs:
+            cpath = _join(path, d.tag)
+            spec = self.profile.identity.lookup(cpath) or ()
+            self.walk(d, l, cpath, before, after, self.describe(label, cpath, d, spec))
+        for extra in leftovers:
+            cpath = _join(path, extra.tag)
+            if (cpath in self.profile.owned or
+                    (extra.tag in given and cpath in self.profile.owned_when_given)):
+                spec = self.profile.identity.lookup(cpath) or ()
+                self.differences.append(Difference(self.describe(label, cpath, extra, spec),
+                                                   _short(extra), None))
+                self._copy_into(extra, cpath, before)
+
+    def _copy_into(self, source, path, parent):
+        """Normalised copy of a whole element (desired-only or live-only) into a projection."""
+        elem = etree.SubElement(parent, source.tag, nsmap=_own_nsmap(source, parent))
+        spec = self.profile.units.lookup(path)
+        size = self.sized(path, source)[0] if spec is not None else None
+        for attr, value in source.attrib.items():
+            if self.ignored(path, attr):
+                continue
+            if size is not None and attr in (spec.value, spec.unit_attr):
+                continue
+            elem.set(attr, _mask(self.profile, path, attr) or self.normalize(path, attr, value))
+        if size is not None:
+            _set_size(elem, spec, *from_bytes(size, spec.canonical))
+        elif _text(source) is not None:
+            elem.text = self.normalize(path, None, _text(source))
+        for child in _children(source):
+            cpath = _join(path, child.tag)
+            if not self.ignored(cpath, None, child):
+                self._copy_into(child, cpath, elem)
+        return elem
+
+
+def _set_size(elem, spec, value, unit):
+    if elem is None:
+        return
+    if spec.value is None:
+        elem.text = value
+    else:
+        elem.set(spec.value, value)
+    elem.set(spec.unit_attr, unit)
+
+
+def _mask(profile, path, attr):
+    return '********' if (path, attr) in profile.masked else None
+
+
+def _short(elem):
+    """A one-line rendering of an element for messages."""
+    text = etree.tostring(elem, encoding='unicode', with_tail=False)
+    text = re.sub(r'\s*\n\s*', '', text)
+    for match in re.finditer(r'(passwd)=(["\'])[^"\']*\2', text):
+        text = text.replace(match.group(0), '%s="********"' % match.group(1))
+    return text if len(text) <= 200 else text[:197] + '...'
+
+
+def _own_nsmap(elem, parent):
+    """Namespace declarations elem needs beyond what parent already declares."""
+    if parent is None:
+        return dict(elem.nsmap)
+    inherited = parent.nsmap
+    return dict((k, v) for k, v in elem.nsmap.items() if inherited.get(k) != v)
+
+
+class _Holder:
+    """A throwaway parent so the root goes through the same code as every other element."""
+
+    def __init__(self):
+        self.elem = etree.Element('holder')
+
+
+def compare(desired, live, profile, normalizers=None, runtime=False):
+    """Does live satisfy desired? An IntentDiff.
+
+    desired, live: XML text or lxml elements; live may be None (the object does not exist).
+    profile: a Profile (or the root tag of one in PROFILES).
+    normalizers: extra {path: callable} for values only the caller can normalise (for example
+    machine type aliases the caller resolved with the hypervisor's capabilities).
+    runtime: live is the running XML of an active object; ignore what differs at run time by
+    design and do not treat extra items as removals.
+    """
+    require_lxml()
+    if isinstance(profile, str):
+        profile = PROFILES[profile]
+    desired = parse(desired, 'desired %s XML' % profile.name)
+    comparer = _Comparer(profile, normalizers, runtime)
+    after_holder, before_holder = _Holder(), _Holder()
+    if live is None:
+        root = comparer._copy_into(desired, '', after_holder.elem)
+        return IntentDiff([Difference('', None, 'the whole %s' % profile.name)], '',
+                          render(root))
+    live = parse(live, 'live %s XML' % profile.name)
+    if desired.tag != live.tag:
+        root = comparer._copy_into(desired, '', after_holder.elem)
+        other = comparer._copy_into(live, '', before_holder.elem)
+        return IntentDiff([Difference('', _local(live.tag), _local(desired.tag))],
+                          render(other), render(root))
+    comparer.walk(desired, live, '', before_holder.elem, after_holder.elem, '')
+    after = _children(after_holder.elem)[0]
+    befores = _children(before_holder.elem)
+    before = befores[0] if befores else None
+    return IntentDiff(comparer.differences, render(before), render(after))
+
+
+def normalized(xml, profile, normalizers=None):
+    """Normalised text of one XML document (sizes in canonical units, ignored paths dropped)."""
+    require_lxml()
+    if isinstance(profile, str):
+        profile = PROFILES[profile]
+    holder = _Holder()
+    comparer = _Comparer(profile, normalizers)
+    return render(comparer._copy_into(parse(xml), '', holder.elem))
