@@ -24,7 +24,7 @@ description:
   - Checkpoint metadata that libvirt lost (domain undefined and defined again, O(metadata_only)
     deletion, another host) can be restored from saved XML with O(redefine_xml).
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
@@ -89,7 +89,7 @@ options:
       checkpoint:
         description:
           - V(bitmap) gives the disk a bitmap, V(no) leaves it out of the checkpoint.
-          - Quote V('no') in YAML, or YAML reads it as a boolean.
+          - An unquoted C(no) in YAML is a boolean false; it is accepted as V(no).
         type: str
         choices: [bitmap, 'no']
         default: bitmap

@@ -15,7 +15,7 @@ description:
   - Returns the checkpoint tree of a domain, parents before their children, or one checkpoint.
   - For a running domain, also how many bytes each disk has changed since each checkpoint.
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
