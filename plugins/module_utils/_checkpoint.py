@@ -23,7 +23,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
@@ -137,19 +139,28 @@ def build_checkpoint_xml(name, description=None, disks=None):
 
 
 def set_description(xml, description):
-    """The checkpoint XML with its <description> replaced (removed when description is empty)."""
-    root = ET.fromstring(xml)
-    node = root.find('description')
-    if not description:
-        if node is not None:
-            root.remove(node)
-    else:
-        if node is None:
-            node = ET.Element('description')
-            # libvirt writes description right after name; keep that order.
-            root.insert(1, node)
-        node.text = description
-    return ET.tostring(root, encoding='unicode')
+    """The checkpoint XML with its <description> replaced (removed when description is empty).
+
+    A text edit of the part before <creationTime> (libvirt writes name, description, parent,
+    creationTime, disks, domain in this order): the copy of the domain definition, which may use
+    XML namespaces and has a <description> of its own, stays byte for byte as libvirt wrote it.
+    """
+    parse_checkpoint_xml(xml)
+    match = re.search(r'<creationTime[\s>]', xml)
+    if match is None:
+        raise CheckpointError('the checkpoint XML has no <creationTime>')
+    head, tail = xml[:match.start()], xml[match.start():]
+    head = re.sub(r'[ \t]*<description(\s[^>]*)?(/>|>.*?</description>)[ \t]*\n?', '', head, count=1, flags=re.S)
+    if description:
+        name = re.search(r'</name>[ \t]*\n?', head)
+        if name is None:
+            raise CheckpointError('the checkpoint XML has no <name> before <creationTime>')
+        indent = re.search(r'\n([ \t]*)<name>', head)
+        element = '%s<description>%s</description>\n' % (indent.group(1) if indent else '', xml_escape(description))
+        if not name.group(0).endswith('\n'):
+            element = element.strip()
+        head = head[:name.end()] + element + head[name.end():]
+    return head + tail
 
 
 def domain_disks(dom, inactive=False):

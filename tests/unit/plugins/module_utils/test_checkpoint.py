@@ -162,6 +162,32 @@ def test_set_description_adds_replaces_and_removes():
     assert ck.parse_checkpoint_xml(removed)['disks'] == ck.parse_checkpoint_xml(SAMPLE_XML)['disks']
 
 
+def test_set_description_keeps_the_domain_copy_byte_for_byte():
+    xml = """<domaincheckpoint>
+  <name>c1</name>
+  <creationTime>1</creationTime>
+  <disks>
+    <disk name='vda' checkpoint='bitmap' bitmap='c1'/>
+  </disks>
+  <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+    <name>d</name>
+    <description>the domain's own</description>
+    <qemu:commandline><qemu:arg value='-x'/></qemu:commandline>
+  </domain>
+</domaincheckpoint>
+"""
+    with_text = ck.set_description(xml, 'a & <b>')
+    assert '  <name>c1</name>\n  <description>a &amp; &lt;b&gt;</description>\n  <creationTime>' in with_text
+    assert with_text.endswith(xml[xml.index('<creationTime>'):])
+    assert ck.parse_checkpoint_xml(with_text)['description'] == 'a & <b>'
+    assert ck.set_description(ck.set_description(with_text, 'other'), '') == xml
+
+
+def test_set_description_needs_creation_time():
+    with pytest.raises(ck.CheckpointError):
+        ck.set_description('<domaincheckpoint><name>a</name></domaincheckpoint>', 'x')
+
+
 def test_domain_disks(dom):
     disks = dict((d['name'], d) for d in ck.domain_disks(dom))
     assert sorted(disks) == ['hdc', 'hdd', 'vda', 'vdb', 'vdc']
