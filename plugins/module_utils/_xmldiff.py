@@ -508,19 +508,24 @@ class _Comparer:
                     pairs[id(d)] = candidate
                     used.add(i)
                     break
-        # Pass 2: partial or no key, by position among what is left.
+        # Pass 2: partial or no key, by position: the live item at the same position among
+        # items of its kind when it is free and agrees, else the first free one that agrees.
+        ordinals = {}
         for d, spec, key in keyed:
+            ordinal = ordinals[d.tag] = ordinals.get(d.tag, -1) + 1
             if id(d) in pairs or (spec and all(k is not None for k in key)):
                 continue
             cpath = _join(path, d.tag)
-            for i, candidate in enumerate(live_children):
-                if i in used or candidate.tag != d.tag:
-                    continue
-                if spec and not self._keys_agree(key, self.key_of(candidate, cpath, spec)):
-                    continue
-                pairs[id(d)] = candidate
-                used.add(i)
-                break
+            same_kind = [i for i, c in enumerate(live_children) if c.tag == d.tag]
+            agreeing = [i for i in same_kind if i not in used and
+                        (not spec or self._keys_agree(key, self.key_of(live_children[i],
+                                                                       cpath, spec)))]
+            if not agreeing:
+                continue
+            i = same_kind[ordinal] if ordinal < len(same_kind) and \
+                same_kind[ordinal] in agreeing else agreeing[0]
+            pairs[id(d)] = live_children[i]
+            used.add(i)
         leftovers = [c for i, c in enumerate(live_children) if i not in used]
         return [(d, pairs.get(id(d))) for d in desired_children], leftovers
 
