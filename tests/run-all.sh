@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test of the collection, in order of speed: sanity, lint, unit, integration, functional.
+# Every test of the collection, in order of speed: sanity, lint, unit, integration (ansible-test
+# targets), molecule (role scenarios), functional.
 # Run through `make test` (which installs what is needed, starts the libvirt daemons and sets
 # the environment); called directly, it goes through make itself.
 #
@@ -7,14 +8,15 @@
 #   stage failed. Each stage prints its time; the last line is a one-line summary.
 # * pytest's exit status 5 (no tests collected) is accepted for a test directory that holds no
 #   test files yet; once it has test files, collecting nothing is a failure. The run fails when
-#   the unit, integration and functional stages together executed no test at all.
+#   the unit, integration, molecule and functional stages together executed no test at all.
 # * Deadline: each stage has a limit, and the whole run stops (stage killed, run failed) after
 #   TEST_BUDGET seconds (default 1680 = 28 min).
 set -uo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.." || exit 1
 root="$(pwd)"
-results="$root/build/test-results"
+# Per-run result directory (junit files, stage notes): concurrent runs do not clobber each other.
+results="${RUN_ALL_RESULTS:-}"
 
 # --- stage bodies: run as `run-all.sh --pytest NAME DIR` / `--integration` under timeout;
 #     they report through $results/NAME.note and $results/NAME.executed ---------------------
@@ -61,9 +63,25 @@ integration_stage() {
   return 0
 }
 
+# molecule scenarios of the roles, on this machine's libvirtd (tests/molecule.sh).
+molecule_stage() {
+  if ! compgen -G 'roles/*/molecule/*/molecule.yml' >/dev/null; then
+    echo "no molecule scenarios" | tee "$results/molecule.note"
+    return 0
+  fi
+  if [ ! -f tests/molecule.sh ]; then
+    echo "roles have molecule scenarios but there is no tests/molecule.sh to run them" | tee "$results/molecule.note" >&2
+    return 1
+  fi
+  bash tests/molecule.sh || return $?
+  echo "tests/molecule.sh passed" > "$results/molecule.note"
+  echo 1 > "$results/molecule.executed"
+}
+
 case "${1:-}" in
   --pytest) shift; pytest_stage "$@"; exit $? ;;
   --integration) integration_stage; exit $? ;;
+  --molecule) molecule_stage; exit $? ;;
 esac
 
 if [ -z "${ANSIBLE_COLLECTIONS_PATH:-}" ]; then
@@ -71,12 +89,15 @@ if [ -z "${ANSIBLE_COLLECTIONS_PATH:-}" ]; then
 fi
 
 budget="${TEST_BUDGET:-1680}"
-rm -rf "$results"
-mkdir -p "$results"
+mkdir -p "$root/build/test-results"
+find "$root/build/test-results" -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null
+results="$(mktemp -d "$root/build/test-results/run.XXXXXX")"
+export RUN_ALL_RESULTS="$results"
+ln -sfn "$(basename "$results")" "$root/build/test-results/latest"
 start=$(date +%s)
 summary=()
 failed=0
-executed=0   # tests executed (not skipped) by the unit, integration and functional stages
+executed=0   # tests executed (not skipped) by the unit, integration, molecule, functional stages
 
 # --- the runner ----------------------------------------------------------------------------
 # stage NAME LIMIT_SECONDS COMMAND...
@@ -110,10 +131,11 @@ stage sanity 900 bash tests/sanity.sh
 stage lint 300 make -s lint
 stage unit 600 bash "$self" --pytest unit tests/unit
 stage integration 900 bash "$self" --integration
+stage molecule 900 bash "$self" --molecule
 stage functional 900 bash "$self" --pytest functional tests/functional
 
 if [ "$executed" -eq 0 ] && [ "$failed" -eq 0 ]; then
-  echo "no unit, integration or functional test was executed" >&2
+  echo "no unit, integration, molecule or functional test was executed" >&2
   summary+=("no tests executed")
   failed=1
 fi

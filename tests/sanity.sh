@@ -2,10 +2,9 @@
 # ansible-test sanity for this collection, offline except for PyPI.
 #
 # * ansible-test needs the collection at a path ending in ansible_collections/virtops/libvirt:
-#   each run copies the tracked and untracked, non-ignored files (git ls-files -co
-#   --exclude-standard; deleted files skipped) into its own mktemp directory under
-#   build/sanity/, removed afterwards (KEEP_SANITY_COPY=1 keeps it), so concurrent runs by
-#   different people do not disturb each other.
+#   each run copies the tracked and untracked, non-ignored files (tests/utils/collection-copy.sh)
+#   into its own mktemp directory under build/sanity/, removed afterwards (KEEP_SANITY_COPY=1
+#   keeps it), so concurrent runs by different people do not disturb each other.
 # * Every sanity test runs in its own venv with the exact requirements ansible-test pins
 #   (--requirements). The venvs live in ~/.ansible/test/venv and are reused by later runs (and
 #   later clones): only the first run on a machine installs them from PyPI. Their pip
@@ -37,8 +36,8 @@ allowed_skips=(pslint)
 # ansible-test skips the shellcheck test silently (as "No tests applicable.") without it.
 command -v shellcheck >/dev/null || { echo "sanity: shellcheck missing; run scripts/setup-host.sh" >&2; exit 1; }
 
-mkdir -p "$root/build/sanity"
-work="$(mktemp -d "$root/build/sanity/run.XXXXXX")"
+dest="$(bash "$root/tests/utils/collection-copy.sh" "$root/build/sanity")"
+work="$(cd "$dest/../../.." && pwd)"
 # shellcheck disable=SC2317  # called by the trap
 cleanup() {
   if [ -n "${KEEP_SANITY_COPY:-}" ]; then
@@ -48,27 +47,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-dest="$work/ansible_collections/virtops/libvirt"
-mkdir -p "$dest"
-
-cd "$root"
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  # tracked (minus deleted) and untracked-but-not-ignored files, modes and symlinks kept
-  git ls-files -z -co --exclude-standard \
-    | /usr/bin/python3 -c '
-import os, sys
-names = sys.stdin.buffer.read().split(b"\0")
-sys.stdout.buffer.write(b"".join(n + b"\0" for n in sorted(set(names)) if n and os.path.lexists(n)))
-' \
-    | tar --null --no-recursion -T - -cf - | tar -xpf - -C "$dest"
-else
-  tar --exclude=./.venv --exclude=./build --exclude=./.git --exclude=./tests/output \
-    -cf - . | tar -xpf - -C "$dest"
-fi
 cd "$dest"
-# ansible-test lists a collection's files with git when it is in a repository; without its own
-# repository here, git would find the enclosing checkout instead.
-git init -q .
 
 args=(sanity --requirements --python "$python_version" --color no --junit)
 
