@@ -7,6 +7,8 @@
 # The libvirt_host role performs the same steps on managed hosts; this script is for the
 # controller that runs `make demo` / `make test`, where Ansible itself is not yet installed.
 set -euo pipefail
+# Daemons live in /usr/sbin; a minimal PATH (cron, CI runners) may lack it.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${VENV:-$here/.venv}"
