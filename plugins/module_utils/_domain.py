@@ -566,11 +566,11 @@ class DomainManager:
         if was_paused:
             with libvirt_call('pausing again after the shutdown timeout', self.obj):
                 dom.suspend()
+        left = 'paused' if was_paused else 'running'
         raise VirtError(
             '%s did not shut down within %s s while %s: the guest did not act on the ACPI '
             'shutdown request; it is left %s. Set force: true to destroy it after the timeout, '
-            'or give it a longer timeout.' % (self.obj, timeout, purpose,
-                                               'paused' if was_paused else 'running'),
+            'or give it a longer timeout.' % (self.obj, timeout, purpose, left),
             obj=self.name, reason='shutdown timeout', actions=self.actions)
 
     # -- helpers ----------------------------------------------------------------------------

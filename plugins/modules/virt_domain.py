@@ -32,7 +32,7 @@ description:
     returns RV(restart_required=true) until the domain has been restarted. With
     O(restart_on_change=true) it restarts the domain gracefully to apply it.
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes

@@ -15,7 +15,7 @@ description:
   - Returns one domain (O(name)) or all domains, optionally only those in one run state,
     with identity, run state, autostart, size, disks, interfaces and the live XML.
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes.INFO_MODULE

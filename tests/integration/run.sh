@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Integration test runner.
 #
 #   bash tests/integration/run.sh [TARGET...]

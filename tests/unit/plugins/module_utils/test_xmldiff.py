@@ -87,10 +87,18 @@ def test_test_driver_domain_minimal_intent():
 
 
 def test_runtime_values_of_the_running_domain_are_ignored_in_runtime_mode(pc):
-    desired = edit(pc[0], " passwd='secret'", '')
+    desired, _live = pc
     running = fixture('qemu-pc-running.xml')
     assert not xd.compare(desired, running, xd.DOMAIN, normalizers=CANONICAL,
                           runtime=True).changed
+    # Outside runtime mode the VNC port QEMU got is not what the user asked for (-1 = auto).
+    desired = edit(desired, "autoport='yes'", "autoport='yes' port='-1'")
+    assert not xd.compare(desired, pc[1], xd.DOMAIN, normalizers=CANONICAL).changed
+    assert not xd.compare(desired, running, xd.DOMAIN, normalizers=CANONICAL,
+                          runtime=True).changed
+    assert [d.path for d in xd.compare(desired, running, xd.DOMAIN,
+                                       normalizers=CANONICAL).differences] == [
+        'devices/graphics[vnc]@port']
     # The running XML has id, aliases, a VNC port, a cpu model expanded with features.
     assert "id='" in running and '<alias' in running and "port='59" in running
 
