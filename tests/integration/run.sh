@@ -31,8 +31,8 @@ export ANSIBLE_INVENTORY_UNPARSED_WARNING=false
 export ANSIBLE_NOCOLOR=1
 export ANSIBLE_RETRY_FILES_ENABLED=false
 export PATH="$venv/bin:$PATH"
-# Targets are roles.
-export ANSIBLE_ROLES_PATH="$targets_dir"
+# Targets are roles (the collection's own roles stay reachable after them).
+export ANSIBLE_ROLES_PATH="$targets_dir:$root/roles"
 
 # The collection must be importable as virtops.libvirt (what `make link` does).
 link="$root/build/collections/ansible_collections/virtops/libvirt"
