@@ -88,11 +88,22 @@ def from_bytes(size, unit):
 class UnitSpec:
     """Where a sized value lives: the element's text (value=None) or an attribute."""
 
-    def __init__(self, default_unit, value=None, unit_attr='unit', canonical=None):
+    def __init__(self, default_unit, value=None, unit_attr='unit', canonical=None,
+                 runtime_align=None):
         self.default_unit = default_unit
         self.value = value
         self.unit_attr = unit_attr
         self.canonical = canonical or default_unit
+        # A running object may show the size rounded up to this many bytes (QEMU aligns guest
+        # memory to 1 MiB on x86); only used when comparing with the running XML.
+        self.runtime_align = runtime_align
+
+    def runtime_sizes(self, size):
+        """Sizes a running object may report for a defined size."""
+        if not self.runtime_align:
+            return (size,)
+        align = self.runtime_align
+        return (size, -(-size // align) * align)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,13 +230,13 @@ DOMAIN = Profile(
         ('**/alias', _not_user_alias),
     ),
     units={
-        'memory': UnitSpec('KiB'),
+        'memory': UnitSpec('KiB', runtime_align=1024 * 1024),
         'currentMemory': UnitSpec('KiB'),
-        'maxMemory': UnitSpec('KiB'),
+        'maxMemory': UnitSpec('KiB', runtime_align=1024 * 1024),
         'memtune/*': UnitSpec('KiB'),
         'memoryBacking/hugepages/page': UnitSpec('KiB', value='size'),
-        'cpu/numa/cell': UnitSpec('KiB', value='memory'),
-        'devices/memory/target/size': UnitSpec('KiB'),
+        'cpu/numa/cell': UnitSpec('KiB', value='memory', runtime_align=1024 * 1024),
+        'devices/memory/target/size': UnitSpec('KiB', runtime_align=1024 * 1024),
         'devices/memory/target/requested': UnitSpec('KiB'),
         'devices/memory/target/block': UnitSpec('KiB'),
         'devices/memory/source/pagesize': UnitSpec('KiB'),
@@ -243,6 +254,8 @@ DOMAIN = Profile(
         'devices/interface/link@state': 'up',
     },
     runtime_ignored=(
+        # The balloon's actual size, reported while running (no guest driver: all of memory).
+        'currentMemory',
         'cpu', 'cpu/**',
         'devices/graphics@port', 'devices/graphics@tlsPort', 'devices/graphics@websocket',
         'devices/graphics/listen@address', 'seclabel', 'seclabel/**',
@@ -584,7 +597,7 @@ class _Comparer:
         lsize = self.sized(path, live)[0]
         value, unit = from_bytes(dsize, spec.canonical)
         _set_size(after, spec, value, unit)
-        if lsize == dsize:
+        if lsize == dsize or (self.runtime and lsize in spec.runtime_sizes(dsize)):
             _set_size(before, spec, value, unit)
             return spec
         if lsize is not None:

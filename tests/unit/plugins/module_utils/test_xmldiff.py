@@ -103,6 +103,31 @@ def test_runtime_values_of_the_running_domain_are_ignored_in_runtime_mode(pc):
     assert "id='" in running and '<alias' in running and "port='59" in running
 
 
+def test_running_q35_domain_satisfies_its_definition_in_runtime_mode(q35):
+    desired, _live = q35
+    running = fixture('qemu-q35-running.xml')
+    # The balloon reports all 128 MiB while running (no guest driver): currentMemory is a
+    # run-time value; outside runtime mode it is a difference.
+    assert not xd.compare(desired, running, xd.DOMAIN, normalizers=CANONICAL,
+                          runtime=True).changed
+    assert [d.path for d in xd.compare(desired, running, xd.DOMAIN,
+                                       normalizers=CANONICAL).differences] == ['currentMemory']
+    # A memory change not yet applied is seen in runtime mode (restart_required).
+    grown = edit(desired, "<memory unit='M'>128</memory>", "<memory unit='M'>256</memory>")
+    assert [d.path for d in xd.compare(grown, running, xd.DOMAIN, normalizers=CANONICAL,
+                                       runtime=True).differences] == ['memory']
+
+
+def test_memory_aligned_by_qemu_at_run_time():
+    # Seen on QEMU 7.2: <memory unit='KiB'>100001</memory> runs as 100352 KiB (1 MiB aligned).
+    desired = "<domain><name>n</name><memory unit='KiB'>100001</memory></domain>"
+    running = "<domain id='7'><name>n</name><memory unit='KiB'>100352</memory></domain>"
+    assert not xd.compare(desired, running, xd.DOMAIN, runtime=True).changed
+    assert xd.compare(desired, running, xd.DOMAIN).changed
+    bigger = running.replace('100352', '101376')
+    assert xd.compare(desired, bigger, xd.DOMAIN, runtime=True).changed
+
+
 def test_domain_id_of_a_dumped_running_xml_is_ignored(pc):
     desired = edit(pc[0], "<domain type='qemu'>", "<domain type='qemu' id='42'>")
     assert not xd.compare(desired, pc[1], xd.DOMAIN, normalizers=CANONICAL).changed
