@@ -457,6 +457,8 @@ class DomainManager:
         result = self.result(bool(plan), dom, diff=diff)
         if define and not self.check_mode:
             self._check_kept(dom, desired)
+        if restart and not self.check_mode:
+            self._check_restarted(dom, desired)
         return result
 
     @staticmethod
@@ -588,6 +590,17 @@ class DomainManager:
         if intent.changed:
             self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
                       'will report a change again' % (self.obj, '; '.join(intent.summary())))
+
+    def _check_restarted(self, dom, desired):
+        """After a restart: a running domain that still differs would be restarted again by
+        every run with restart_on_change."""
+        running = live_xml(dom, secure=True)
+        intent = _xmldiff.compare(desired.root, running, _xmldiff.DOMAIN,
+                                  normalizers=desired.normalizers(), runtime=True)
+        if intent.changed:
+            self.warn('%s: after the restart the running domain still differs from the XML (%s); '
+                      'restart_on_change will restart it again on the next run'
+                      % (self.obj, '; '.join(intent.summary())))
 
     def diff(self, before, after, before_xml, after_xml):
         if not self.diff_mode:
