@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(COLLECTIONS)
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: setup demo test sanity lint unit integration functional link clean
+.PHONY: setup demo test sanity lint unit integration functional molecule faults link clean
 
 setup:
 	@bash scripts/setup-host.sh
@@ -53,6 +53,13 @@ integration: setup link
 
 functional: setup link
 	$(PYTEST) tests/functional
+
+molecule: setup link
+	@bash tests/molecule.sh
+
+# Fault-injection suite of the backup engine (not part of `make test`: long-running).
+faults: setup link
+	$(PYTEST) tests/faults
 
 clean:
 	rm -rf build tests/output

@@ -27,12 +27,14 @@ pytest_stage() {
     echo "no test files in $dir" | tee "$results/$name.note"
     return 0
   fi
-  python -m pytest -p no:cacheprovider --junitxml="$results/$name.xml" "$dir"
+  # --durations: the slowest tests, to keep an eye on the time budget
+  python -m pytest -p no:cacheprovider --durations=5 --junitxml="$results/$name.xml" "$dir"
   rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests in $dir although it holds test files" | tee "$results/$name.note" >&2
     return 5
   fi
+  [ -f "$results/$name.xml" ] || return "$rc"
   python - "$results/$name.xml" "$results/$name" <<'PY'
 import sys
 import xml.etree.ElementTree as ET

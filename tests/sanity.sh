@@ -47,6 +47,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# killed by run-all's deadline (timeout sends TERM): still remove the copy
+trap 'exit 143' TERM
+trap 'exit 130' INT
 cd "$dest"
 
 args=(sanity --requirements --python "$python_version" --color no --junit)
