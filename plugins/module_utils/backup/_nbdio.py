@@ -120,8 +120,11 @@ class QemuNbdServer:
         self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-', dir=workdir)
         os.chmod(self.tmpdir, 0o700)
         self.socket = os.path.join(self.tmpdir, 'nbd.sock')
+        # qemu-nbd writes its pid file once the socket listens and the export is set up; the
+        # socket file alone appears at bind(), before listen(): a connect then is refused.
+        self.pid_file = os.path.join(self.tmpdir, 'qemu-nbd.pid')
         cmd = ['qemu-nbd', '--format', fmt, '--socket', self.socket, '--shared', str(clients + 1),
-               '--persistent', '--cache', 'writeback']
+               '--persistent', '--cache', 'writeback', '--pid-file', self.pid_file]
         if readonly:
             cmd += ['--read-only']
         else:
@@ -143,7 +146,7 @@ class QemuNbdServer:
                 err = self.proc.stderr.read().decode('utf-8', 'replace').strip()
                 self.close()
                 raise NbdIoError('qemu-nbd could not export %s: %s' % (self.image, err))
-            if os.path.exists(self.socket):
+            if os.path.exists(self.pid_file):
                 return
             time.sleep(0.02)
         self.close()
