@@ -39,7 +39,8 @@ def collection_link():
 
 @pytest.fixture(scope='session')
 def conn():
-    c = ftlib.new_conn()
+    """ftlib.Libvirt: .get() is a live connection to qemu:///system."""
+    c = ftlib.Libvirt()
     yield c
     c.close()
 
@@ -78,7 +79,7 @@ class Cleanup:
     def run(self):
         for name in self.domains:
             try:
-                dom = self.conn.lookupByName(name)
+                dom = self.conn.get().lookupByName(name)
             except ftlib.libvirt.libvirtError:
                 continue
             try:
@@ -98,26 +99,26 @@ def cleanup(conn):
     c.run()
 
 
-@pytest.fixture
-def mount_tmpfs(cleanup):
-    """mount_tmpfs(path, size, readonly=False): a tmpfs QEMU can enter; unmounted afterwards."""
-    mounted = []
+@pytest.fixture(scope='session')
+def tmpfs_mounts(workroot, cleanup):
+    """Small file systems for the tests that need a full or read-only repository.
 
-    def mount(path, size='1m', readonly=False):
-        Path(path).mkdir(parents=True, exist_ok=True)
-        options = 'size=%s,mode=0755%s' % (size, ',ro' if readonly else '')
-        ftlib.sh('mount', '-t', 'tmpfs', '-o', options, 'tmpfs', path)
+    They are mounted before the domain starts: QEMU runs in a mount namespace of its own, and on a
+    host whose / is a private mount (no systemd, as here) it never sees a file system mounted
+    after it started; the backup job would fail with "No such file or directory".
+    """
+    mounts = {}
+    for name, size in (('small', '1m'), ('spare', '16m')):
+        path = workroot / ('mnt-%s' % name)
+        path.mkdir()
+        ftlib.sh('mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0755' % size, 'tmpfs', path)
         cleanup.mount(path)
-        mounted.append(str(path))
-        return Path(path)
-
-    yield mount
-    for path in reversed(mounted):
-        subprocess.run(['umount', '-l', path], check=False)
+        mounts[name] = path
+    return mounts
 
 
 @pytest.fixture(scope='session')
-def guest(conn, workroot):
+def guest(conn, workroot, tmpfs_mounts):
     """The running domain every test shares: vda 64 MiB and vdb 32 MiB, both blank qcow2."""
     g = ftlib.Guest(conn, ftlib.unique('ft-dom'), [64 * MiB, 32 * MiB], workroot / 'guest')
     try:
@@ -166,13 +167,14 @@ class Timeline:
         self.snaps[tag] = self.guest.snapshot(tag)
         self.tag = tag
 
-    def backup(self, repo, mode, level='auto', disks=None):
+    def backup(self, repo, mode, level='auto', disks=None, series=None):
+        """A backup into repository `repo`, listed in self.points[series or repo]."""
         args = dict(mode=mode, level=level)
         if disks:
             args['disks'] = disks
         result = ok(ftlib.backup(self.guest.name, self.repos[repo], **args))
         point = Point(repo, result, self.snaps[self.tag], self.tag)
-        self.points[repo].append(point)
+        self.points.setdefault(series or repo, []).append(point)
         self.by_id[(repo, point.id)] = point
         return point
 
@@ -247,6 +249,31 @@ def _run_timeline(t):
 def timeline(guest, workroot):
     t = Timeline(guest, workroot)
     _run_timeline(t)
+    return t
+
+
+@pytest.fixture(scope='session')
+def offline(timeline):
+    """After the timeline: the domain is stopped, its images written directly, and backed up shut
+    off into the pull and push repositories (continuing their chains); then it runs again and the
+    next online backup continues from the checkpoint made offline. Tests using this run last."""
+    t = timeline
+    t.guest.stop()
+    t.writes('S6', [
+        ('vda', 'write', (10 * MiB, 256 * KiB, 0x71)),
+        ('vda', 'zero', (40 * MiB, 64 * KiB)),
+        ('vdb', 'write', (8 * MiB + 4 * KiB, 4 * KiB, 0x72)),
+    ])
+    t.backup('pull', 'pull', series='offline-pull')
+    t.backup('push', 'push', series='offline-push')
+    t.writes('S6-same', [])
+    t.backup('pull', 'pull', series='offline-pull')     # nothing changed
+    t.guest.start()
+    t.writes('S7', [
+        ('vda', 'write', (12 * MiB, 128 * KiB, 0x73)),
+    ])
+    t.backup('pull', 'pull', series='online-again')
+    t.backup('push', 'push', series='online-again')
     return t
 
 

@@ -318,11 +318,50 @@ class GuestDisk:
         self.shadow.zero(offset, length, UNALLOCATED)
 
 
+class Libvirt:
+    """A connection to qemu:///system that is opened again when the daemon went away (other test
+    suites on this host restart libvirtd)."""
+
+    def __init__(self, uri=URI):
+        self.uri = uri
+        self._conn = None
+
+    def get(self):
+        if self._conn is not None:
+            try:
+                if self._conn.isAlive():
+                    return self._conn
+            except libvirt.libvirtError:
+                pass
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+        deadline = time.time() + 60
+        while True:
+            try:
+                self._conn = libvirt.open(self.uri)
+                return self._conn
+            except libvirt.libvirtError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+
 class Guest:
     """A TCG domain with blank qcow2 disks in its own directory under /var/lib/libvirt/images."""
 
-    def __init__(self, conn, name, disk_sizes, workdir):
-        self.conn = conn
+    def __init__(self, lv, name, disk_sizes, workdir):
+        self.lv = lv
         self.name = name
         self.dir = Path(workdir)
         self.dir.mkdir(mode=0o755)
@@ -335,7 +374,11 @@ class Guest:
             shadow = Shadow(self.dir / ('%s.shadow.raw' % target), size)
             self.disks[target] = GuestDisk(self, target, path, size, shadow)
             spec.append((target, path))
-        self.dom = conn.defineXML(domain_xml(name, spec))
+        lv.get().defineXML(domain_xml(name, spec))
+
+    @property
+    def dom(self):
+        return self.lv.get().lookupByName(self.name)
 
     def start(self):
         self.dom.create()
@@ -366,14 +409,18 @@ class Guest:
 
     def remove(self):
         try:
-            if self.dom.isActive():
-                self.dom.destroy()
+            dom = self.dom
+        except libvirt.libvirtError:
+            dom = None
+        try:
+            if dom is not None and dom.isActive():
+                dom.destroy()
         except libvirt.libvirtError:
             pass
         try:
-            self.dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
                                    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-        except libvirt.libvirtError:
+        except (libvirt.libvirtError, AttributeError):
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -448,8 +495,6 @@ class Debris:
                             assert (bdir / 'manifest.json').exists(), 'partial backup %s left' % bdir
 
 
-def new_conn():
-    return libvirt.open(URI)
 
 
 def iso(moment):

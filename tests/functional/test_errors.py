@@ -1,0 +1,215 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Failures a user runs into, and check mode: a clear message, and nothing left behind (no job,
+no checkpoint, no staging file, no run directory, no partial backup)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import pytest
+
+import ftlib
+from ftlib import MiB, ok
+
+
+@pytest.fixture
+def place(workroot, request):
+    """A fresh directory for one test's repositories."""
+    path = workroot / ('err-%s' % request.node.name.replace('[', '-').replace(']', '').replace('/', '_'))
+    path.mkdir()
+    return path
+
+
+def test_unknown_domain(place):
+    repo = place / 'repo'
+    result = ftlib.backup('ft-no-such-domain', repo)
+    ftlib.failed(result, 'domain ft-no-such-domain not found')
+    assert not repo.exists()
+
+
+@pytest.mark.parametrize('name', ['ft/../../etc', '..', 'ft..x', '.ft-hidden', 'a/b'])
+def test_domain_name_that_is_not_a_path_component(place, name):
+    repo = place / 'repo'
+    result = ftlib.backup(name, repo)
+    ftlib.failed(result, 'cannot be used in the repository')
+    assert not repo.exists()
+    restored = ftlib.restore(name, repo, place / 'dest')
+    assert restored.get('failed') is True
+    assert not (place / 'dest').exists()
+
+
+def test_repository_is_a_file(guest, place):
+    repo = place / 'repo'
+    repo.write_text('not a repository\n')
+    debris = ftlib.Debris(guest, repo)
+    ftlib.failed(ftlib.backup(guest.name, repo), 'exists and is not a directory')
+    assert repo.read_text() == 'not a repository\n'
+    debris.assert_clean()
+    ftlib.failed(ftlib.backup(guest.name, repo, check_mode=True), 'exists and is not a directory')
+
+
+def test_repository_below_a_file(guest, place):
+    (place / 'file').write_text('x')
+    repo = place / 'file' / 'repo'
+    debris = ftlib.Debris(guest, repo)
+    ftlib.failed(ftlib.backup(guest.name, repo), 'cannot create repository')
+    debris.assert_clean()
+    assert (place / 'file').read_text() == 'x'
+
+
+def test_repository_not_empty(guest, place):
+    repo = place / 'repo'
+    repo.mkdir()
+    (repo / 'precious.txt').write_text('keep me')
+    debris = ftlib.Debris(guest, repo)
+    ftlib.failed(ftlib.backup(guest.name, repo), 'not empty and not a backup repository')
+    assert os.listdir(repo) == ['precious.txt']
+    debris.assert_clean()
+
+
+def test_repository_on_read_only_filesystem(guest, place):
+    ro = place / 'ro'
+    ro.mkdir()
+    ftlib.sh('mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro)
+    try:
+        _read_only_new_repository(guest, ro / 'repo')
+    finally:
+        ftlib.sh('umount', ro)
+
+
+def _read_only_new_repository(guest, repo):
+    debris = ftlib.Debris(guest, repo)
+    result = ftlib.backup(guest.name, repo)
+    ftlib.failed(result)
+    assert 'not writable' in result['msg'] or 'Read-only file system' in result['msg'], result['msg']
+    assert not repo.exists()
+    debris.assert_clean()
+    predicted = ftlib.backup(guest.name, repo, check_mode=True)
+    ftlib.failed(predicted, 'not writable')
+
+
+def test_existing_repository_turned_read_only(guest, tmpfs_mounts):
+    mnt = tmpfs_mounts['spare']
+    repo = mnt / 'repo-ro'
+    first = ok(ftlib.backup(guest.name, repo, level='full'))
+    ftlib.sh('mount', '-o', 'remount,ro', mnt)
+    try:
+        debris = ftlib.Debris(guest, repo)
+        result = ftlib.backup(guest.name, repo)
+        ftlib.failed(result, 'not writable')
+        debris.assert_clean()
+    finally:
+        ftlib.sh('mount', '-o', 'remount,rw', mnt)
+    assert [b.name for b in ftlib.backup_dirs(repo, guest.name)] == [first['backup']['id']]
+
+
+@pytest.mark.parametrize('level', ['incremental', 'differential'])
+def test_level_needs_a_chain(guest, place, level):
+    repo = place / 'repo'
+    debris = ftlib.Debris(guest, repo)
+    result = ftlib.backup(guest.name, repo, level=level)
+    ftlib.failed(result, 'cannot take a %s backup of %s' % (level, guest.name), 'no backup of this domain')
+    debris.assert_clean()
+    assert ftlib.backup_dirs(repo, guest.name) == []
+    predicted = ftlib.backup(guest.name, repo, level=level, check_mode=True)
+    ftlib.failed(predicted, 'cannot take a %s backup' % level)
+
+
+def test_unknown_disk(guest, place):
+    repo = place / 'repo'
+    debris = ftlib.Debris(guest, repo)
+    ftlib.failed(ftlib.backup(guest.name, repo, disks=['vdz']), 'has no disk vdz', 'vda, vdb')
+    debris.assert_clean()
+    assert not (repo / guest.name).exists()
+
+
+@pytest.mark.parametrize('mode', ['pull', 'push'])
+def test_repository_full_during_the_backup(guest, tmpfs_mounts, mode):
+    """The job starts (and creates its checkpoint), then the repository runs out of space: the run
+    ends the job, deletes the checkpoint and removes every file it made."""
+    repo = tmpfs_mounts['small'] / ('repo-%s' % mode)
+    # More data than the 1 MiB file system holds (the shadow follows, so the timeline stays right).
+    guest.disks['vda'].write(20 * MiB, 2 * MiB, 0x5e)
+    debris = ftlib.Debris(guest, repo)
+    result = ftlib.backup(guest.name, repo, mode=mode)
+    msg = ftlib.failed(result)
+    assert 'no space left' in msg.lower(), msg
+    debris.assert_clean()
+    assert ftlib.backup_dirs(repo, guest.name) == []
+    prefix = ftlib.checkpoint_prefix(repo)
+    assert not [c for c in guest.checkpoints() if c.startswith(prefix)]
+    listed = ok(ftlib.backup_info(repo))
+    assert [d['chains'] for d in listed['domains']] in ([], [[]])
+
+
+def test_scratch_dir_qemu_cannot_write(guest, place):
+    """Pull mode with a scratch directory QEMU's user cannot enter: the job does not start."""
+    scratch = place / 'private'
+    scratch.mkdir(mode=0o700)
+    os.chmod(scratch, 0o700)
+    repo = place / 'repo'
+    debris = ftlib.Debris(guest, repo)
+    result = ftlib.backup(guest.name, repo, mode='pull', scratch_dir=str(scratch))
+    ftlib.failed(result)
+    debris.assert_clean()
+    assert os.listdir(scratch) == []
+
+
+def test_restore_unknown_backup(timeline, place):
+    dest = place / 'dest'
+    result = ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup='20000101T000000Z')
+    ftlib.failed(result, 'backup 20000101T000000Z of domain %s not found' % timeline.guest.name)
+    assert not dest.exists()
+    result = ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup='yesterday')
+    ftlib.failed(result, "'yesterday' is neither a backup id")
+    result = ftlib.restore('ft-not-backed-up', timeline.repos['pull'], dest)
+    ftlib.failed(result, 'holds no backup of domain ft-not-backed-up')
+    result = ftlib.restore(timeline.guest.name, place / 'nothing-here', dest)
+    ftlib.failed(result, 'is not a backup repository')
+    assert not dest.exists()
+
+
+def test_info_on_something_that_is_not_a_repository(place):
+    ftlib.failed(ftlib.backup_info(place), 'is not a backup repository')
+    ftlib.failed(ftlib.backup_info(place / 'missing'), 'is not a backup repository')
+
+
+# -- check mode ------------------------------------------------------------------------------------
+
+def test_check_mode_on_a_new_repository(guest, place):
+    repo = place / 'repo'
+    debris = ftlib.Debris(guest, repo)
+    for mode in ('pull', 'push'):
+        result = ok(ftlib.backup(guest.name, repo, mode=mode, check_mode=True, diff=True))
+        assert result['changed'] is True
+        b = result['backup']
+        assert b['id'] is None and b['level'] == 'full' and b['mode'] == mode
+        assert b['reason'] == 'full: no backup of this domain in the repository yet'
+        assert [d['name'] for d in b['disks']] == ['vda', 'vdb']
+        assert result['diff']['before'] == dict(backups=[])
+        assert len(result['diff']['after']['backups']) == 1
+    assert not repo.exists()
+    debris.assert_clean()
+
+
+def test_check_mode_on_an_existing_chain(guest, place):
+    repo = place / 'repo'
+    full = ok(ftlib.backup(guest.name, repo))
+    debris = ftlib.Debris(guest, repo)
+    listing = sorted(os.walk(repo))
+    for mode in ('pull', 'push'):
+        result = ok(ftlib.backup(guest.name, repo, mode=mode, check_mode=True))
+        assert result['changed'] is True
+        b = result['backup']
+        assert b['id'] is None and b['level'] == 'incremental'
+        assert b['parent'] == full['backup']['id'] and b['chain'] == full['backup']['id']
+    result = ok(ftlib.backup(guest.name, repo, level='differential', check_mode=True))
+    assert result['backup']['level'] == 'differential'
+    result = ok(ftlib.backup(guest.name, repo, level='full', check_mode=True))
+    assert result['backup']['level'] == 'full' and result['backup']['reason'] == 'full: requested'
+    debris.assert_clean()
+    assert sorted(os.walk(repo)) == listing

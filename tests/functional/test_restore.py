@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""virt_restore as a user meets it: idempotent, check mode, overwriting, defining a new domain."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from lxml import etree
+
+import ftlib
+from ftlib import ok
+
+
+def test_second_run_changes_nothing(timeline, workroot):
+    point = timeline.points['pull'][1]
+    dest = workroot / 'restore-idem'
+    args = dict(backup=point.id, format='raw')
+    first = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, **args))
+    assert first['changed'] is True
+    stamps = dict((d['path'], os.stat(d['path']).st_mtime_ns) for d in first['disks'])
+
+    again = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, **args))
+    assert again['changed'] is False
+    assert [d['verified'] for d in again['disks']] == [True, True]
+    assert dict((d['path'], os.stat(d['path']).st_mtime_ns) for d in again['disks']) == stamps
+
+    predicted = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, check_mode=True, **args))
+    assert predicted['changed'] is False
+
+    # Another point into the same place: the files hold other data; without force, refused.
+    other = timeline.points['pull'][3]
+    refused = ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup=other.id, format='raw')
+    ftlib.failed(refused, 'exists and does not hold disk', 'force')
+    assert dict((d['path'], os.stat(d['path']).st_mtime_ns) for d in first['disks']) == stamps
+    forced = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup=other.id, format='raw',
+                              force=True))
+    assert forced['changed'] is True
+    for entry in forced['disks']:
+        ftlib.assert_same_content(other.snaps[entry['name']].path, entry['path'], 'raw')
+
+    # A restored file damaged later is found and, with force, rewritten.
+    victim = forced['disks'][0]['path']
+    with open(victim, 'r+b') as f:
+        f.seek(1024 * 1024 + 17)
+        f.write(b'\x5a')
+    repaired = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup=other.id, format='raw',
+                                force=True))
+    assert repaired['changed'] is True
+    ftlib.assert_same_content(other.snaps['vda'].path, victim, 'raw')
+
+
+def test_check_mode_writes_nothing(timeline, workroot):
+    dest = workroot / 'restore-check'
+    result = ok(ftlib.restore(timeline.guest.name, timeline.repos['push'], dest, check_mode=True))
+    assert result['changed'] is True
+    assert result['backup']['id'] == timeline.points['push'][-1].id
+    assert [d['path'] for d in result['disks']] == [str(dest / 'vda.qcow2'), str(dest / 'vdb.qcow2')]
+    assert [d['verified'] for d in result['disks']] == [False, False]
+    assert not dest.exists()
+
+
+def test_define_a_new_domain(timeline, workroot, conn, cleanup):
+    point = timeline.points['push'][2]
+    name = ftlib.unique('ft-restored')
+    cleanup.domain(name)
+    dest = workroot / 'restore-define'
+    args = dict(backup=point.id, define=True, new_name=name)
+
+    predicted = ok(ftlib.restore(timeline.guest.name, timeline.repos['push'], dest, check_mode=True, **args))
+    assert predicted['changed'] is True
+    assert name not in [d.name() for d in conn.get().listAllDomains()]
+
+    result = ok(ftlib.restore(timeline.guest.name, timeline.repos['push'], dest, **args))
+    assert result['changed'] is True
+    dom = conn.get().lookupByName(name)
+    try:
+        assert result['domain']['name'] == name
+        assert result['domain']['uuid'] == dom.UUIDString() != timeline.guest.dom.UUIDString()
+        assert dom.isActive() == 0 and dom.isPersistent() == 1
+        root = etree.fromstring(dom.XMLDesc(0).encode())
+        disks = dict((d.find('target').get('dev'), (d.find('source').get('file'), d.find('driver').get('type')))
+                     for d in root.findall('./devices/disk'))
+        assert disks == dict(vda=(str(dest / 'vda.qcow2'), 'qcow2'), vdb=(str(dest / 'vdb.qcow2'), 'qcow2'))
+        assert root.find('./os/type').get('machine').startswith('pc')
+        assert root.get('type') == 'qemu'
+        for name_ in ('vda', 'vdb'):
+            ftlib.assert_same_content(point.snaps[name_].path, dest / ('%s.qcow2' % name_), 'qcow2')
+
+        again = ok(ftlib.restore(timeline.guest.name, timeline.repos['push'], dest, **args))
+        assert again['changed'] is False
+        assert again['domain']['uuid'] == dom.UUIDString()
+
+        # The name is taken by a domain that does not use these disks: refused.
+        clash = ftlib.restore(timeline.guest.name, timeline.repos['push'], workroot / 'restore-define-2',
+                              backup=point.id, define=True, new_name=timeline.guest.name)
+        ftlib.failed(clash, 'exists already', 'new_name')
+        assert not (workroot / 'restore-define-2').exists()
+    finally:
+        dom.undefineFlags(0)
