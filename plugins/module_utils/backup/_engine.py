@@ -386,7 +386,11 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
         repo.commit(backup_path, manifest)
         committed = True
     except BaseException as exc:
-        _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths)
+        if not _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths) and watchdog is not None:
+            # libvirt could not be reached (e.g. libvirtd restarted mid-job): the job and the
+            # checkpoint may still exist. The watchdog ends them with a connection of its own once
+            # libvirtd answers again, as if this process had died.
+            watchdog.abandon()
         if isinstance(exc, (_nbdio.NbdIoError, _images.ImageError, _blockhash.BlockHashError,
                             _repository.RepositoryError, OSError)):
             raise VirtError('backup of domain %s failed: %s' % (request.domain, exc))
@@ -408,19 +412,22 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
 
 
 def _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths):
+    """Undo a failed run; False when the job or the checkpoint could not be dealt with."""
     if committed:
-        return
+        return True
+    clean = True
     try:
         job.end()
     except Exception:  # pylint: disable=broad-except
-        pass
+        clean = False
     try:
         # Only this run's checkpoint: its name carries this backup's id.
         _job.delete_checkpoint(dom, ck_name, disk_paths)
     except Exception:  # pylint: disable=broad-except
-        pass
+        clean = False
     if backup_path and os.path.isdir(backup_path):
         shutil.rmtree(backup_path, ignore_errors=True)
+    return clean
 
 
 def _parent_map(plan, disk_name, size):

@@ -116,6 +116,14 @@ class Watchdog:
         self.pipe = write_end
         return self
 
+    def abandon(self):
+        """The run failed and could not clean up itself: close the pipe without "done", so the
+        watchdog cleans up now, in the background (it outlives this process)."""
+        if self.proc is None:
+            return
+        os.close(self.pipe)
+        self.proc = None
+
     def done(self):
         if self.proc is None:
             return
