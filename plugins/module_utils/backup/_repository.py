@@ -217,24 +217,42 @@ class Repository:
         if not os.path.exists(marker):
             if not create:
                 raise RepositoryError('%s is not a backup repository (no %s)' % (self.path, REPOSITORY_FILE))
-            if os.path.isdir(self.path) and [n for n in os.listdir(self.path) if not n.startswith('.')]:
-                raise RepositoryError('%s is not empty and not a backup repository: refusing to use it'
-                                      % self.path)
             self._create(marker)
         self.info = self._read_info(marker)
         self.id = self.info['id']
 
     def _create(self, marker):
+        """Create the repository; several runs may do so at once (parallel backups of different
+        domains into a new repository): exactly one marker wins, and every run uses its id."""
+        new = None
         try:
-            if not os.path.isdir(self.path):
-                os.makedirs(self.path, 0o711)
+            os.makedirs(self.path, 0o711, exist_ok=True)
             # Others may traverse, not list: QEMU must reach its staging directory inside.
             os.chmod(self.path, 0o711)
+            entries = [n for n in os.listdir(self.path) if not n.startswith('.')]
+            if entries and REPOSITORY_FILE not in entries:
+                raise RepositoryError('%s is not empty and not a backup repository: refusing to use it'
+                                      % self.path)
             info = dict(format=FORMAT, format_version=FORMAT_VERSION, id=str(uuid.uuid4()),
                         created=isoformat(utcnow()))
-            write_file(marker, json.dumps(info, indent=2, sort_keys=True) + '\n')
+            # Written complete under a hidden name, then published with link(2), which fails
+            # when another run published its marker first.
+            new = os.path.join(self.path, '.%s.new-%d' % (REPOSITORY_FILE, os.getpid()))
+            write_file(new, json.dumps(info, indent=2, sort_keys=True) + '\n')
+            try:
+                os.link(new, marker)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+            fsync_dir(self.path)
         except OSError as exc:
             raise RepositoryError('cannot create repository %s: %s' % (self.path, exc))
+        finally:
+            if new is not None:
+                try:
+                    os.unlink(new)
+                except OSError:
+                    pass
 
     def _read_info(self, marker):
         try:
