@@ -223,8 +223,22 @@ check_python_bindings() {
   "$venv/bin/python" -c 'import libvirt, lxml, nbd' || die "the venv does not see the libvirt/lxml/nbd bindings"
 }
 
+# Debian's qemu-system-x86 ships a udev rule giving /dev/kvm to group kvm, mode 0660; without
+# udev (no systemd here) the node stays root-only 0600. libvirtd then sees KVM differently from
+# one capability probe to the next and re-probes QEMU on every define and start (minutes on TCG).
+# Apply the rule's result by hand where udev did not.
+kvm_device_mode() {
+  [ -c /dev/kvm ] || return 0
+  getent group kvm >/dev/null || return 0
+  if [ "$(stat -c '%G %a' /dev/kvm)" != "kvm 660" ]; then
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+    log "/dev/kvm set to group kvm, mode 0660 (what the udev rule does)"
+  fi
+}
+
 lock_setup
 install_packages
+kvm_device_mode
 start_daemons
 make_venv
 ansible_test_pip_standin
