@@ -27,7 +27,7 @@ export PATH="$venv/bin:$PATH"
 # ansible-test must see the copy only.
 unset PYTHONPATH ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_PATHS ANSIBLE_ROLES_PATH \
   ANSIBLE_LIBRARY ANSIBLE_MODULE_UTILS ANSIBLE_PYTHON_INTERPRETER ANSIBLE_CONFIG
-# ansible-test's pip must not pick up the user's pip configuration (e.g. a proxy index).
+# Quieter pip in the sanity venvs (a pip.conf, e.g. a proxy index, is still honoured).
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Tests that cannot apply to this collection. Anything else skipped is an error.
