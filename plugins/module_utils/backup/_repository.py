@@ -227,12 +227,12 @@ class Repository:
         new = None
         try:
             os.makedirs(self.path, 0o711, exist_ok=True)
-            # Others may traverse, not list: QEMU must reach its staging directory inside.
-            os.chmod(self.path, 0o711)
             entries = [n for n in os.listdir(self.path) if not n.startswith('.')]
             if entries and REPOSITORY_FILE not in entries:
                 raise RepositoryError('%s is not empty and not a backup repository: refusing to use it'
                                       % self.path)
+            # Others may traverse, not list: QEMU must reach its staging directory inside.
+            os.chmod(self.path, 0o711)
             info = dict(format=FORMAT, format_version=FORMAT_VERSION, id=str(uuid.uuid4()),
                         created=isoformat(utcnow()))
             # Written complete under a hidden name, then published with link(2), which fails
