@@ -134,7 +134,7 @@ notes:
     repository directory and the NBD socket. From another host (a backup host with a remote O(uri)), only
     running domains can be backed up, in pull mode with O(transport=tcp), O(tls=true) and a O(scratch_dir)
     on the hypervisor.
-  - Shut-off domains are backed up too: the module adds the new checkpoint's bitmaps to the qcow2 images
+  - Shut-off domains are backed up too. The module adds the new checkpoint's bitmaps to the qcow2 images
     with C(qemu-img bitmap), reads them through C(qemu-nbd) (which keeps the domain from starting
     meanwhile), and redefines the checkpoint in libvirt, so offline and online backups mix in one chain.
     Such backups report RV(backup.mode) V(offline).
@@ -143,11 +143,11 @@ seealso:
   - module: virtops.libvirt.virt_backup_info
   - module: virtops.libvirt.virt_checkpoint_info
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 '''
 
 EXAMPLES = r'''
-- name: Back up a VM: full the first time, incremental afterwards
+- name: Back up a VM, full the first time, incremental afterwards
   virtops.libvirt.virt_backup:
     domain: web01
     repository: /srv/backup/vms
@@ -266,11 +266,12 @@ removed_partial:
 import os
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _nbdio, _repository
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _job, _nbdio, _repository
 
 
 def run(vm):
     params = vm.params
+    _job.require_lxml()
     if _nbdio.nbd is None:
         raise VirtError('virt_backup needs the libnbd Python bindings (Debian/Ubuntu: python3-libnbd, '
                         'RHEL: python3-libnbd)', exception=_nbdio.NBD_IMPORT_ERROR)

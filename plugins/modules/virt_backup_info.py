@@ -16,7 +16,7 @@ description:
     chains and their backups. Only complete backups (with a valid manifest) are listed.
   - With O(verify), checks every image with C(qemu-img check) and reads every point in time back to
     compare it, block by block, with the integrity data recorded at backup time.
-  - Needs no libvirt connection: the repository alone is read.
+  - Needs no libvirt connection. The repository alone is read.
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes.INFO_MODULE
@@ -38,7 +38,7 @@ seealso:
   - module: virtops.libvirt.virt_backup
   - module: virtops.libvirt.virt_restore
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 '''
 
 EXAMPLES = r'''
@@ -99,10 +99,11 @@ verified_ok:
 '''
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _job, _restore
 
 
 def run(vm):
+    _job.require_lxml()
     return _restore.describe(vm.params)
 
 

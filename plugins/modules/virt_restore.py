@@ -43,7 +43,7 @@ options:
     required: true
   backup:
     description:
-      - Which point in time: a backup id (V(20261126T014520Z)), V(latest), or an ISO 8601 time, meaning the
+      - Which point in time. A backup id (V(20261126T014520Z)), V(latest), or an ISO 8601 time, meaning the
         newest backup that started at or before it (V(2026-11-26T01:45:00Z); a time without zone is UTC).
     type: str
     default: latest
@@ -77,7 +77,7 @@ seealso:
   - module: virtops.libvirt.virt_backup
   - module: virtops.libvirt.virt_backup_info
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 '''
 
 EXAMPLES = r'''
@@ -159,10 +159,11 @@ domain:
 '''
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _job, _restore
 
 
 def run(vm):
+    _job.require_lxml()
     return _restore.restore(lambda: vm.connection, vm.params, vm.check_mode)
 
 

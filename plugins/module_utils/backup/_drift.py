@@ -15,7 +15,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from lxml import etree
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - the modules report missing lxml
+    etree = None
 
 try:
     import libvirt

@@ -270,8 +270,8 @@ def take_backup(conn, request, check_mode=False):
     except OSError as exc:
         raise VirtError('cannot lock domain %s in repository %s: %s' % (request.domain, repo.path, exc))
     try:
-        cleaned = _remove_debris(dom, repo, request.domain, dict((d.name, d.source) for d in all_disks
-                                                                  if d.format == 'qcow2'))
+        qcow2_paths = dict((d.name, d.source) for d in all_disks if d.format == 'qcow2')
+        cleaned = _remove_debris(dom, repo, request.domain, qcow2_paths)
         plan = plan_backup(dom, repo, request, disks, skipped, running)
         result = _run(conn, dom, repo, request, plan, live_xml, running)
         result.update(cleaned)

@@ -14,7 +14,10 @@ import pwd
 import subprocess
 import time
 
-from lxml import etree
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - the modules report missing lxml
+    etree = None
 
 try:
     import libvirt
@@ -27,6 +30,13 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
+
+
+def require_lxml():
+    """lxml is needed to read libvirt XML: a clear failure when it is missing."""
+    if etree is None:
+        raise VirtError('the lxml Python library is missing on the managed host (Debian/Ubuntu: python3-lxml, '
+                        'RHEL: python3-lxml)')
 
 
 class Disk:

@@ -294,7 +294,7 @@ class Transfer:
         except NbdIoError as exc:
             self._fail(exc)
         finally:
-            for _ in threads:
+            for dummy in threads:
                 self._put(None)
             for t in threads:
                 t.join()

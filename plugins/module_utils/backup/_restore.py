@@ -11,12 +11,10 @@ __metaclass__ = type
 
 import os
 
-from lxml import etree
-
 try:
-    import libvirt
-except ImportError:  # pragma: no cover - reported by VirtModule
-    libvirt = None
+    from lxml import etree
+except ImportError:  # pragma: no cover - the modules report missing lxml
+    etree = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, libvirt_call
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
@@ -262,4 +260,3 @@ def _verify_backup(repo, backup):
             entry.update(ok=point['ok'], integrity=point['message'])
         disks.append(entry)
     return dict(ok=all(d['ok'] for d in disks), disks=disks)
-
