@@ -265,6 +265,8 @@ removed_partial:
 
 import os
 
+from urllib.parse import urlparse
+
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _job, _nbdio, _repository
 
@@ -302,6 +304,13 @@ def run(vm):
                    if not os.path.isfile(os.path.join(params['tls_dir'], f))]
         if missing:
             raise VirtError('tls_dir %s lacks %s' % (params['tls_dir'], ', '.join(missing)))
+    scratch_dir = params['scratch_dir']
+    if scratch_dir is not None:
+        if not os.path.isabs(scratch_dir):
+            raise VirtError('scratch_dir %r must be an absolute path' % scratch_dir)
+        # Checked here only when libvirtd runs on this host; a remote hypervisor has its own files.
+        if not urlparse(params['uri']).netloc and not os.path.isdir(scratch_dir):
+            raise VirtError('scratch_dir %s is not an existing directory' % scratch_dir)
     try:
         request = _engine.Request(
             domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],

@@ -58,12 +58,22 @@ def verify_point(repo, backup, disk, image=None, fmt='qcow2'):
 
 
 def _resolve(repo, domain, spec):
+    errors = []
     try:
         _repository.check_name('domain name', domain)
+        intact = repo.backups(domain, errors)
+        # With an unreadable manifest, "latest", a time or an id not found may mean the damaged
+        # backup: restoring another point in time instead would be silently wrong. Only an intact
+        # backup named by its id is restored then.
+        if errors and not (spec and _repository.BACKUP_ID.match(spec) and any(b.id == spec for b in intact)):
+            raise VirtError('repository %s holds unreadable backups of domain %s: %s. Backup %r cannot be resolved '
+                            'safely; name an intact backup by its id, or repair the damaged manifests (or move '
+                            'their backup directories aside). Nothing was changed'
+                            % (repo.path, domain, '; '.join(errors), spec or 'latest'))
         backup = repo.find(domain, spec)
         repo.lineage(backup)
     except _repository.RepositoryError as exc:
-        raise VirtError(str(exc))
+        raise VirtError('%s%s' % (exc, ' (unreadable: %s)' % '; '.join(errors) if errors else ''))
     return backup
 
 
@@ -245,7 +255,9 @@ def describe(params):
                                                  format_version=repo.info['format_version']),
                   domains=domains)
     if params.get('verify'):
-        result['verified_ok'] = all(b['verify']['ok'] for d in domains for c in d['chains'] for b in c['backups'])
+        # A backup whose manifest cannot be read is not verified either.
+        result['verified_ok'] = all(b['verify']['ok'] for d in domains for c in d['chains'] for b in c['backups']) \
+            and not any(d['errors'] for d in domains)
     return result
 
 
