@@ -28,8 +28,12 @@ MODES = ('pull', 'push')
 
 
 def pytest_collection_modifyitems(session, config, items):
-    # Tests that stop the shared domain go last.
-    items.sort(key=lambda item: 'offline' in getattr(item, 'fixturenames', ()))
+    # Tests that stop the shared domain go last, and those that take its checkpoint metadata
+    # and bitmaps away after them.
+    def rank(item):
+        names = getattr(item, 'fixturenames', ())
+        return 2 if 'repairs' in names else 1 if 'offline' in names else 0
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -274,6 +278,36 @@ def offline(timeline):
     ])
     t.backup('pull', 'pull', series='online-again')
     t.backup('push', 'push', series='online-again')
+    return t
+
+
+@pytest.fixture(scope='session')
+def repairs(offline, conn):
+    """After the offline phase: libvirt loses every checkpoint's metadata (the domain is undefined
+    and defined again), and the next backups redefine their base checkpoint from the repository;
+    then the bitmap of the pull repository's newest checkpoint is removed from vda, and its next
+    backup starts a new chain."""
+    t = offline
+    t.writes('S8', [('vda', 'write', (14 * MiB, 64 * KiB, 0x81)), ('vdb', 'write', (9 * MiB, 64 * KiB, 0x82))])
+    # libvirt drops checkpoint metadata when a shut-off domain is undefined (a move to another
+    # host looks the same); the bitmaps stay in the images.
+    t.guest.stop()
+    dom = t.guest.dom
+    inactive = dom.XMLDesc(ftlib.libvirt.VIR_DOMAIN_XML_INACTIVE)
+    dom.undefineFlags(ftlib.libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    conn.get().defineXML(inactive)
+    t.lost_checkpoints = t.guest.checkpoints()
+    t.guest.start()
+    t.backup('pull', 'pull', series='redefined')
+    t.backup('push', 'push', series='redefined')
+
+    t.guest.stop()
+    t.removed_bitmap = t.points['redefined'][0].backup['checkpoint']
+    ftlib.sh('qemu-img', 'bitmap', '--remove', t.guest.disks['vda'].path, t.removed_bitmap)
+    t.guest.start()
+    t.writes('S9', [('vda', 'write', (16 * MiB, 128 * KiB, 0x91))])
+    t.backup('pull', 'pull', series='bitmap-lost')
+    t.backup('push', 'push', series='bitmap-lost')     # its own bitmap is intact: incremental
     return t
 
 

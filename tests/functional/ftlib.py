@@ -378,7 +378,16 @@ class Guest:
 
     @property
     def dom(self):
-        return self.lv.get().lookupByName(self.name)
+        # Another suite on this host restarts libvirtd now and then: look up again once it is back.
+        deadline = time.time() + 60
+        while True:
+            try:
+                return self.lv.get().lookupByName(self.name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN or time.time() > deadline:
+                    raise
+                self.lv.close()
+                time.sleep(1)
 
     def start(self):
         self.dom.create()
@@ -426,6 +435,12 @@ class Guest:
 
 
 # -- the repository as files ----------------------------------------------------------------------
+
+def qemu_owner():
+    import pwd
+    entry = pwd.getpwnam('libvirt-qemu')
+    return entry.pw_uid, entry.pw_gid
+
 
 def repo_id(repository):
     with open(os.path.join(str(repository), 'repository.json')) as src:
