@@ -188,7 +188,8 @@ def _points_at(dom, disk_paths):
 
 
 def new_domain_xml(saved_xml, new_name, disk_paths, fmt):
-    """The saved definition as a new domain: new name, no uuid, no MACs, disks on the restored images."""
+    """The saved definition as a new domain: new name, no uuid, no MACs, its own UEFI variable store,
+    disks on the restored images."""
     root = etree.fromstring(saved_xml.encode('utf-8'))
     root.find('name').text = new_name
     for tag in ('uuid',):
@@ -197,6 +198,13 @@ def new_domain_xml(saved_xml, new_name, disk_paths, fmt):
             root.remove(elem)
     for mac in root.findall('./devices/interface/mac'):
         mac.getparent().remove(mac)
+    # The UEFI variable store is per domain: the original's path would be shared (and deleted by
+    # `undefine --nvram` of either). Without a path, libvirt makes <new name>_VARS.fd from the template.
+    for nvram in root.findall('./os/nvram'):
+        nvram.text = None
+        for child in list(nvram):
+            nvram.remove(child)
+        nvram.attrib.pop('type', None)
     for elem in root.findall('./devices/disk'):
         target = elem.find('target')
         name = target.get('dev') if target is not None else None
