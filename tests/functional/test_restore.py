@@ -101,3 +101,43 @@ def test_define_a_new_domain(timeline, workroot, conn, cleanup):
         assert not (workroot / 'restore-define-2').exists()
     finally:
         dom.undefineFlags(0)
+
+
+UEFI_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64' machine='q35'>hvm</type>
+<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>
+<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/libvirt/qemu/nvram/{name}_VARS.fd</nvram></os>
+<features><acpi/></features>
+<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>
+<target dev='vda' bus='virtio'/></disk></devices></domain>"""
+
+
+def test_defined_copy_has_its_own_uefi_variables(workroot, conn, cleanup):
+    """A UEFI domain (defined, never started: backed up offline) restored as a new domain gets its
+    own NVRAM file, not the original's."""
+    place = workroot / 'uefi'
+    place.mkdir(mode=0o755)
+    disk = place / 'vda.qcow2'
+    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M')
+    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x11 64k 64k', disk)
+    name, copy = ftlib.unique('ft-uefi'), ftlib.unique('ft-uefi-copy')
+    cleanup.domain(name)
+    cleanup.domain(copy)
+    conn.get().defineXML(UEFI_XML.format(name=name, disk=disk))
+    repo, dest = place / 'repo', place / 'restored'
+    backup = ok(ftlib.backup(name, repo))
+    assert backup['backup']['mode'] == 'offline' and backup['backup']['online'] is False
+    result = ok(ftlib.restore(name, repo, dest, define=True, new_name=copy))
+    ftlib.sh('qemu-img', 'compare', '-q', '-f', 'qcow2', '-F', 'qcow2', disk, dest / 'vda.qcow2')
+
+    def nvram(domain_name):
+        root = etree.fromstring(conn.get().lookupByName(domain_name).XMLDesc(
+            ftlib.libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+        elem = root.find('./os/nvram')
+        return elem.text, elem.get('template'), root.find('./os/loader').text
+
+    original, restored = nvram(name), nvram(copy)
+    assert restored[0] != original[0], 'the copy shares the NVRAM file %s' % original[0]
+    assert restored[0] == '/var/lib/libvirt/qemu/nvram/%s_VARS.fd' % copy
+    assert restored[1:] == original[1:]
+    assert result['domain']['name'] == copy
