@@ -41,6 +41,7 @@ MiB = 1024 * KiB
 CLUSTER = 64 * KiB          # qcow2 cluster size and dirty bitmap granularity
 
 UNALLOCATED, DATA, ZERO = 0, 1, 2
+JOB_STARTING = -1
 
 
 def ensure_collection_link():
@@ -410,7 +411,13 @@ class Guest:
     def job_type(self):
         if not self.running():
             return libvirt.VIR_DOMAIN_JOB_NONE
-        return self.dom.jobStats(0).get('type', libvirt.VIR_DOMAIN_JOB_NONE)
+        try:
+            return self.dom.jobStats(0).get('type', libvirt.VIR_DOMAIN_JOB_NONE)
+        except libvirt.libvirtError as exc:
+            # While a backup job starts, libvirt answers "backup job data missing": a job, then.
+            if 'backup job data missing' in str(exc):
+                return JOB_STARTING
+            raise
 
     def snapshot(self, tag):
         """Copies of every shadow: what each disk holds now."""

@@ -201,10 +201,11 @@ def test_check_mode_on_an_existing_chain(guest, place):
     full = ok(ftlib.backup(guest.name, repo))
     debris = ftlib.Debris(guest, repo)
     listing = sorted(os.walk(repo))
+    predicted = {}
     for mode in ('pull', 'push'):
         result = ok(ftlib.backup(guest.name, repo, mode=mode, check_mode=True))
         assert result['changed'] is True
-        b = result['backup']
+        b = predicted[mode] = result['backup']
         assert b['id'] is None and b['level'] == 'incremental'
         assert b['parent'] == full['backup']['id'] and b['chain'] == full['backup']['id']
     result = ok(ftlib.backup(guest.name, repo, level='differential', check_mode=True))
@@ -213,3 +214,11 @@ def test_check_mode_on_an_existing_chain(guest, place):
     assert result['backup']['level'] == 'full' and result['backup']['reason'] == 'full: requested'
     debris.assert_clean()
     assert sorted(os.walk(repo)) == listing
+
+    # The real run does what check mode predicted.
+    real = ok(ftlib.backup(guest.name, repo, mode='push', verify=True, diff=True))['backup']
+    for key in ('level', 'reason', 'parent', 'chain', 'mode', 'skipped_disks'):
+        assert real[key] == predicted['push'][key], key
+    assert [(d['name'], d['level']) for d in real['disks']] == [
+        (d['name'], d['level']) for d in predicted['push']['disks']]
+    assert real['verified'] is True and ftlib.manifest(real['path'])['verified'] is True
