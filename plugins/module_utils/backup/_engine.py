@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -217,6 +218,30 @@ def _run_dir(repo, domain, owner):
     return path
 
 
+def _push_target(staging, domain, backup_id, disk):
+    return os.path.join(staging, '%s-%s-%s.qcow2' % (domain, backup_id, disk))
+
+
+def _scratch_file(scratch_dir, domain, backup_id, disk):
+    return os.path.join(scratch_dir, '%s-%s-%s.scratch.qcow2' % (domain, backup_id, disk))
+
+
+def _stale_leftovers(repo, domain):
+    """Push targets and scratch files in the staging directory, and socket directories under
+    SOCKET_ROOT, that runs of this repository for this domain left behind (the run and its
+    watchdog both died). Only called with the domain's lock held and no job of ours running."""
+    found = []
+    staging = os.path.join(repo.path, _repository.STAGING)
+    own_file = re.compile(r'^%s-\d{8}T\d{6}Z(-\d+)?-[^/]+\.qcow2$' % re.escape(domain))
+    if os.path.isdir(staging):
+        found.extend(os.path.join(staging, n) for n in sorted(os.listdir(staging)) if own_file.match(n))
+    # tempfile.mkdtemp adds 8 characters to the prefix _run_dir gives it.
+    own_dir = re.compile(r'^%s-%s-[a-z0-9_]{8}$' % (re.escape(repo.short_id), re.escape(domain)))
+    if os.path.isdir(SOCKET_ROOT):
+        found.extend(os.path.join(SOCKET_ROOT, n) for n in sorted(os.listdir(SOCKET_ROOT)) if own_dir.match(n))
+    return found
+
+
 def _job_markers(repo, domain):
     return [os.path.join(repo.path, _repository.STAGING) + '/',
             os.path.join(SOCKET_ROOT, '%s-%s-' % (repo.short_id, domain))]
@@ -294,6 +319,15 @@ def _remove_debris(dom, repo, domain, disk_paths):
             raise VirtError('domain %s is busy with a backup job that repository %s did not start (another '
                             'repository or tool is backing it up); try again when it has finished'
                             % (domain, repo.path))
+    for path in _stale_leftovers(repo, domain):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        removed.append(path)
     known = set(b.checkpoint for b in repo.backups(domain) if b.checkpoint)
     orphans = _drift.orphan_checkpoints(dom, checkpoint_prefix(repo), known)
     for name in orphans:
@@ -331,8 +365,14 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
     try:
         backup_path = repo.backup_dir(request.domain, chain, backup_id)
         run_dir = scratch.add(_run_dir(repo, request.domain, owner))
+        # The watchdog also removes the files QEMU works with: push targets and scratch files.
+        staging = os.path.join(repo.path, _repository.STAGING)
+        qemu_files = [f for d in plan.disks for f in (
+            _push_target(staging, request.domain, backup_id, d.name),
+            _scratch_file(request.scratch_dir or staging, request.domain, backup_id, d.name))]
         watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name, _job_markers(repo, request.domain),
-                                    [backup_path, run_dir], [] if running else list(disk_paths.values())).start()
+                                    [backup_path, run_dir] + qemu_files,
+                                    [] if running else list(disk_paths.values())).start()
         with libvirt_call('reading the definition', label):
             persistent = dom.isPersistent()
             saved_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
@@ -489,8 +529,7 @@ def _pull(ctx, ck_xml, out):
     scratch_dir = request.scratch_dir or ctx['repo'].staging_dir(ctx['owner'])
     socket = os.path.join(ctx['run_dir'], 'nbd.sock')
     scratch_files = dict(
-        (d.name, ctx['scratch'].add(os.path.join(scratch_dir, '%s-%s-%s.scratch.qcow2' % (
-            request.domain, ctx['backup_id'], d.name))))
+        (d.name, ctx['scratch'].add(_scratch_file(scratch_dir, request.domain, ctx['backup_id'], d.name)))
         for d in plan.disks)
     tcp = request.tcp
     server = (tcp['bind_address'], tcp['port']) if tcp else socket
@@ -564,8 +603,7 @@ def _push(ctx, ck_xml, out):
     targets = {}
     backings = {}
     for disk in plan.disks:
-        target = ctx['scratch'].add(os.path.join(staging, '%s-%s-%s.qcow2' % (
-            request.domain, ctx['backup_id'], disk.name)))
+        target = ctx['scratch'].add(_push_target(staging, request.domain, ctx['backup_id'], disk.name))
         parent = plan.disk_parent(disk.name)
         # The backing file is named as it will be seen from the backup directory; QEMU does
         # not open it during the job.
