@@ -82,16 +82,7 @@ class Cleanup:
 
     def run(self):
         for name in self.domains:
-            try:
-                dom = self.conn.get().lookupByName(name)
-            except ftlib.libvirt.libvirtError:
-                continue
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefineFlags(ftlib.libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
-            except ftlib.libvirt.libvirtError:
-                pass
+            ftlib.remove_domain(self.conn, name)
         for path in reversed(self.mounts):
             subprocess.run(['umount', '-l', path], check=False)
 

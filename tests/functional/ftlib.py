@@ -424,21 +424,31 @@ class Guest:
         return dict((t, d.shadow.snapshot(self.dir / ('%s.%s.raw' % (t, tag)))) for t, d in self.disks.items())
 
     def remove(self):
-        try:
-            dom = self.dom
-        except libvirt.libvirtError:
-            dom = None
-        try:
-            if dom is not None and dom.isActive():
-                dom.destroy()
-        except libvirt.libvirtError:
-            pass
-        try:
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-                                   | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-        except (libvirt.libvirtError, AttributeError):
-            pass
+        remove_domain(self.lv, self.name)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_domain(lv, name):
+    """Stop and undefine a domain with its checkpoint metadata, and remove its QEMU log; retried
+    while libvirtd is away (other suites restart it)."""
+    deadline = time.time() + 60
+    while True:
+        try:
+            dom = lv.get().lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+            break
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN or time.time() > deadline:
+                break
+            lv.close()
+            time.sleep(1)
+    try:
+        (QEMU_LOGS / ('%s.log' % name)).unlink()
+    except OSError:
+        pass
 
 
 # -- the repository as files ----------------------------------------------------------------------
