@@ -140,7 +140,8 @@ def restore(conn_factory, params, check_mode):
     if check_mode:
         return result
 
-    if not os.path.isdir(dest):
+    created_dest = not os.path.isdir(dest)
+    if created_dest:
         os.makedirs(dest, 0o700)
     written = []
     try:
@@ -171,6 +172,11 @@ def restore(conn_factory, params, check_mode):
         for entry in todo:
             try:
                 os.unlink(entry['path'] + '.partial')
+            except OSError:
+                pass
+        if created_dest:
+            try:
+                os.rmdir(dest)      # only when empty: what this run made
             except OSError:
                 pass
         raise
