@@ -112,11 +112,11 @@ def test_level_needs_a_chain(guest, place, level):
     repo = place / 'repo'
     debris = ftlib.Debris(guest, repo)
     result = ftlib.backup(guest.name, repo, level=level)
-    ftlib.failed(result, 'cannot take a %s backup of %s' % (level, guest.name), 'no backup of this domain')
+    ftlib.failed(result, 'backup of %s: no backup of this domain' % guest.name, 'cannot take', level)
     debris.assert_clean()
     assert ftlib.backup_dirs(repo, guest.name) == []
     predicted = ftlib.backup(guest.name, repo, level=level, check_mode=True)
-    ftlib.failed(predicted, 'cannot take a %s backup' % level)
+    ftlib.failed(predicted, 'cannot take', level)
 
 
 def test_unknown_disk(guest, place):
