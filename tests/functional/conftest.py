@@ -17,7 +17,6 @@ __metaclass__ = type
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -143,8 +143,9 @@ def sh(*argv, **kwargs):
     proc = subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, check=False, **kwargs)
     if proc.returncode != 0:
-        raise AssertionError('%s failed (%d): %s %s' % (' '.join(str(a) for a in argv), proc.returncode,
-                                                         proc.stdout.decode(), proc.stderr.decode()))
+        command = ' '.join(str(a) for a in argv)
+        raise AssertionError('%s failed (%d): %s %s' % (
+            command, proc.returncode, proc.stdout.decode(), proc.stderr.decode()))
     return proc.stdout.decode('utf-8', 'replace')
 
 
@@ -525,8 +526,6 @@ class Debris:
                         assert list(chain.iterdir()), 'empty chain directory %s left' % chain
                         for bdir in chain.iterdir():
                             assert (bdir / 'manifest.json').exists(), 'partial backup %s left' % bdir
-
-
 
 
 def iso(moment):

@@ -12,13 +12,12 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 from datetime import datetime, timedelta
 
 import pytest
 
 import ftlib
-from ftlib import MiB, ok
+from ftlib import ok
 
 DISKS = ('vda', 'vdb')
 
