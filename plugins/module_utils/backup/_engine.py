@@ -156,6 +156,17 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
     new = [n for n in names if n not in base_disks]
     if not continuing:
         return full('none of the disks to back up (%s) is in chain %s' % (', '.join(names), base.chain))
+    # A disk whose size changed since the base starts a new chain (docs/backup.md), decided here,
+    # before a job starts: found only while copying, it failed every run with level auto.
+    resized = []
+    for name in continuing:
+        with libvirt_call('reading the size of disk %s' % name, 'domain %s' % request.domain):
+            size = dom.blockInfo(name, 0)[0]
+        recorded = base.disk(name).get('virtual_size')
+        if recorded is not None and recorded != size:
+            resized.append('%s (%d -> %d bytes)' % (name, recorded, size))
+    if resized:
+        return full('disk %s changed size since backup %s' % (', '.join(resized), base.id))
     if check_only:
         ck = _job.lookup_checkpoint(dom, base.checkpoint) if base.checkpoint else None
         if ck is None:
