@@ -214,6 +214,13 @@ class Shadow:
             self.clusters[c] = allocated_after
         self.log.append((offset, offset + length))
 
+    def resize(self, size):
+        assert size >= self.size
+        with open(self.path, 'r+b') as out:
+            out.truncate(size)
+        self.clusters.extend(bytes((size + CLUSTER - 1) // CLUSTER - len(self.clusters)))
+        self.size = size
+
     def mark(self):
         return len(self.log)
 
@@ -312,6 +319,12 @@ class GuestDisk:
         assert offset % CLUSTER == 0 and length % CLUSTER == 0
         self.qemu_io('write -z %d %d' % (offset, length), 'wrote %d/%d bytes at offset %d' % (length, length, offset))
         self.shadow.zero(offset, length, ZERO)
+
+    def resize(self, size):
+        """Grow the disk while the guest runs (virsh blockresize)."""
+        self.guest.dom.blockResize(self.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        self.shadow.resize(size)
+        self.size = size
 
     def discard(self, offset, length):
         """Discard whole clusters (the disk has discard='unmap': they read as zeroes afterwards)."""
