@@ -44,6 +44,13 @@ def info(path, force_share=False):
     return json.loads(run_qemu_img(args + [path], 'reading image %s' % path))
 
 
+def in_use(path):
+    """True when another process (a running domain) holds the image's lock."""
+    proc = subprocess.run(['qemu-img', 'info', path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, check=False)
+    return proc.returncode != 0 and b'lock' in proc.stderr
+
+
 def check(path):
     """qemu-img check: (ok, message)."""
     proc = subprocess.run(['qemu-img', 'check', '--output=json', path], stdin=subprocess.DEVNULL,
@@ -65,10 +72,12 @@ def convert(source, dest, fmt):
                  'writing %s from %s' % (dest, source))
 
 
-def hash_image(path, size, block_size, fmt='qcow2', workers=_nbdio.DEFAULT_WORKERS, workdir=None):
+def hash_image(path, size, block_size, fmt='qcow2', workers=_nbdio.DEFAULT_WORKERS, workdir=None,
+               force_share=False):
     """The block hash map of what the image (with its backing chain) holds."""
     result = _blockhash.BlockHashMap(size, block_size)
-    with _nbdio.QemuNbdServer(path, fmt=fmt, readonly=True, clients=workers, workdir=workdir) as server:
+    with _nbdio.QemuNbdServer(path, fmt=fmt, readonly=True, clients=workers, workdir=workdir,
+                              force_share=force_share) as server:
         transfer = _nbdio.Transfer(server.export(), size, result, workers=workers)
         transfer.run([], _nbdio.select_all)
     return result

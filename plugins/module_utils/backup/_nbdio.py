@@ -115,7 +115,7 @@ class QemuNbdServer:
     """A qemu-nbd process exporting one image on a private unix socket, for several clients."""
 
     def __init__(self, image, fmt='qcow2', readonly=True, clients=DEFAULT_WORKERS, allocation_depth=False,
-                 bitmap=None, workdir=None):
+                 bitmap=None, workdir=None, force_share=False):
         self.image = image
         self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-', dir=workdir)
         os.chmod(self.tmpdir, 0o700)
@@ -123,7 +123,7 @@ class QemuNbdServer:
         # qemu-nbd writes its pid file once the socket listens and the export is set up; the
         # socket file alone appears at bind(), before listen(): a connect then is refused.
         self.pid_file = os.path.join(self.tmpdir, 'qemu-nbd.pid')
-        cmd = ['qemu-nbd', '--format', fmt, '--socket', self.socket, '--shared', str(clients + 1),
+        cmd = ['qemu-nbd', '--socket', self.socket, '--shared', str(clients + 1),
                '--persistent', '--cache', 'writeback', '--pid-file', self.pid_file]
         if readonly:
             cmd += ['--read-only']
@@ -134,7 +134,13 @@ class QemuNbdServer:
             cmd += ['--allocation-depth']
         if bitmap:
             cmd += ['--bitmap', bitmap]
-        cmd.append(image)
+        if readonly and force_share:
+            # Read an image that a running domain has open (a restored disk in use) without
+            # taking its lock; qemu-nbd of QEMU 7.2 has no --force-share, the file driver can.
+            cmd += ['--image-opts', 'driver=%s,file.driver=file,file.filename=%s,file.locking=off'
+                    % (fmt, image.replace(',', ',,'))]
+        else:
+            cmd += ['--format', fmt, image]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         self._wait_ready()

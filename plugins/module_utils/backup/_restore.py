@@ -37,7 +37,7 @@ def expected_map(backup, disk):
                                         integrity['block_size'], disk['image_digest'])
 
 
-def verify_point(repo, backup, disk, image=None, fmt='qcow2'):
+def verify_point(repo, backup, disk, image=None, fmt='qcow2', force_share=False):
     """Prove that image (default: the backup's own chain) holds exactly what the backup recorded.
 
     Returns a dict: ok, message, and the offset of the first differing block when not ok.
@@ -45,7 +45,8 @@ def verify_point(repo, backup, disk, image=None, fmt='qcow2'):
     image = image or backup.image(disk)
     try:
         expected = expected_map(backup, disk)
-        actual = _images.hash_image(image, disk['virtual_size'], disk['integrity']['block_size'], fmt=fmt)
+        actual = _images.hash_image(image, disk['virtual_size'], disk['integrity']['block_size'], fmt=fmt,
+                                    force_share=force_share)
     except (_blockhash.BlockHashError, _images.ImageError) as exc:
         return dict(ok=False, message=str(exc))
     except Exception as exc:  # pylint: disable=broad-except
@@ -113,8 +114,13 @@ def restore(conn_factory, params, check_mode):
         if os.path.isdir(entry['path']):
             raise VirtError('%s is a directory; cannot restore disk %s there' % (entry['path'], entry['name']))
         if os.path.exists(entry['path']):
+            busy = _images.in_use(entry['path'])
             check = verify_point(repo, backup, backup.disk(entry['name']), image=entry['path'],
-                                 fmt=out_fmt)
+                                 fmt=out_fmt, force_share=busy)
+            if busy and not check['ok']:
+                raise VirtError('%s is in use (a running domain has it open) and does not hold disk %s of '
+                                'backup %s; stop that domain or choose another dest' % (
+                                    entry['path'], entry['name'], backup.id))
             if check['ok']:
                 entry['verified'] = True
                 entry['digest'] = backup.disk(entry['name'])['image_digest']
