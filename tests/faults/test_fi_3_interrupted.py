@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""3. Interrupted runs: the module killed, libvirtd restarted, the repository full, the NBD socket removed.
+
+Afterwards: no backup job on the domain, no scratch file or socket, no helper process; the partial
+backup is not listed and the next run removes it; the failed run's checkpoint is gone and never
+taken for a good one; the next run succeeds, builds on the last good backup and restores bit-exact.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import subprocess
+import time
+
+import pytest
+
+import fi_lib
+from fi_lib import MiB
+
+
+@pytest.fixture(scope='module')
+def chain(big):
+    """A repository holding a good full backup of fi-big; the cases continue its chain."""
+    big.start()
+    repo = fi_lib.new_repo_path('interrupted')
+    full = fi_lib.backup(big, repo)
+    return dict(repo=repo, last=full, verified=False)
+
+
+def _good(chain, guest, fault):
+    """The last good backup, verified once (its restore counts for bytes lost)."""
+    if not chain['verified']:
+        fi_lib.verify_backup(fault, guest, chain['repo'], chain['last']['id'])
+        chain['verified'] = True
+    return chain['last']
+
+
+def _transfer_under_way(repo, domain, disk='vda', at_least=48 * MiB):
+    """The partial backup directory once its image of disk holds at_least bytes, else None."""
+    for path in fi_lib.partial_dirs(repo, domain):
+        image = os.path.join(path, '%s.qcow2' % disk)
+        if os.path.exists(image) and os.path.getsize(image) >= at_least:
+            return path
+    return None
+
+
+def _push_under_way(repo, domain, disk='vda', at_least=48 * MiB):
+    """The partial backup directory once QEMU's push target of disk holds at_least bytes, else None."""
+    staging = os.path.join(repo, '.staging')
+    if not os.path.isdir(staging):
+        return None
+    for name in os.listdir(staging):
+        if name.startswith(domain + '-') and name.endswith('-%s.qcow2' % disk) and \
+                os.path.getsize(os.path.join(staging, name)) >= at_least:
+            backup_id = name[len(domain) + 1:-len('-%s.qcow2' % disk)]
+            for path in fi_lib.partial_dirs(repo, domain):
+                if os.path.basename(path) == backup_id:
+                    return path
+    return None
+
+
+def _start_long_run(guest, repo, **args):
+    params = dict(domain=guest.name, repository=repo, level='full')
+    params.update(args)
+    run = fi_lib.ModuleRun('virt_backup', params)
+    under_way = _push_under_way if params.get('mode') == 'push' else _transfer_under_way
+    try:
+        partial = fi_lib.wait_until(lambda: under_way(repo, guest.name) or (not run.alive() and 'ended'),
+                                    120, 'the transfer to get under way', interval=0.02)
+    except fi_lib.FaultError:
+        run.kill9()
+        run.close()
+        raise
+    if partial == 'ended':
+        res = run.wait()
+        raise fi_lib.FaultError('the backup ended before the fault could be injected: %s' % res.get('msg'))
+    return run, partial
+
+
+def _failed_checkpoint(repo, partial):
+    return fi_lib.checkpoint_prefix(repo) + os.path.basename(partial)
+
+
+def test_kill9_mid_transfer(big, chain, fault):
+    """kill -9 of the module process while a pull backup copies data; the watchdog cleans up."""
+    repo = chain['repo']
+    good = _good(chain, big, fault)
+    big.write('vda', 100 * MiB, 2 * MiB, 0x81)
+    run, partial = _start_long_run(big, repo)
+    fault.inject('kill -9 of virt_backup mid-transfer (pull, %s copied)' % os.path.getsize(
+        os.path.join(partial, 'vda.qcow2')))
+    assert big.job_active(), 'no backup job while the transfer runs'
+    run.kill9()
+    run.close()
+    failed_ck = _failed_checkpoint(repo, partial)
+    fi_lib.assert_aftermath(big, repo, fi_lib.listed_ids(repo, big.name), failed_checkpoints=[failed_ck])
+    nxt = fi_lib.assert_next_run(fault, big, repo, base=good, expect_level='incremental')
+    chain['last'] = nxt
+    fault.survived()
+
+
+def test_kill9_push_mid_job(big, chain, fault):
+    """kill -9 of the module process while QEMU pushes the backup into the repository's staging directory."""
+    repo = chain['repo']
+    good = _good(chain, big, fault)
+    big.start()
+    big.write('vda', 150 * MiB, MiB, 0x85)
+    run, partial = _start_long_run(big, repo, mode='push')
+    fault.inject('kill -9 of virt_backup while QEMU pushes the backup (push mode)')
+    assert big.job_active(), 'no backup job while QEMU pushes'
+    run.kill9()
+    run.close()
+    failed_ck = _failed_checkpoint(repo, partial)
+    fi_lib.assert_aftermath(big, repo, fi_lib.listed_ids(repo, big.name), failed_checkpoints=[failed_ck])
+    nxt = fi_lib.assert_next_run(fault, big, repo, base=good, expect_level='incremental', mode='push')
+    chain['last'] = nxt
+    fault.survived()
+
+
+def test_kill9_module_and_watchdog(big, chain, fault):
+    """kill -9 of the module and of its watchdog at once (as an OOM kill of the whole job would): the job, the
+    checkpoint and the partial backup stay behind, and the next run of the repository removes them."""
+    repo = chain['repo']
+    good = _good(chain, big, fault)
+    big.start()
+    big.write('vda', 400 * MiB, MiB, 0x86)
+    run, partial = _start_long_run(big, repo)
+    fault.inject('kill -9 of virt_backup and of its watchdog mid-transfer')
+    watchdogs = fi_lib.watchdog_processes(big.dom.UUIDString())
+    assert len(watchdogs) == 1, watchdogs
+    os.kill(watchdogs[0], 9)
+    run.kill9()
+    run.close()
+    failed_ck = _failed_checkpoint(repo, partial)
+    time.sleep(1)
+    left = dict(job=big.job_active(), partial=os.path.isdir(partial), checkpoint=failed_ck in big.checkpoints())
+    fault.note('left behind: %s' % ', '.join(k for k, v in sorted(left.items()) if v))
+    assert os.path.basename(partial) not in fi_lib.listed_ids(repo, big.name), 'the partial backup is listed'
+    stale_dirs = fi_lib.run_dirs(repo, big.name)
+    nxt = fi_lib.ok(fi_lib.run_module('virt_backup', dict(domain=big.name, repository=repo)))
+    assert partial in nxt['removed_partial'] or not left['partial'], nxt['removed_partial']
+    assert failed_ck in nxt['removed_checkpoints'] or not left['checkpoint'], nxt['removed_checkpoints']
+    assert nxt['aborted_stale_job'] or not left['job']
+    assert set(stale_dirs) <= set(nxt['removed_partial']), (stale_dirs, nxt['removed_partial'])
+    backup = nxt['backup']
+    assert (backup['level'], backup['parent']) == ('incremental', good['id']), backup
+    fi_lib.assert_aftermath(big, repo, fi_lib.listed_ids(repo, big.name))
+    fi_lib.verify_backup(fault, big, repo, backup['id'])
+    chain['last'] = backup
+    fault.survived()
+
+
+def test_kill9_offline_backup(big, chain, fault):
+    """kill -9 of the module process while it reads a shut-off domain through qemu-nbd."""
+    repo = chain['repo']
+    good = _good(chain, big, fault)
+    big.destroy()
+    big.write('vda', 200 * MiB, MiB, 0x82)
+    run, partial = _start_long_run(big, repo)
+    fault.inject('kill -9 of virt_backup mid-transfer (offline, qemu-nbd reading the qcow2)')
+    run.kill9()
+    run.close()
+    failed_ck = _failed_checkpoint(repo, partial)
+    fi_lib.assert_aftermath(big, repo, fi_lib.listed_ids(repo, big.name), failed_checkpoints=[failed_ck])
+    assert failed_ck not in big.image_bitmaps('vda'), 'the killed run left its bitmap in the image'
+    nxt = fi_lib.assert_next_run(fault, big, repo, base=good, expect_level='incremental')
+    assert nxt['mode'] == 'offline'
+    chain['last'] = nxt
+    big.start()
+    fault.survived()
+
+
+def test_libvirtd_restarted_mid_job(host, big, chain, fault):
+    """libvirtd restarted while a pull backup copies data."""
+    repo = chain['repo']
+    good = _good(chain, big, fault)
+    big.start()
+    big.write('vda', 300 * MiB, MiB, 0x83)
+    run, partial = _start_long_run(big, repo)
+    fault.inject('libvirtd restarted mid-job')
+    # The run is held (SIGSTOP) mid-transfer while libvirtd restarts, so the restart falls inside the job.
+    run.pause()
+    try:
+        outage = host.restart_libvirtd()
+    finally:
+        run.resume()
+    fault.note('libvirtd was away for %.1f s' % outage)
+    res = run.wait()
+    fault.note('the interrupted run: %s' % (res.get('msg') or 'succeeded'))
+    good_ids = fi_lib.listed_ids(repo, big.name)
+    if res.get('failed'):
+        fi_lib.failed(res)    # a clear message, not a traceback
+        fi_lib.assert_aftermath(big, repo, good_ids, failed_checkpoints=[_failed_checkpoint(repo, partial)])
+        base = good
+    else:
+        # It got through: then it must be a good backup.
+        fi_lib.verify_backup(fault, big, repo, res['backup']['id'])
+        fi_lib.assert_aftermath(big, repo, good_ids)
+        base = res['backup']
+    nxt = fi_lib.assert_next_run(fault, big, repo, base=base, expect_level='incremental')
+    chain['last'] = nxt
+    fault.survived()
+
+
+def test_nbd_socket_removed(big, chain, fault):
+    """The NBD socket of the export removed while the backup runs: the next disk cannot connect."""
+    repo = chain['repo']
+    good = _good(chain, big, fault)
+    big.start()
+    big.write('vdb', 10 * MiB, MiB, 0x84)
+    run, partial = _start_long_run(big, repo)
+    sockets = [os.path.join(d, 'nbd.sock') for d in fi_lib.run_dirs(repo, big.name)]
+    sockets = [s for s in sockets if os.path.exists(s)]
+    assert len(sockets) == 1, sockets
+    fault.inject('NBD export socket %s removed mid-backup' % sockets[0])
+    os.unlink(sockets[0])
+    res = run.wait()
+    good_ids = fi_lib.listed_ids(repo, big.name)
+    if res.get('failed'):
+        msg = fi_lib.failed(res, ('nbd', 'socket', 'connect'))
+        fault.note('the run without its socket failed: %s' % msg)
+        fi_lib.assert_aftermath(big, repo, good_ids, failed_checkpoints=[_failed_checkpoint(repo, partial)])
+        base = good
+    else:
+        fault.note('the run without its socket succeeded (every connection was open already)')
+        fi_lib.verify_backup(fault, big, repo, res['backup']['id'])
+        fi_lib.assert_aftermath(big, repo, good_ids)
+        base = res['backup']
+    nxt = fi_lib.assert_next_run(fault, big, repo, base=base, expect_level='incremental')
+    chain['last'] = nxt
+    fault.survived()
+
+
+@pytest.fixture
+def tmpfs_repo():
+    path = fi_lib.new_repo_path('enospc')
+    os.makedirs(path, 0o711)
+    subprocess.check_call(['mount', '-t', 'tmpfs', '-o', 'size=64m,mode=0711', 'tmpfs', path])
+    try:
+        yield path
+    finally:
+        for _attempt in range(20):
+            if subprocess.call(['umount', path]) == 0:
+                break
+            time.sleep(0.5)
+        else:
+            subprocess.call(['umount', '-l', path])
+        os.rmdir(path)
+
+
+def test_repository_full(small, tmpfs_repo, fault):
+    """ENOSPC: the repository (a 64 MiB tmpfs) fills up during an incremental (pull, then push)."""
+    repo = tmpfs_repo
+    # QEMU opens scratch files and push targets inside the repository. It runs in its own mount
+    # namespace, which sees no mount made after it started (no propagation on this host):
+    # start it again after mounting the tmpfs.
+    small.destroy()
+    small.start()
+    good = fi_lib.backup(small, repo)
+    fi_lib.verify_backup(fault, small, repo, good['id'])
+    for piece in fi_lib.spread(128 * MiB, 80 * MiB, 4 * MiB, 0x30, start=2 * MiB):
+        small.write('vda', *piece)
+
+    for mode in ('pull', 'push'):
+        fault.inject('repository filesystem full (ENOSPC) during a %s incremental' % mode)
+        before = fi_lib.listed_ids(repo, small.name)
+        res = fi_lib.run_module('virt_backup', dict(domain=small.name, repository=repo, mode=mode))
+        msg = fi_lib.failed(res, ('no space', 'enospc', 'space'))
+        fault.note('%s run on a full repository: %s' % (mode, msg))
+        fi_lib.assert_aftermath(small, repo, before)
+        fault.survived()
+
+    subprocess.check_call(['mount', '-o', 'remount,size=512m', repo])
+    nxt = fi_lib.assert_next_run(fault, small, repo, base=good, expect_level='incremental')
+    assert nxt['disks'][0]['dirty_bytes'] >= 80 * MiB
