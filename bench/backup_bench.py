@@ -215,6 +215,14 @@ def measure(cmd, timeout, out_prefix, env=None):
         timer.start()
         try:
             _pid, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:       # interrupted: do not leave the tool running
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
         finally:
             timer.cancel()
             sampler.stop()
@@ -323,6 +331,13 @@ class Bench:
                 os.unlink(link)
             os.symlink(ROOT, link)     # what `make link` does
         self.cleanup(leftovers=True)
+        a = self.args
+        # images (raw while they are built, then qcow2), repositories, tools' outputs
+        need = 3 * (a.full_data + a.inc_small // 4 + a.inc_big // 4) + GiB
+        st = os.statvfs(os.path.dirname(WORK))
+        if st.f_bavail * st.f_frsize < need:
+            raise BenchError('%s needs about %s free, it has %s' % (
+                os.path.dirname(WORK), human_bytes(need), human_bytes(st.f_bavail * st.f_frsize)))
         os.makedirs(WORK, 0o711)
         os.chmod(WORK, 0o711)
         for sub, mode in (('images', 0o711), ('repos', 0o711), ('out', 0o700)):
