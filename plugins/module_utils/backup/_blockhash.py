@@ -37,10 +37,26 @@ def zero_digest(length, _cache={}):  # pylint: disable=dangerous-default-value
     return digest
 
 
+MAX_BLOCKS = 1 << 19   # a map never exceeds 16 MiB, whatever the disk size
+
+
+def choose_block_size(size):
+    """64 KiB blocks (the bitmap granularity), doubled until the map stays within MAX_BLOCKS.
+
+    Memory then stays bounded for any disk (a 1 TiB disk gets 2 MiB blocks and a 16 MiB map);
+    an incremental re-reads whole blocks around what changed, a small cost on such disks.
+    """
+    block = DEFAULT_BLOCK_SIZE
+    while (size + block - 1) // block > MAX_BLOCKS:
+        block *= 2
+    return block
+
+
 class BlockHashMap:
     """Digests of every block of one disk, held in one bytearray (32 bytes a block)."""
 
-    def __init__(self, size, block_size=DEFAULT_BLOCK_SIZE, data=None):
+    def __init__(self, size, block_size=None, data=None):
+        block_size = block_size or choose_block_size(size)
         if block_size <= 0 or block_size % 512:
             raise BlockHashError('block size %d is not a positive multiple of 512' % block_size)
         self.size = size
@@ -48,16 +64,17 @@ class BlockHashMap:
         self.blocks = (size + block_size - 1) // block_size
         if data is None:
             data = self._zero_map()
+        elif not isinstance(data, bytearray):
+            data = bytearray(data)
         if len(data) != self.blocks * DIGEST_SIZE:
             raise BlockHashError('hash map holds %d bytes, a %d-byte disk in %d-byte blocks needs %d' % (
                 len(data), size, block_size, self.blocks * DIGEST_SIZE))
-        self.data = bytearray(data)
+        self.data = data
 
     def _zero_map(self):
         if not self.blocks:
             return bytearray()
-        full = zero_digest(self.block_size)
-        data = bytearray(full * self.blocks)
+        data = bytearray(zero_digest(self.block_size)) * self.blocks
         last = self.block_length(self.blocks - 1)
         if last != self.block_size:
             data[-DIGEST_SIZE:] = zero_digest(last)
@@ -68,8 +85,16 @@ class BlockHashMap:
 
     def set_zero(self, start, end):
         """Blocks covering [start, end) hold zeroes; start and end are block aligned (or end = size)."""
-        for index in range(start // self.block_size, (end + self.block_size - 1) // self.block_size):
-            self.data[index * DIGEST_SIZE:(index + 1) * DIGEST_SIZE] = zero_digest(self.block_length(index))
+        first = start // self.block_size
+        stop = min(self.blocks, (end + self.block_size - 1) // self.block_size)
+        if stop <= first:
+            return
+        full_stop = stop if self.block_length(stop - 1) == self.block_size else stop - 1
+        if full_stop > first:
+            self.data[first * DIGEST_SIZE:full_stop * DIGEST_SIZE] = \
+                bytearray(zero_digest(self.block_size)) * (full_stop - first)
+        if full_stop < stop:
+            self.data[full_stop * DIGEST_SIZE:stop * DIGEST_SIZE] = zero_digest(self.block_length(full_stop))
 
     def update(self, offset, buf):
         """Hash buf, read at offset (block aligned; its length a multiple of the block size or up to the end)."""
@@ -87,7 +112,7 @@ class BlockHashMap:
 
     def digest(self):
         """One digest for the whole disk: SHA-256 of the map."""
-        return hashlib.sha256(bytes(self.data)).hexdigest()
+        return hashlib.sha256(self.data).hexdigest()
 
     def first_difference(self, other):
         """Offset of the first block whose digest differs from other's, or None."""
@@ -103,14 +128,15 @@ class BlockHashMap:
         return None
 
     def copy(self):
-        return BlockHashMap(self.size, self.block_size, self.data)
+        return BlockHashMap(self.size, self.block_size, bytearray(self.data))
 
     def save(self, path):
         """Write the map gzip-compressed (mode 0600); returns the digest of the raw map."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, 'wb') as raw:
-            # mtime=0: the same map always gives the same file.
-            with gzip.GzipFile(fileobj=raw, mode='wb', mtime=0) as out:
+            # mtime=0: the same map always gives the same file. Level 1: the map is mostly
+            # repeated digests of zeroes, which compress well at any level; speed matters more.
+            with gzip.GzipFile(fileobj=raw, mode='wb', mtime=0, compresslevel=1) as out:
                 out.write(self.data)
             raw.flush()
             os.fsync(raw.fileno())
@@ -118,9 +144,14 @@ class BlockHashMap:
 
     @classmethod
     def load(cls, path, size, block_size, expected_digest=None):
+        data = bytearray()
         try:
             with gzip.open(path, 'rb') as src:
-                data = src.read()
+                while True:
+                    chunk = src.read(1 << 20)
+                    if not chunk:
+                        break
+                    data += chunk
         except (OSError, EOFError) as exc:
             raise BlockHashError('cannot read hash map %s: %s' % (path, exc))
         result = cls(size, block_size, data)

@@ -500,6 +500,7 @@ def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, 
     hashmap.save(os.path.join(ctx['backup_path'], map_name))
     image_path = os.path.join(ctx['backup_path'], image_name)
     os.chmod(image_path, 0o600)
+    _repository.fsync_file(image_path)
     return dict(
         name=disk.name, level=ctx['plan'].disk_level(disk.name), virtual_size=ctx['sizes'][disk.name],
         image=image_name, backing=backing, source=disk.source,

@@ -123,8 +123,11 @@ class QemuNbdServer:
         # qemu-nbd writes its pid file once the socket listens and the export is set up; the
         # socket file alone appears at bind(), before listen(): a connect then is refused.
         self.pid_file = os.path.join(self.tmpdir, 'qemu-nbd.pid')
+        # Writers use cache=unsafe: qemu-nbd would otherwise sync at every new qcow2 metadata
+        # table (dozens of syncs on a large disk). The caller fsyncs the finished image once,
+        # before the manifest makes the backup exist.
         cmd = ['qemu-nbd', '--socket', self.socket, '--shared', str(clients + 1),
-               '--persistent', '--cache', 'writeback', '--pid-file', self.pid_file]
+               '--persistent', '--cache', 'writeback' if readonly else 'unsafe', '--pid-file', self.pid_file]
         if readonly:
             cmd += ['--read-only']
         else:

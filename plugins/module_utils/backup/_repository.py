@@ -103,6 +103,15 @@ def write_file(path, data, mode=0o600):
     fsync_dir(os.path.dirname(path))
 
 
+def fsync_file(path):
+    """Make a finished image durable before its manifest is written."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -82,3 +82,23 @@ def test_truncated_map_file_is_an_error(tmp_path):
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(bh.BlockHashError):
         bh.BlockHashMap.load(str(path), 4 * BS, BS)
+
+
+def test_set_zero_up_to_a_short_last_block():
+    size = 3 * BS + 100
+    data = b'\x07' * size
+    m = bh.BlockHashMap(size)
+    m.update(0, data)
+    m.set_zero(BS, size)
+    assert bytes(m.data) == reference_map(data[:BS] + bytes(size - BS))
+
+
+@pytest.mark.parametrize('size, block', [
+    (1 << 30, BS),                      # 1 GiB: the bitmap granularity
+    (32 << 30, BS),                     # 32 GiB: exactly the largest map at 64 KiB
+    ((32 << 30) + 1, 2 * BS),
+    (1 << 40, 2 << 20),                 # 1 TiB: 2 MiB blocks
+])
+def test_block_size_keeps_every_map_within_16_mib(size, block):
+    assert bh.choose_block_size(size) == block
+    assert (size + block - 1) // block * bh.DIGEST_SIZE <= 16 << 20
