@@ -177,8 +177,18 @@ class BackupJob:
 
     def begin(self, backup_xml, checkpoint_xml_text, reuse_external=False):
         flags = libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL if reuse_external else 0
-        with libvirt_call('starting the backup job', self.label):
+        try:
             self.dom.backupBegin(backup_xml, checkpoint_xml_text, flags)
+        except libvirt.libvirtError as exc:
+            error = translate(exc, 'starting the backup job', self.label)
+            if 'No such file or directory' in (error.libvirt_message or ''):
+                # libvirt starts QEMU in a private mount namespace (qemu.conf "namespaces"):
+                # a filesystem mounted after the domain started is invisible to it.
+                error.msg += ('. QEMU cannot see that path: if the repository or scratch_dir is on a '
+                              'filesystem mounted after the domain started, QEMU (in its own mount '
+                              'namespace) does not see it; use a filesystem mounted before, or restart '
+                              'the domain')
+            raise error
         self.active = True
 
     def xml(self):
