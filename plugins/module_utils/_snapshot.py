@@ -1,0 +1,461 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Snapshots of libvirt domains: read, create, redefine, revert, delete.
+
+Used by the virt_snapshot and virt_snapshot_info modules. Every function here raises VirtError
+(or its subclass SnapshotError) with a message meant for the user; none of them exits a module.
+
+Facts this code relies on (libvirt 9.0, QEMU 7.2):
+- three kinds of snapshot: internal (disk state, and the memory of a running domain, inside the
+  qcow2 images), disk-only external (each disk gets a new qcow2 overlay that the domain uses from
+  then on) and external with memory (overlays plus a memory state file, running domains only);
+- libvirt 9.0 cannot revert to or delete external snapshots (only their metadata); this code says
+  so before asking libvirt;
+- a new snapshot becomes the current one; its parent is the snapshot that was current;
+- REDEFINE of an existing snapshot replaces its metadata; REDEFINE_CURRENT makes it current.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    VirtError,
+    is_error,
+    libvirt_call,
+    translate,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._checkpoint import domain_disks
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - reported by VirtModule
+    libvirt = None
+
+
+INTERNAL = 'internal'
+DISK_ONLY = 'disk-only'
+EXTERNAL = 'external'
+TYPES = (INTERNAL, DISK_ONLY, EXTERNAL)
+
+
+class SnapshotError(VirtError):
+    """A snapshot operation that cannot or must not be done, explained for the user."""
+
+
+def _flag(name):
+    return getattr(libvirt, name)
+
+
+def _dom_label(dom):
+    return 'domain %s' % dom.name()
+
+
+def _snap_label(dom, name):
+    return 'snapshot %s of domain %s' % (name, dom.name())
+
+
+def _driver_type(dom):
+    with libvirt_call('reading the driver type', _dom_label(dom)):
+        return dom.connect().getType()
+
+
+def _is_active(dom):
+    with libvirt_call('reading the state', _dom_label(dom)):
+        return bool(dom.isActive())
+
+
+# --------------------------------------------------------------------------------------------
+# XML
+
+
+def _text(elem, path):
+    node = elem.find(path)
+    if node is None or node.text is None:
+        return None
+    return node.text.strip()
+
+
+def parse_snapshot_xml(xml):
+    """A snapshot XML document as a dict.
+
+    Keys: name, description (None when absent), state (the domain state the snapshot holds:
+    running, shutoff, disk-snapshot...), parent (None for a root), creation_time (int or None),
+    type (internal, disk-only or external), memory (dict snapshot, file), disks (list of dicts
+    name, snapshot, file (overlay of an external snapshot, else None)). Raises SnapshotError on
+    XML that is not a snapshot.
+    """
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise SnapshotError('the snapshot XML is not well-formed: %s' % exc)
+    if root.tag != 'domainsnapshot':
+        raise SnapshotError('the snapshot XML has root element <%s>; expected <domainsnapshot>' % root.tag)
+    creation = _text(root, 'creationTime')
+    if creation is not None:
+        try:
+            creation = int(creation)
+        except ValueError:
+            raise SnapshotError('the snapshot XML has a creationTime that is not a number: %r' % creation)
+    memory = root.find('memory')
+    memory = dict(snapshot=memory.get('snapshot'), file=memory.get('file')) if memory is not None \
+        else dict(snapshot=None, file=None)
+    disks = []
+    for disk in root.findall('disks/disk'):
+        source = disk.find('source')
+        disks.append(dict(
+            name=disk.get('name'),
+            snapshot=disk.get('snapshot'),
+            file=source.get('file') if source is not None else None,
+        ))
+    state = _text(root, 'state')
+    return dict(
+        name=_text(root, 'name'),
+        description=_text(root, 'description'),
+        state=state,
+        parent=_text(root, 'parent/name'),
+        creation_time=creation,
+        type=snapshot_type(state, memory, disks),
+        memory=memory,
+        disks=disks,
+    )
+
+
+def snapshot_type(state, memory, disks):
+    """internal, disk-only or external, from the parsed parts of a snapshot XML."""
+    if state == 'disk-snapshot':
+        return DISK_ONLY
+    if memory.get('snapshot') == 'external' or any(d['snapshot'] == 'external' for d in disks):
+        return EXTERNAL
+    return INTERNAL
+
+
+def build_snapshot_xml(name, description=None, snap_type=INTERNAL, disks=None, memory_file=None):
+    """XML for virDomainSnapshotCreateXML.
+
+    snap_type internal: libvirt's defaults (memory too when the domain runs); disk-only and
+    external: disks as dicts name, snapshot (external or no), file (overlay path, None to let
+    libvirt choose); external also puts the memory state in memory_file.
+    """
+    root = ET.Element('domainsnapshot')
+    ET.SubElement(root, 'name').text = name
+    if description:
+        ET.SubElement(root, 'description').text = description
+    if snap_type == EXTERNAL:
+        ET.SubElement(root, 'memory', dict(snapshot='external', file=memory_file))
+    if snap_type in (DISK_ONLY, EXTERNAL) and disks:
+        node = ET.SubElement(root, 'disks')
+        for disk in disks:
+            kind = disk.get('snapshot') or 'external'
+            elem = ET.SubElement(node, 'disk', dict(name=disk['name'], snapshot=kind))
+            if kind == 'external' and disk.get('file'):
+                ET.SubElement(elem, 'driver', dict(type='qcow2'))
+                ET.SubElement(elem, 'source', dict(file=disk['file']))
+    return ET.tostring(root, encoding='unicode')
+
+
+def set_description(xml, description):
+    """The snapshot XML with its <description> replaced (removed when description is empty).
+
+    A text edit of the part before <creationTime> (libvirt writes name, description, state,
+    parent, creationTime, memory, disks, domain in this order): the copy of the domain definition
+    stays byte for byte as libvirt wrote it.
+    """
+    parse_snapshot_xml(xml)
+    match = re.search(r'<creationTime[\s>]', xml)
+    if match is None:
+        raise SnapshotError('the snapshot XML has no <creationTime>')
+    head, tail = xml[:match.start()], xml[match.start():]
+    head = re.sub(r'[ \t]*<description(\s[^>]*)?(/>|>.*?</description>)[ \t]*\n?', '', head, count=1, flags=re.S)
+    if description:
+        name = re.search(r'</name>[ \t]*\n?', head)
+        if name is None:
+            raise SnapshotError('the snapshot XML has no <name> before <creationTime>')
+        indent = re.search(r'\n([ \t]*)<name>', head)
+        element = '%s<description>%s</description>\n' % (indent.group(1) if indent else '', xml_escape(description))
+        if not name.group(0).endswith('\n'):
+            element = element.strip()
+        head = head[:name.end()] + element + head[name.end():]
+    return head + tail
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def lookup_snapshot(dom, name):
+    """The virDomainSnapshot called name, or None."""
+    try:
+        return dom.snapshotLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_DOMAIN_SNAPSHOT'):
+            return None
+        raise translate(exc, 'looking up snapshot %s' % name, _dom_label(dom))
+
+
+def list_snapshots(dom):
+    """Every snapshot of the domain, parents before their children."""
+    with libvirt_call('listing snapshots', _dom_label(dom)):
+        return dom.listAllSnapshots(_flag('VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL'))
+
+
+def current_name(dom):
+    """Name of the domain's current snapshot, or None."""
+    with libvirt_call('reading the current snapshot', _dom_label(dom)):
+        if not dom.hasCurrentSnapshot():
+            return None
+        return dom.snapshotCurrent().getName()
+
+
+def descendants(dom, snap):
+    """Names of every snapshot below snap, parents before their children."""
+    with libvirt_call('listing the descendants of snapshot %s' % snap.getName(), _dom_label(dom)):
+        below = snap.listAllChildren(_flag('VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS'))
+    names = set(s.getName() for s in below)
+    return [s.getName() for s in list_snapshots(dom) if s.getName() in names]
+
+
+def describe(dom, snap, current=None):
+    """A snapshot as the modules return it: name, description, parent, state, creation_time,
+    current, type, memory_file, disks (name, snapshot, file), xml (full, usable for redefinition)."""
+    with libvirt_call('reading the XML of snapshot %s' % snap.getName(), _dom_label(dom)):
+        xml = snap.getXMLDesc(0)
+        if current is None:
+            current = bool(snap.isCurrent())
+    parsed = parse_snapshot_xml(xml)
+    return dict(
+        name=parsed['name'],
+        description=parsed['description'],
+        parent=parsed['parent'],
+        state=parsed['state'],
+        creation_time=parsed['creation_time'],
+        current=bool(current),
+        type=parsed['type'],
+        memory_file=parsed['memory']['file'],
+        disks=parsed['disks'],
+        xml=xml,
+    )
+
+
+def snapshots_info(dom, name=None):
+    """describe() of every snapshot of the domain (parents first) with the names of its children,
+    or of the one called name (an empty list when there is none)."""
+    if name is not None:
+        snaps = [lookup_snapshot(dom, name)]
+        snaps = [s for s in snaps if s is not None]
+        everything = [describe(dom, s) for s in list_snapshots(dom)] if snaps else []
+    else:
+        everything = [describe(dom, s) for s in list_snapshots(dom)]
+    for item in everything:
+        item['children'] = [c['name'] for c in everything if c['parent'] == item['name']]
+    if name is not None:
+        return [i for i in everything if i['name'] == name]
+    return everything
+
+
+# --------------------------------------------------------------------------------------------
+# Changing
+
+
+def _disk_request(dom, snap_type, disks):
+    """Check the disks asked for against the domain; the planned per-disk list (name, snapshot,
+    file) for an external snapshot, None for internal or when libvirt chooses."""
+    if snap_type == INTERNAL:
+        if disks:
+            raise SnapshotError('disks applies only to type disk-only or external; an internal snapshot '
+                                'covers every qcow2 disk')
+        return None
+    if not disks:
+        return None
+    have = dict((d['name'], d) for d in domain_disks(dom))
+    unknown = [d['name'] for d in disks if d['name'] not in have]
+    if unknown:
+        raise SnapshotError('%s has no disk %s (disks: %s)' % (
+            _dom_label(dom), ', '.join(unknown), ', '.join(sorted(have)) or 'none'), obj=dom.name())
+    planned = []
+    for disk in disks:
+        kind = disk.get('snapshot') or 'external'
+        planned.append(dict(name=disk['name'], snapshot=kind,
+                            file=disk.get('file') if kind == 'external' else None))
+    return planned
+
+
+def plan_snapshot(dom, name, snap_type, disks=None, memory_file=None):
+    """Check what libvirt would reject late; returns the planned disks (or None)."""
+    if snap_type == EXTERNAL:
+        if not memory_file:
+            raise SnapshotError('type external needs memory_file (where the memory state is saved)')
+        if not _is_active(dom):
+            raise SnapshotError('an external snapshot with memory of %s needs the domain running; it is '
+                                'shut off (use type disk-only)' % _dom_label(dom), obj=dom.name())
+    elif memory_file:
+        raise SnapshotError('memory_file applies only to type external')
+    return _disk_request(dom, snap_type, disks)
+
+
+def create_snapshot(dom, name, description=None, snap_type=INTERNAL, disks=None, memory_file=None,
+                    quiesce=False):
+    plan_snapshot(dom, name, snap_type, disks, memory_file)
+    xml = build_snapshot_xml(name, description, snap_type, disks, memory_file)
+    flags = 0
+    if snap_type == DISK_ONLY:
+        flags |= _flag('VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY')
+    if quiesce:
+        flags |= _flag('VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE')
+    with libvirt_call('creating snapshot %s' % name, _dom_label(dom)):
+        return dom.snapshotCreateXML(xml, flags)
+
+
+def redefine_snapshot(dom, xml, current=False):
+    """Replace a snapshot's metadata from XML (VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE), making it the
+    current snapshot with current=True."""
+    parsed = parse_snapshot_xml(xml)
+    flags = _flag('VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE')
+    if current:
+        flags |= _flag('VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT')
+    with libvirt_call('redefining snapshot %s' % parsed['name'], _dom_label(dom)):
+        return dom.snapshotCreateXML(xml, flags)
+
+
+def external_unsupported(dom):
+    """Whether the driver refuses to revert to and delete external snapshots (libvirt before 9.7
+    with the QEMU driver)."""
+    with libvirt_call('reading the libvirt version', _dom_label(dom)):
+        version = dom.connect().getLibVersion()
+    return _driver_type(dom) == 'QEMU' and version < 9007000
+
+
+# --------------------------------------------------------------------------------------------
+# Desired state (the virt_snapshot module)
+
+
+def _comparable(desc):
+    """The part of a snapshot description that diff mode shows."""
+    if not desc:
+        return {}
+    keys = ('name', 'description', 'parent', 'state', 'creation_time', 'current', 'type', 'memory_file', 'disks')
+    return dict((k, desc.get(k)) for k in keys)
+
+
+def _result(changed, snap, before, after, msg, **extra):
+    res = dict(changed=changed, snapshot=snap, diff=dict(before=_comparable(before), after=_comparable(after)),
+               msg=msg)
+    res.update(extra)
+    return res
+
+
+def ensure_present(conn, domain, name, description=None, snap_type=None, disks=None, memory_file=None,
+                   quiesce=False, current=False, check_mode=False):
+    """Make the snapshot exist as requested. Returns dict(changed, snapshot, diff, msg)."""
+    dom = conn.get_domain(domain)
+    snap = lookup_snapshot(dom, name)
+    if snap is None:
+        kind = snap_type or INTERNAL
+        planned = plan_snapshot(dom, name, kind, disks, memory_file)
+        if kind == DISK_ONLY:
+            state = 'disk-snapshot'
+        else:
+            state = 'running' if _is_active(dom) else 'shutoff'
+        after = dict(name=name, description=description or None, parent=current_name(dom), state=state,
+                     creation_time=None, current=True, type=kind, memory_file=memory_file,
+                     disks=planned, xml=None)
+        if check_mode:
+            return _result(True, after, None, after, 'snapshot %s would be created' % name)
+        snap = create_snapshot(dom, name, description, kind, disks, memory_file, quiesce)
+        after = describe(dom, snap)
+        return _result(True, after, None, after, 'snapshot %s created' % name)
+
+    before = describe(dom, snap)
+    if snap_type is not None and snap_type != before['type']:
+        raise SnapshotError(
+            '%s exists as a %s snapshot, requested type %s. A snapshot cannot be changed into another '
+            'type; delete it (state: absent) or use another name. Nothing was changed.' % (
+                _snap_label(dom, name), before['type'], snap_type), obj=name, snapshot=before)
+    new_description = description is not None and (before['description'] or '') != description
+    make_current = current and not before['current']
+    if not new_description and not make_current:
+        return _result(False, before, before, before, 'snapshot %s exists as requested' % name)
+
+    # Description and "current" are libvirt metadata, which REDEFINE replaces without touching
+    # the disks or the memory state.
+    xml = set_description(before['xml'], description) if new_description else before['xml']
+    after = dict(before)
+    after['xml'] = xml
+    if new_description:
+        after['description'] = description or None
+    if make_current:
+        after['current'] = True
+    what = ' and '.join(w for w, on in (('description', new_description), ('current flag', make_current)) if on)
+    if check_mode:
+        return _result(True, after, before, after, '%s of snapshot %s would be changed' % (what, name))
+    redefine_snapshot(dom, xml, current=make_current or before['current'])
+    after = describe(dom, lookup_snapshot(dom, name))
+    return _result(True, after, before, after, '%s of snapshot %s changed' % (what, name))
+
+
+def ensure_reverted(conn, domain, name, check_mode=False):
+    """Revert the domain to the snapshot. Reverting always acts: libvirt cannot tell whether the
+    domain changed since the last revert."""
+    dom = conn.get_domain(domain)
+    snap = lookup_snapshot(dom, name)
+    if snap is None:
+        raise SnapshotError('%s does not exist; cannot revert to it' % _snap_label(dom, name), obj=name)
+    before = describe(dom, snap)
+    if before['type'] != INTERNAL and external_unsupported(dom):
+        raise SnapshotError(
+            'reverting to %s is not possible: it is a %s snapshot, and libvirt before 9.7 reverts only '
+            'to internal snapshots. Nothing was changed.' % (_snap_label(dom, name), before['type']),
+            obj=name, snapshot=before)
+    after = dict(before)
+    after['current'] = True
+    if check_mode:
+        return _result(True, after, before, after, 'domain %s would be reverted to snapshot %s' % (domain, name))
+    with libvirt_call('reverting to snapshot %s' % name, _dom_label(dom)):
+        dom.revertToSnapshot(snap, 0)
+    after = describe(dom, lookup_snapshot(dom, name))
+    return _result(True, after, before, after, 'domain %s reverted to snapshot %s' % (domain, name))
+
+
+def ensure_absent(conn, domain, name, children=False, metadata_only=False, check_mode=False):
+    """Make the snapshot (and with children=True its descendants) go away."""
+    dom = conn.get_domain(domain)
+    snap = lookup_snapshot(dom, name)
+    if snap is None:
+        return dict(changed=False, snapshot=None, deleted=[], diff=dict(before={}, after={}),
+                    msg='snapshot %s does not exist' % name)
+    before = describe(dom, snap)
+    deleted = [name] + (descendants(dom, snap) if children else [])
+    if not metadata_only and external_unsupported(dom):
+        infos = dict((s.getName(), describe(dom, s)) for s in list_snapshots(dom))
+        external = [n for n in deleted if infos[n]['type'] != INTERNAL]
+        if external:
+            raise SnapshotError(
+                'deleting %s is not possible: %s %s external, and libvirt before 9.7 deletes only the '
+                'metadata of external snapshots. Set metadata_only: true (the overlay images then stay '
+                'in use by the domain). Nothing was changed.' % (
+                    _snap_label(dom, name), ', '.join(external), 'is' if len(external) == 1 else 'are'),
+                obj=name, snapshot=before)
+    diff_before = _comparable(before)
+    if children:
+        diff_before['descendants'] = deleted[1:]
+    what = '%s%s %s' % ('metadata of ' if metadata_only else '',
+                        'snapshots' if len(deleted) > 1 else 'snapshot', ', '.join(deleted))
+    if check_mode:
+        return dict(changed=True, snapshot=before, deleted=deleted, diff=dict(before=diff_before, after={}),
+                    msg='%s would be deleted' % what)
+    flags = 0
+    if children:
+        flags |= _flag('VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN')
+    if metadata_only:
+        flags |= _flag('VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY')
+    with libvirt_call('deleting snapshot %s' % name, _dom_label(dom)):
+        snap.delete(flags)
+    return dict(changed=True, snapshot=before, deleted=deleted, diff=dict(before=diff_before, after={}),
+                msg='%s deleted' % what)
