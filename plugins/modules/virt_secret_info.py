@@ -1,0 +1,78 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: virt_secret_info
+short_description: Read libvirt secrets (never their values)
+version_added: 0.1.0
+description:
+  - Returns the definition of every libvirt secret, or of the one found by O(uuid) or by
+    O(usage_type) and O(usage_id). Values are never returned.
+author:
+  - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - virtops.libvirt.connection
+  - virtops.libvirt.attributes
+  - virtops.libvirt.attributes.INFO_MODULE
+options:
+  uuid:
+    description: UUID of one secret to return.
+    type: str
+  usage_type:
+    description: Usage type of one secret to return, with O(usage_id).
+    type: str
+    choices: [volume, ceph, iscsi, tls, vtpm]
+  usage_id:
+    description: Usage identifier of one secret to return, with O(usage_type).
+    type: str
+seealso:
+  - module: virtops.libvirt.virt_secret
+'''
+
+EXAMPLES = r'''
+- name: List the secrets of a host
+  virtops.libvirt.virt_secret_info:
+  register: result
+'''
+
+RETURN = r'''
+secrets:
+  description:
+    - The secrets (uuid, description, ephemeral, private, usage_type, usage_id, value_readable,
+      has_value, xml); empty when none matches.
+  returned: always
+  type: list
+  elements: dict
+'''
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils import _secret
+
+
+ARGUMENT_SPEC = dict(
+    uuid=dict(type='str'),
+    usage_type=dict(type='str', choices=['volume', 'ceph', 'iscsi', 'tls', 'vtpm']),
+    usage_id=dict(type='str'),
+)
+
+
+def run(vm):
+    p = vm.params
+    return dict(changed=False, secrets=_secret.secrets_info(vm.connection.conn, p['uuid'], p['usage_type'],
+                                                            p['usage_id']))
+
+
+def main():
+    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True, required_together=[('usage_type', 'usage_id')],
+                    mutually_exclusive=[('uuid', 'usage_type')])
+    vm.run(run)
+
+
+if __name__ == '__main__':
+    main()
