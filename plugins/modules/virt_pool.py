@@ -1,0 +1,242 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: virt_pool
+short_description: Define, build, start, stop and remove libvirt storage pools declaratively
+version_added: 0.1.0
+description:
+  - Makes a libvirt storage pool match a desired definition, run state and autostart.
+  - The desired XML is compared with the pool's persistent definition by intent, not as text.
+    Only what the XML sets is compared; what libvirt fills in (uuid, capacity, allocation,
+    available, default permissions, an empty C(<source/>)) never causes a change. Sizes are
+    compared in bytes. A definition that differs is redefined, keeping the pool's uuid.
+  - A new definition for an active pool changes the persistent definition only; the module
+    returns RV(restart_required=true) until the pool has been stopped and started. With
+    O(restart_on_change=true) it stops and starts the pool to apply it.
+  - Tested with C(dir) pools. C(logical) (LVM volume group) pools work the same way; O(build)
+    then creates the volume group on the C(<source><device path=.../></source>) devices, which
+    destroys what is on them.
+author:
+  - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - virtops.libvirt.connection
+  - virtops.libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Check mode compares and plans exactly as a real run does and changes nothing
+        (O(refresh) is not done in check mode).
+  diff_mode:
+    support: full
+    details:
+      - Shows the state and autostart, and the normalised XML of the live definition reduced to
+        what the desired XML sets, against the normalised desired XML.
+  idempotent:
+    support: full
+    details:
+      - O(refresh=true) rescans an active pool on every run without reporting a change (see
+        RV(refreshed)).
+options:
+  name:
+    description:
+      - Name of the pool.
+      - Optional when O(xml) has a C(<name>); when both are given they must be the same.
+      - Required without O(xml) (state or autostart changes of an existing pool, removal).
+    type: str
+  xml:
+    description:
+      - The desired pool definition (libvirt storage pool XML), for example
+        C(<pool type='dir'><name>images</name><target><path>/srv/images</path></target></pool>).
+      - Only what it sets is compared with the live definition. A C(<uuid>) is optional; the
+        existing pool's uuid is kept. The pool type cannot change.
+      - Without it, the module manages only the state and autostart of an existing pool.
+    type: str
+  state:
+    description:
+      - V(present) defines the pool (or updates its definition) and leaves it active or
+        inactive as it is.
+      - V(active) also starts it. V(inactive) stops it (C(virStoragePoolDestroy), the data
+        stays).
+      - V(absent) stops it and removes its definition; the data stays.
+      - V(deleted) also deletes the pool's storage (C(virStoragePoolDelete)) before removing
+        the definition, for example the target directory of a C(dir) pool. It refuses an active
+        pool that still has volumes. A pool that does not exist is not changed.
+    type: str
+    choices: [present, active, inactive, absent, deleted]
+    default: present
+  autostart:
+    description:
+      - Whether libvirt starts the pool when the daemon starts. Not changed when not set.
+    type: bool
+  build:
+    description:
+      - Build the pool (C(virStoragePoolBuild)) before it is first started when it needs it,
+        always for a pool this run defines, and for an existing inactive C(dir), C(fs) or
+        C(netfs) pool whose target directory is missing (only seen for a local URI).
+      - An active pool is never built.
+    type: bool
+    default: false
+  refresh:
+    description:
+      - Rescan an active pool's volumes (C(virStoragePoolRefresh)), for example after files
+        were copied into a C(dir) pool's directory outside libvirt. Not reported as a change.
+    type: bool
+    default: false
+  restart_on_change:
+    description:
+      - When the definition of an active pool changes (or changed earlier and the pool has not
+        been restarted since), stop and start it to apply the change.
+    type: bool
+    default: false
+notes:
+  - Removing a C(<permissions>) or C(<source>) element from the XML does not remove it from the
+    definition when libvirt keeps its own value; set what you want explicitly.
+seealso:
+  - module: virtops.libvirt.virt_pool_info
+  - module: virtops.libvirt.virt_volume
+  - name: libvirt storage pool XML format
+    description: Reference of the storage pool XML.
+    link: https://libvirt.org/formatstorage.html
+'''
+
+EXAMPLES = r'''
+- name: A directory pool, built (directory created), started and started at boot
+  virtops.libvirt.virt_pool:
+    state: active
+    autostart: true
+    build: true
+    xml: |
+      <pool type='dir'>
+        <name>images</name>
+        <target>
+          <path>/srv/images</path>
+          <permissions><mode>0711</mode></permissions>
+        </target>
+      </pool>
+
+- name: An LVM volume group as a pool (build creates the volume group on /dev/sdb)
+  virtops.libvirt.virt_pool:
+    state: active
+    build: true
+    xml: |
+      <pool type='logical'>
+        <name>vg_guests</name>
+        <source>
+          <device path='/dev/sdb'/>
+          <name>vg_guests</name>
+          <format type='lvm2'/>
+        </source>
+        <target><path>/dev/vg_guests</path></target>
+      </pool>
+
+- name: Rescan after copying images into the directory
+  virtops.libvirt.virt_pool:
+    name: images
+    state: active
+    refresh: true
+
+- name: Remove the pool and its (empty) directory
+  virtops.libvirt.virt_pool:
+    name: images
+    state: deleted
+'''
+
+RETURN = r'''
+pool:
+  description:
+    - The pool after the run. Empty after O(state=absent) or O(state=deleted), and in check
+      mode when the pool does not exist yet. In check mode, the live pool as it is (unchanged).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Name of the pool.
+      type: str
+      sample: images
+    uuid:
+      description: UUID of the pool.
+      type: str
+    type:
+      description: Pool type (dir, logical, ...).
+      type: str
+      sample: dir
+    state:
+      description: inactive, building, active, degraded or inaccessible.
+      type: str
+      sample: active
+    autostart:
+      description: Whether the pool starts when libvirt starts.
+      type: bool
+    persistent:
+      description: Whether the pool has a persistent definition.
+      type: bool
+    capacity:
+      description: Capacity in bytes (0 when inactive).
+      type: int
+    allocation:
+      description: Bytes allocated (0 when inactive).
+      type: int
+    available:
+      description: Bytes free (0 when inactive).
+      type: int
+    path:
+      description: Target path.
+      type: str
+      sample: /srv/images
+    volumes:
+      description: Number of volumes of an active pool; null when inactive.
+      type: int
+    xml:
+      description: The live XML of the pool.
+      type: str
+restart_required:
+  description:
+    - True when the active pool runs with a configuration older than its persistent definition
+      (the desired XML).
+  returned: always
+  type: bool
+  sample: false
+refreshed:
+  description: Whether the pool was refreshed (O(refresh)).
+  returned: always
+  type: bool
+actions:
+  description: What the run did (or would do in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [define, build, start, autostart]
+'''
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils._storage import (
+    POOL_ARGS,
+    PoolManager,
+)
+
+
+def run(vm):
+    manager = PoolManager(vm.connection, vm.params, check_mode=vm.check_mode,
+                          diff_mode=vm.module._diff, warn=vm.module.warn)
+    return manager.run()
+
+
+def main():
+    vm = VirtModule(
+        argument_spec=POOL_ARGS,
+        supports_check_mode=True,
+        required_one_of=[('name', 'xml')],
+    )
+    vm.run(run)
+
+
+if __name__ == '__main__':
+    main()
