@@ -1,0 +1,677 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Virtual networks: desired definition and state, compared with the live network, then applied.
+
+Used by virt_network and virt_network_info. Every helper raises VirtError; nothing here exits.
+
+A definition that differs only in DHCP hosts, DHCP ranges, DNS host entries and port groups is
+brought in line with virNetworkUpdate (live and persistent when the network is active, so no
+restart is needed); any other difference redefines the persistent configuration, which an
+active network uses only after a restart.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import os
+
+try:
+    from urllib.parse import urlparse
+except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
+    from urlparse import urlparse  # type: ignore
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    VirtError,
+    is_error,
+    libvirt,
+    libvirt_call,
+    translate,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+
+
+STATES = ['present', 'active', 'inactive', 'absent']
+
+NETWORK_ARGS = dict(
+    name=dict(type='str'),
+    xml=dict(type='str'),
+    state=dict(type='str', default='present', choices=STATES),
+    autostart=dict(type='bool'),
+    restart_on_change=dict(type='bool', default=False),
+)
+
+NETWORK_INFO_ARGS = dict(
+    name=dict(type='str'),
+)
+
+SCHEMA_DIR = '/usr/share/libvirt/schemas'
+
+
+def _flag(name):
+    return getattr(libvirt, name, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a network
+
+def lookup_network(connection, name):
+    """The network called name, or None when there is none."""
+    try:
+        return connection.conn.networkLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_NETWORK'):
+            return None
+        raise translate(exc, 'looking up network', name)
+
+
+def inactive_xml(net):
+    """The persistent definition (the running one for a transient network).
+
+    Drivers without VIR_NETWORK_XML_INACTIVE (test:///) keep one definition: it is read plainly.
+    """
+    obj = 'network %s' % net.name()
+    try:
+        return net.XMLDesc(_flag('VIR_NETWORK_XML_INACTIVE'))
+    except libvirt.libvirtError as exc:
+        if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and 'flags' in str(exc)):
+            raise translate(exc, 'reading the definition', obj)
+    return live_xml(net)
+
+
+def live_xml(net):
+    with libvirt_call('reading the XML', 'network %s' % net.name()):
+        return net.XMLDesc(0)
+
+
+def _facts_basic(net):
+    obj = 'network %s' % net.name()
+    with libvirt_call('reading the state', obj):
+        active = bool(net.isActive())
+        persistent = bool(net.isPersistent())
+        autostart = bool(net.autostart()) if persistent else False
+    xml = live_xml(net)
+    root = _xmldiff.parse(xml, 'the XML of %s' % obj)
+    bridge = root.find('bridge')
+    return dict(
+        name=net.name(),
+        uuid=net.UUIDString(),
+        active=active,
+        autostart=autostart,
+        persistent=persistent,
+        bridge=bridge.get('name') if bridge is not None else None,
+        xml=xml,
+    ), root
+
+
+def network_result(net):
+    """What virt_network returns about a network."""
+    if net is None:
+        return {}
+    return _facts_basic(net)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The desired definition
+
+class DesiredNetwork:
+    """The user's network XML, parsed and checked against the name given."""
+
+    def __init__(self, xml, name=None):
+        self.root = _xmldiff.parse(xml, 'the network XML')
+        if self.root.tag != 'network':
+            raise VirtError('the network XML has root element <%s>, expected <network>'
+                            % self.root.tag, reason='invalid XML')
+        self.name = (self.root.findtext('name') or '').strip() or None
+        if self.name is None and name is None:
+            raise VirtError('the network XML has no <name> and no name was given',
+                            reason='invalid XML')
+        if name is not None and self.name is not None and name != self.name:
+            raise VirtError('name %s differs from the XML\'s <name>%s</name>; they must agree '
+                            '(leave out name, or fix one of them)' % (name, self.name),
+                            obj=name, reason='name mismatch')
+        if self.name is None:
+            elem = self.root.makeelement('name')
+            elem.text = name
+            self.root.insert(0, elem)
+            self.name = name
+        self.uuid = (self.root.findtext('uuid') or '').strip().lower() or None
+
+    def xml_for_define(self, uuid=None):
+        """The XML to define; with the existing network's uuid when the user wrote none."""
+        root = self.root
+        if uuid is not None and self.uuid is None:
+            root = copy.deepcopy(self.root)
+            elem = root.makeelement('uuid')
+            elem.text = uuid
+            name = root.find('name')
+            root.insert(root.index(name) + 1 if name is not None else 0, elem)
+        return _xmldiff.render(root)
+
+
+def check_schema(connection, desired):
+    """Validate against libvirt's RelaxNG schema when this host has it and the URI is local
+    (check mode cannot define, so it predicts VIR_NETWORK_DEFINE_VALIDATE this way)."""
+    schema_file = os.path.join(SCHEMA_DIR, 'network.rng')
+    if urlparse(connection.uri).hostname or not os.path.exists(schema_file):
+        return
+    etree = _xmldiff.etree
+    try:
+        schema = etree.RelaxNG(etree.parse(schema_file))
+    except Exception:  # pylint: disable=broad-except
+        return  # an unreadable schema is no reason to fail; the real run validates
+    if not schema.validate(desired.root):
+        errors = '; '.join(e.message for e in list(schema.error_log)[:3])
+        raise VirtError('network %s: the XML does not validate against libvirt\'s schema: %s '
+                        '(nothing was changed)' % (desired.name, errors), obj=desired.name,
+                        reason='invalid XML')
+
+
+# ---------------------------------------------------------------------------------------------
+# Live updates (virNetworkUpdate)
+
+# section name -> (libvirt section constant, tag of the items in their container)
+SECTIONS = {
+    'ip-dhcp-host': ('VIR_NETWORK_SECTION_IP_DHCP_HOST', 'host'),
+    'ip-dhcp-range': ('VIR_NETWORK_SECTION_IP_DHCP_RANGE', 'range'),
+    'dns-host': ('VIR_NETWORK_SECTION_DNS_HOST', 'host'),
+    'portgroup': ('VIR_NETWORK_SECTION_PORTGROUP', 'portgroup'),
+}
+
+COMMANDS = {
+    'add-last': 'VIR_NETWORK_UPDATE_COMMAND_ADD_LAST',
+    'delete': 'VIR_NETWORK_UPDATE_COMMAND_DELETE',
+    'modify': 'VIR_NETWORK_UPDATE_COMMAND_MODIFY',
+}
+
+# Where each section's items sit, to strip them before comparing the rest of the definition.
+_UPDATABLE_PATHS = ('ip/dhcp/host', 'ip/dhcp/range', 'dns/host', 'portgroup')
+
+
+def _strip_updatable(root, desired_side):
+    root = copy.deepcopy(root)
+    for path in _UPDATABLE_PATHS:
+        for elem in root.findall(path):
+            elem.getparent().remove(elem)
+    if desired_side:
+        # libvirt always has a DNS section, it only omits an empty one from the XML.
+        dns = root.find('dns')
+        if dns is not None and not len(dns) and not dns.attrib and not (dns.text or '').strip():
+            root.remove(dns)
+    return root
+
+
+def _item_key(section, elem):
+    if section == 'ip-dhcp-host':
+        mac = elem.get('mac')
+        if mac:
+            return ('mac', mac.strip().lower())
+        for attr in ('id', 'name', 'ip'):
+            if elem.get(attr):
+                return (attr, elem.get(attr).strip())
+        return ('xml', _xmldiff.render(elem))
+    if section == 'ip-dhcp-range':
+        return ((elem.get('start') or '').strip(), (elem.get('end') or '').strip())
+    if section == 'dns-host':
+        return (elem.get('ip') or '').strip()
+    return (elem.get('name') or '').strip()
+
+
+_WRAPPERS = {
+    'ip-dhcp-host': ('ip', 'dhcp'),
+    'ip-dhcp-range': ('ip', 'dhcp'),
+    'dns-host': ('dns',),
+    'portgroup': (),
+}
+
+
+def _wrapped(section, item):
+    """A network document holding only item, so the NETWORK profile compares it."""
+    etree = _xmldiff.etree
+    root = etree.Element('network')
+    parent = root
+    for tag in _WRAPPERS[section]:
+        parent = etree.SubElement(parent, tag)
+    parent.append(copy.deepcopy(item))
+    return root
+
+
+def _item_differs(section, desired, live):
+    return _xmldiff.compare(_wrapped(section, desired), _wrapped(section, live),
+                            _xmldiff.NETWORK).changed
+
+
+def _xml_of(elem):
+    return _xmldiff.etree.tostring(elem, encoding='unicode', with_tail=False).strip()
+
+
+def _section_updates(section, desired_items, live_items, parent_index):
+    """Commands that turn live_items into desired_items: deletes, then modifications, then adds."""
+    deletes, modifies, adds = [], [], []
+    live_by_key = {}
+    for item in live_items:
+        live_by_key.setdefault(_item_key(section, item), []).append(item)
+    matched = set()
+    for item in desired_items:
+        candidates = [c for c in live_by_key.get(_item_key(section, item), [])
+                      if id(c) not in matched]
+        if not candidates:
+            adds.append(item)
+            continue
+        live = candidates[0]
+        matched.add(id(live))
+        if not _item_differs(section, item, live):
+            continue
+        if section == 'portgroup' or (section == 'ip-dhcp-host' and item.get('mac')):
+            modifies.append(item)
+        else:
+            deletes.append(live)
+            adds.append(item)
+    deletes = [i for i in live_items if id(i) not in matched] + deletes
+
+    def command(name, elem):
+        return dict(command=name, section=section, parent_index=parent_index, xml=_xml_of(elem))
+
+    return ([command('delete', e) for e in deletes] + [command('modify', e) for e in modifies] +
+            [command('add-last', e) for e in adds])
+
+
+def _match_ips(desired_root, live_root):
+    """[(desired ip, live ip, index of the live ip among the live ips)] for desired ips that
+    have a live match (by address, else by position)."""
+    live_ips = live_root.findall('ip')
+    used = set()
+    pairs = []
+    for pos, dip in enumerate(desired_root.findall('ip')):
+        address = (dip.get('address') or '').strip()
+        index = None
+        for i, lip in enumerate(live_ips):
+            if i not in used and address and (lip.get('address') or '').strip() == address:
+                index = i
+                break
+        if index is None and not address and pos < len(live_ips) and pos not in used:
+            index = pos
+        if index is None:
+            continue
+        used.add(index)
+        pairs.append((dip, live_ips[index], index))
+    return pairs
+
+
+def plan_updates(desired_root, live_root):
+    """virNetworkUpdate commands that bring the live definition in line with the desired one,
+    or None when other parts differ (the network must be redefined)."""
+    stripped = _xmldiff.compare(_strip_updatable(desired_root, True),
+                                _strip_updatable(live_root, False), _xmldiff.NETWORK)
+    if stripped.changed:
+        return None
+    updates = []
+    for dip, lip, index in _match_ips(desired_root, live_root):
+        ddhcp, ldhcp = dip.find('dhcp'), lip.find('dhcp')
+        if ddhcp is None or ldhcp is None:
+            continue
+        updates += _section_updates('ip-dhcp-range', ddhcp.findall('range'),
+                                    ldhcp.findall('range'), index)
+        updates += _section_updates('ip-dhcp-host', ddhcp.findall('host'),
+                                    ldhcp.findall('host'), index)
+    if desired_root.find('dns') is not None:
+        ldns = live_root.find('dns')
+        updates += _section_updates('dns-host', desired_root.findall('dns/host'),
+                                    ldns.findall('host') if ldns is not None else [], -1)
+    updates += _section_updates('portgroup', desired_root.findall('portgroup'),
+                                live_root.findall('portgroup'), -1)
+    # The plan must reach the intent; when it cannot (an item libvirt matches differently),
+    # redefine instead of guessing.
+    if _xmldiff.compare(desired_root, simulate(live_root, updates), _xmldiff.NETWORK).changed:
+        return None
+    return updates
+
+
+def _container(root, update, create=False):
+    section = update['section']
+    if section == 'portgroup':
+        return root
+    if section == 'dns-host':
+        dns = root.find('dns')
+        if dns is None and create:
+            dns = _xmldiff.etree.SubElement(root, 'dns')
+        return dns
+    ips = root.findall('ip')
+    index = update['parent_index']
+    if index < 0 or index >= len(ips):
+        return None
+    return ips[index].find('dhcp')
+
+
+def simulate(root, updates):
+    """A copy of root with the update commands applied the way libvirt applies them."""
+    root = copy.deepcopy(_xmldiff.parse(root))
+    for update in updates:
+        parent = _container(root, update, create=update['command'] == 'add-last')
+        if parent is None:
+            continue
+        item = _xmldiff.parse(update['xml'])
+        tag = SECTIONS[update['section']][1]
+        key = _item_key(update['section'], item)
+        same = [c for c in parent.findall(tag) if _item_key(update['section'], c) == key]
+        if update['command'] == 'add-last':
+            parent.append(item)
+        elif update['command'] == 'delete' and same:
+            parent.remove(same[0])
+        elif update['command'] == 'modify' and same:
+            parent.replace(same[0], item)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# The manager
+
+class NetworkManager:
+    """Compute the desired state, compare it with the live network, then apply (unless check
+    mode). params: the module's parameters (NETWORK_ARGS). run() returns the result dict."""
+
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        self.connection = connection
+        self.conn = connection.conn
+        self.params = params
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.warn = warn or (lambda msg: None)
+        self.actions = []
+        self.updates = []
+        self.restart_required = False
+
+    def run(self):
+        p = self.params
+        desired = DesiredNetwork(p['xml'], p.get('name')) if p.get('xml') else None
+        name = desired.name if desired is not None else p.get('name')
+        if not name:
+            raise VirtError('give name or xml to say which network')
+        self.name = name
+        self.obj = 'network %s' % name
+        net = lookup_network(self.connection, name)
+        if p['state'] == 'absent':
+            return self.absent(net)
+        if net is None and desired is None:
+            raise VirtError('%s does not exist on %s; give xml to define it'
+                            % (self.obj, self.connection.uri), obj=name)
+        return self.ensure(net, desired)
+
+    # -- absent -----------------------------------------------------------------------------
+
+    def absent(self, net):
+        if net is None:
+            return self.result(False, None, diff=self.diff(None, None, '', ''))
+        active = bool(net.isActive())
+        persistent = bool(net.isPersistent())
+        before = dict(state='active' if active else 'inactive',
+                      autostart=bool(net.autostart()) if persistent else False)
+        before_xml = _xmldiff.normalized(inactive_xml(net), _xmldiff.NETWORK)
+        if active:
+            self.actions.append('destroy')
+        if persistent:
+            self.actions.append('undefine')
+        if not self.check_mode:
+            if active:
+                with libvirt_call('stopping (destroy)', self.obj):
+                    net.destroy()
+            if persistent:
+                with libvirt_call('undefining', self.obj):
+                    net.undefine()
+        return self.result(True, None, diff=self.diff(before, dict(state='absent'),
+                                                      before_xml, ''))
+
+    # -- present / active / inactive --------------------------------------------------------
+
+    def ensure(self, net, desired):
+        p = self.params
+        state = p['state']
+        exists = net is not None
+        active = bool(net.isActive()) if exists else False
+        persistent = bool(net.isPersistent()) if exists else False
+        before_autostart = bool(net.autostart()) if persistent else False
+        before_state = ('active' if active else 'inactive') if exists else 'absent'
+
+        intent = None
+        define = False
+        if desired is not None:
+            if exists and desired.uuid and desired.uuid != net.UUIDString().lower():
+                raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
+                                'cannot change a network\'s uuid (nothing was changed)'
+                                % (self.obj, net.UUIDString(), desired.uuid), obj=self.name,
+                                reason='uuid mismatch')
+            live = _xmldiff.parse(inactive_xml(net)) if exists else None
+            intent = _xmldiff.compare(desired.root, live, _xmldiff.NETWORK)
+            if not exists or not persistent:
+                define = True
+            elif intent.changed:
+                updates = plan_updates(desired.root, live)
+                if updates is None:
+                    define = True
+                else:
+                    self.updates = updates
+            if define and self.check_mode:
+                check_schema(self.connection, desired)
+        elif exists and not persistent:
+            # present means defined: make a transient network persistent as it runs.
+            desired = DesiredNetwork(live_xml(net), self.name)
+            intent = _xmldiff.compare(desired.root, live_xml(net), _xmldiff.NETWORK)
+            define = True
+
+        # The run state after the definition step, and whether it lags behind the definition.
+        affect_live = active
+        for update in self.updates:
+            update['affect'] = 'live+config' if affect_live else 'config'
+        pending = False
+        if active and desired is not None:
+            pending = self._running_differs(net, desired)
+        plan = []
+        if define:
+            plan.append('define')
+        if self.updates:
+            plan.append('update')
+        after_active = active
+        if state == 'active' and not active:
+            plan.append('start')
+            after_active = True
+            pending = False
+        elif state == 'inactive' and active:
+            plan.append('destroy')
+            after_active = False
+            pending = False
+        restart = pending and p['restart_on_change']
+        if restart:
+            plan.append('restart')
+        autostart = p.get('autostart')
+        after_autostart = before_autostart
+        if autostart is not None and autostart != before_autostart:
+            plan.append('autostart' if autostart else 'no autostart')
+            after_autostart = autostart
+        self.actions = plan
+        self.restart_required = pending and not restart and after_active
+
+        if not self.check_mode and plan:
+            net = self.apply(net, desired, plan)
+
+        diff = None
+        if self.diff_mode:
+            before_xml = intent.before if intent is not None else ''
+            after_xml = intent.after if intent is not None else ''
+            if intent is not None and not intent.changed and exists and persistent:
+                before_xml = after_xml = intent.after
+            after_state = 'active' if after_active else 'inactive'
+            diff = self.diff(dict(state=before_state, autostart=before_autostart),
+                             dict(state=after_state, autostart=after_autostart),
+                             before_xml, after_xml)
+        if (define or self.updates) and not self.check_mode:
+            self._check_kept(net, desired)
+        return self.result(bool(plan), net, diff=diff)
+
+    def _running_differs(self, net, desired):
+        """Does the running network lag behind desired, beyond what the planned live updates
+        change?"""
+        running = _xmldiff.parse(live_xml(net))
+        if self.updates:
+            running = simulate(running, self.updates)
+        return _xmldiff.compare(desired.root, running, _xmldiff.NETWORK).changed
+
+    def apply(self, net, desired, plan):
+        for step in plan:
+            if step == 'define':
+                uuid = net.UUIDString() if net is not None else None
+                net = self.define(desired.xml_for_define(uuid))
+            elif step == 'update':
+                for update in self.updates:
+                    self.update(net, update)
+            elif step == 'start':
+                with libvirt_call('starting', self.obj):
+                    net.create()
+            elif step == 'destroy':
+                with libvirt_call('stopping (destroy)', self.obj):
+                    net.destroy()
+            elif step == 'restart':
+                with libvirt_call('restarting to apply the new definition (destroy)', self.obj):
+                    net.destroy()
+                with libvirt_call('restarting to apply the new definition (start)', self.obj):
+                    net.create()
+            elif step in ('autostart', 'no autostart'):
+                with libvirt_call('setting autostart', self.obj):
+                    net.setAutostart(1 if step == 'autostart' else 0)
+        return net
+
+    def define(self, xml):
+        try:
+            return self.conn.networkDefineXMLFlags(xml, _flag('VIR_NETWORK_DEFINE_VALIDATE'))
+        except AttributeError:  # pragma: no cover - bindings older than libvirt 7.7
+            pass
+        except libvirt.libvirtError as exc:
+            if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and
+                    'flags' in str(exc)):
+                err = translate(exc, 'defining', self.obj)
+                err.msg += ' (nothing was changed)'
+                raise err
+        with libvirt_call('defining', self.obj):
+            return self.conn.networkDefineXML(xml)
+
+    def update(self, net, update):
+        flags = _flag('VIR_NETWORK_UPDATE_AFFECT_CONFIG')
+        if update['affect'] == 'live+config':
+            flags |= _flag('VIR_NETWORK_UPDATE_AFFECT_LIVE')
+        action = 'updating (%s %s %s)' % (update['command'], update['section'], update['xml'])
+        with libvirt_call(action, self.obj):
+            net.update(_flag(COMMANDS[update['command']]), _flag(SECTIONS[update['section']][0]),
+                       update['parent_index'], update['xml'], flags)
+
+    def _check_kept(self, net, desired):
+        """After a change: anything libvirt did not keep would cause a change on every run."""
+        intent = _xmldiff.compare(desired.root, inactive_xml(net), _xmldiff.NETWORK)
+        if intent.changed:
+            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
+                      'will report a change again' % (self.obj, '; '.join(intent.summary())))
+
+    def diff(self, before, after, before_xml, after_xml):
+        if not self.diff_mode:
+            return None
+        return dict(
+            before_header='%s (live)' % self.obj,
+            after_header='%s (desired)' % self.obj,
+            before=_diff_text(before, before_xml),
+            after=_diff_text(after, after_xml),
+        )
+
+    def result(self, changed, net, diff=None):
+        res = dict(
+            changed=changed,
+            network=network_result(net) if net is not None else {},
+            restart_required=self.restart_required,
+            updates=self.updates,
+            actions=self.actions,
+        )
+        if diff is not None:
+            res['diff'] = diff
+        return res
+
+
+def _diff_text(facts, xml):
+    if facts is None:
+        return ''
+    lines = ['# %s: %s' % (k, _word(facts[k])) for k in ('state', 'autostart') if k in facts]
+    return '\n'.join(lines) + '\n' + (xml or '')
+
+
+def _word(value):
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# virt_network_info
+
+def _ip_facts(ip):
+    dhcp = ip.find('dhcp')
+    return dict(
+        family=ip.get('family') or 'ipv4',
+        address=ip.get('address'),
+        netmask=ip.get('netmask'),
+        prefix=int(ip.get('prefix')) if (ip.get('prefix') or '').isdigit() else None,
+        dhcp_ranges=[dict(start=r.get('start'), end=r.get('end'))
+                     for r in (dhcp.findall('range') if dhcp is not None else [])],
+        dhcp_hosts=[dict(mac=h.get('mac').lower() if h.get('mac') else None, ip=h.get('ip'),
+                         name=h.get('name'), id=h.get('id'))
+                    for h in (dhcp.findall('host') if dhcp is not None else [])],
+    )
+
+
+LEASE_TYPES = {0: 'ipv4', 1: 'ipv6'}
+
+
+def dhcp_leases(net, warn):
+    """The DHCP leases of an active network; [] where the driver keeps none (test:///)."""
+    try:
+        leases = net.DHCPLeases() or []
+    except libvirt.libvirtError as exc:
+        if not is_error(exc, 'VIR_ERR_NO_SUPPORT'):
+            warn('network %s: no DHCP leases: %s' % (net.name(), exc.get_error_message() or exc))
+        return []
+    return [dict(mac=(lease.get('mac') or '').lower() or None, ip=lease.get('ipaddr'),
+                 prefix=lease.get('prefix'), hostname=lease.get('hostname'),
+                 type=LEASE_TYPES.get(lease.get('type'), str(lease.get('type'))),
+                 client_id=lease.get('clientid'), expiry_time=lease.get('expirytime'),
+                 interface=lease.get('iface'))
+            for lease in leases]
+
+
+def network_facts(net, warn=None):
+    """Facts about one network, as virt_network_info returns them."""
+    warn = warn or (lambda msg: None)
+    facts, root = _facts_basic(net)
+    forward = root.find('forward')
+    facts['forward_mode'] = (forward.get('mode') or 'nat') if forward is not None else None
+    facts['ips'] = [_ip_facts(ip) for ip in root.findall('ip')]
+    facts['dhcp_leases'] = dhcp_leases(net, warn) if facts['active'] else []
+    return facts
+
+
+def networks_info(connection, name=None, warn=None):
+    """virt_network_info: one network (by name; [] when missing) or all, sorted by name."""
+    if name:
+        net = lookup_network(connection, name)
+        nets = [net] if net is not None else []
+    else:
+        with libvirt_call('listing networks', connection.uri):
+            nets = connection.conn.listAllNetworks(0)
+    result = []
+    for net in sorted(nets, key=lambda n: n.name()):
+        try:
+            result.append(network_facts(net, warn))
+        except VirtError as exc:
+            # A network removed while we read it is simply gone.
+            if exc.code == _flag('VIR_ERR_NO_NETWORK'):
+                continue
+            raise
+    return result
