@@ -66,7 +66,7 @@ def lookup_network(connection, name):
     except libvirt.libvirtError as exc:
         if is_error(exc, 'VIR_ERR_NO_NETWORK'):
             return None
-        raise translate(exc, 'looking up network', name)
+        raise translate(exc, 'looking up', 'network %s' % name)
 
 
 def inactive_xml(net):
