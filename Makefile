@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(COLLECTIONS)
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: setup demo test sanity lint unit integration functional molecule faults link clean
+.PHONY: bench setup demo test sanity lint unit integration functional molecule faults link clean
 
 setup:
 	@bash scripts/setup-host.sh
@@ -60,6 +60,11 @@ molecule: setup link
 # Fault-injection suite of the backup engine (not part of `make test`: long-running).
 faults: setup link
 	$(PYTEST) tests/faults
+
+# Backup benchmark against nbdcopy and virtnbdbackup (not part of make test: minutes, and the
+# machine should be otherwise idle). BENCH_ARGS=--quick for a smoke run.
+bench: setup link
+	$(BIN)/python bench/backup_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build tests/output

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: contributors to virtops.libvirt
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -893,7 +892,7 @@ def machine_line(conn):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     p.add_argument('--quick', action='store_true',
                    help='smoke test: 512 MiB disk with 128 MiB data, incrementals of 16 MiB on 256 MiB and '
                         '2 GiB disks, 64 GiB memory probe, one repetition')

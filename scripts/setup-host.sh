@@ -15,6 +15,8 @@ venv="${VENV:-$here/.venv}"
 packages=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils libnbd-bin
+  # libvirt networks with DHCP or DNS need dnsmasq (a recommendation, which --no-install-recommends skips)
+  dnsmasq-base
   python3-libvirt python3-lxml python3-libnbd python3-venv
   virtnbdbackup
   # tools of the test pipeline: tests/sanity.sh copies `git ls-files`, and ansible-test's
