@@ -12,8 +12,8 @@ Facts this code relies on (libvirt 9.0, QEMU 7.2):
 - three kinds of snapshot: internal (disk state, and the memory of a running domain, inside the
   qcow2 images), disk-only external (each disk gets a new qcow2 overlay that the domain uses from
   then on) and external with memory (overlays plus a memory state file, running domains only);
-- libvirt 9.0 cannot revert to or delete external snapshots (only their metadata); this code says
-  so before asking libvirt;
+- libvirt 9.0 cannot revert to external snapshots (this code says so before asking libvirt); it
+  deletes them by committing the overlay into its backing image (the domain goes back to using it);
 - a new snapshot becomes the current one; its parent is the snapshot that was current;
 - REDEFINE of an existing snapshot replaces its metadata; REDEFINE_CURRENT makes it current.
 """
@@ -324,12 +324,12 @@ def redefine_snapshot(dom, xml, current=False):
         return dom.snapshotCreateXML(xml, flags)
 
 
-def external_unsupported(dom):
-    """Whether the driver refuses to revert to and delete external snapshots (libvirt before 9.7
-    with the QEMU driver)."""
+def external_revert_unsupported(dom):
+    """Whether the driver refuses to revert to external snapshots (the QEMU driver before libvirt
+    9.9: "revert to external snapshot not supported yet")."""
     with libvirt_call('reading the libvirt version', _dom_label(dom)):
         version = dom.connect().getLibVersion()
-    return _driver_type(dom) == 'QEMU' and version < 9007000
+    return _driver_type(dom) == 'QEMU' and version < 9009000
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,9 +408,9 @@ def ensure_reverted(conn, domain, name, check_mode=False):
     if snap is None:
         raise SnapshotError('%s does not exist; cannot revert to it' % _snap_label(dom, name), obj=name)
     before = describe(dom, snap)
-    if before['type'] != INTERNAL and external_unsupported(dom):
+    if before['type'] != INTERNAL and external_revert_unsupported(dom):
         raise SnapshotError(
-            'reverting to %s is not possible: it is a %s snapshot, and libvirt before 9.7 reverts only '
+            'reverting to %s is not possible: it is a %s snapshot, and libvirt before 9.9 reverts only '
             'to internal snapshots. Nothing was changed.' % (_snap_label(dom, name), before['type']),
             obj=name, snapshot=before)
     after = dict(before)
@@ -432,16 +432,6 @@ def ensure_absent(conn, domain, name, children=False, metadata_only=False, check
                     msg='snapshot %s does not exist' % name)
     before = describe(dom, snap)
     deleted = [name] + (descendants(dom, snap) if children else [])
-    if not metadata_only and external_unsupported(dom):
-        infos = dict((s.getName(), describe(dom, s)) for s in list_snapshots(dom))
-        external = [n for n in deleted if infos[n]['type'] != INTERNAL]
-        if external:
-            raise SnapshotError(
-                'deleting %s is not possible: %s %s external, and libvirt before 9.7 deletes only the '
-                'metadata of external snapshots. Set metadata_only: true (the overlay images then stay '
-                'in use by the domain). Nothing was changed.' % (
-                    _snap_label(dom, name), ', '.join(external), 'is' if len(external) == 1 else 'are'),
-                obj=name, snapshot=before)
     diff_before = _comparable(before)
     if children:
         diff_before['descendants'] = deleted[1:]

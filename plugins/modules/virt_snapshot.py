@@ -61,9 +61,10 @@ options:
   state:
     description:
       - V(present) creates the snapshot when there is none of that name.
-      - V(absent) deletes it; a snapshot that does not exist is not an error.
+      - V(absent) deletes it; a snapshot that does not exist is not an error. Deleting an external
+        snapshot commits its overlays into their backing images, which the domain then uses again.
       - V(reverted) reverts the domain to it (C(virDomainRevertToSnapshot)); the snapshot must exist.
-        libvirt 9.0 reverts only to V(internal) snapshots; the module says so before trying.
+        libvirt before 9.9 reverts only to V(internal) snapshots; the module says so before trying.
     type: str
     choices: [present, absent, reverted]
     default: present
@@ -133,7 +134,6 @@ options:
       - With O(state=absent), remove only libvirt's record of the snapshot
         (C(VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)); internal snapshots stay in the images,
         overlays of external snapshots stay in use.
-      - libvirt 9.0 deletes external snapshots only this way; the module says so before trying.
     type: bool
     default: false
 notes:

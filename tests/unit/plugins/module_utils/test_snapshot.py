@@ -331,8 +331,8 @@ def test_delete_one_keeps_its_children(conn, dom):
     assert names(dom) == []
 
 
-def test_external_unsupported_only_for_old_qemu(dom):
-    assert not sn.external_unsupported(dom)
+def test_external_revert_unsupported_only_for_old_qemu(dom):
+    assert not sn.external_revert_unsupported(dom)
 
 
 def test_metadata_only_check_mode_says_so(conn, dom):
