@@ -57,7 +57,7 @@ functional: setup link
 molecule: setup link
 	@bash tests/molecule.sh
 
-# Fault-injection suite of the backup engine (not part of `make test`: long-running).
+# Fault-injection suite of the backup engine (also the last stage of `make test`; restarts libvirtd).
 faults: setup link
 	$(PYTEST) tests/faults
 
