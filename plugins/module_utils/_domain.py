@@ -15,11 +15,6 @@ __metaclass__ = type
 import os
 import time
 
-try:
-    from urllib.parse import urlparse
-except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
-    from urlparse import urlparse  # type: ignore
-
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
     domain_state,
@@ -56,7 +51,6 @@ DOMAIN_INFO_ARGS = dict(
 # Run states in which QEMU is running (or at least exists) for the domain.
 ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
-SCHEMA_DIR = '/usr/share/libvirt/schemas'
 POLL_INTERVAL = 0.25
 
 
@@ -111,25 +105,7 @@ class DesiredDomain:
 
     def __init__(self, xml, name=None):
         self.text = xml
-        self.root = _xmldiff.parse(xml, 'the domain XML')
-        if self.root.tag != 'domain':
-            raise VirtError('the domain XML has root element <%s>, expected <domain>'
-                            % self.root.tag, reason='invalid XML')
-        self.name = (self.root.findtext('name') or '').strip() or None
-        if self.name is None and name is None:
-            raise VirtError('the domain XML has no <name> and no name was given',
-                            reason='invalid XML')
-        if name is not None and self.name is not None and name != self.name:
-            raise VirtError('name %s differs from the XML\'s <name>%s</name>; they must agree '
-                            '(leave out name, or fix one of them)' % (name, self.name),
-                            obj=name, reason='name mismatch')
-        if self.name is None:
-            # name given, XML without <name>: the module's name is the domain's name.
-            elem = self.root.makeelement('name')
-            elem.text = name
-            self.root.insert(0, elem)
-            self.name = name
-        self.uuid = (self.root.findtext('uuid') or '').strip().lower() or None
+        self.root, self.name, self.uuid = _xmldiff.parse_desired(xml, 'domain', 'domain', name)
         self.virt_type = self.root.get('type')
         ostype = self.root.find('os/type')
         self.arch = ostype.get('arch') if ostype is not None else None
@@ -140,14 +116,9 @@ class DesiredDomain:
     def xml_for_define(self, uuid=None):
         """The XML to define; with the existing domain's uuid when the user did not write one
         (libvirt refuses a second definition of a name under a new uuid)."""
-        root = self.root
         if uuid is not None and self.uuid is None:
-            root = _copy(self.root)
-            elem = root.makeelement('uuid')
-            elem.text = uuid
-            name = root.find('name')
-            root.insert(root.index(name) + 1 if name is not None else 0, elem)
-        return _xmldiff.render(root)
+            return _xmldiff.render(_xmldiff.with_uuid(self.root, uuid))
+        return _xmldiff.render(self.root)
 
     def normalizers(self):
         """Values only the hypervisor can normalise: the machine alias (pc -> pc-i440fx-7.2)."""
@@ -155,11 +126,6 @@ class DesiredDomain:
             return {}
         alias, canonical = self.machine, self.canonical_machine
         return {'os/type@machine': lambda v: canonical if v == alias else v}
-
-
-def _copy(elem):
-    from copy import deepcopy
-    return deepcopy(elem)
 
 
 def check_against_hypervisor(conn, desired):
@@ -192,27 +158,6 @@ def check_against_hypervisor(conn, desired):
     machine = (root.findtext('machine') or '').strip()
     if machine:
         desired.canonical_machine = machine
-
-
-def check_schema(conn, desired):
-    """Validate against libvirt's RelaxNG schema when this host has it and the URI is local.
-
-    Real runs validate with VIR_DOMAIN_DEFINE_VALIDATE; check mode cannot define, so it uses
-    the schema directly to predict the same failure.
-    """
-    schema_file = os.path.join(SCHEMA_DIR, 'domain.rng')
-    if urlparse(conn.uri).hostname or not os.path.exists(schema_file):
-        return
-    etree = _xmldiff.etree
-    try:
-        schema = etree.RelaxNG(etree.parse(schema_file))
-    except Exception:  # pylint: disable=broad-except
-        return  # an unreadable schema is no reason to fail; the real run validates
-    if not schema.validate(desired.root):
-        errors = '; '.join(e.message for e in list(schema.error_log)[:3])
-        raise VirtError('domain %s: the XML does not validate against libvirt\'s schema: %s '
-                        '(nothing was changed)' % (desired.name, errors), obj=desired.name,
-                        reason='invalid XML')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +356,7 @@ class DomainManager:
         if exists and not persistent and desired is None:
             define = True  # present means defined: make a transient domain persistent
         if define and self.check_mode and desired is not None:
-            check_schema(self.connection, desired)
+            _xmldiff.check_schema(self.connection.uri, desired.root, 'domain.rng', 'domain', desired.name)
 
         active = before_state in ACTIVE_STATES
         # Does the running domain lag behind its (desired) definition?

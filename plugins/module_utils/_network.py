@@ -18,12 +18,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import os
-
-try:
-    from urllib.parse import urlparse
-except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
-    from urlparse import urlparse  # type: ignore
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
@@ -48,8 +42,6 @@ NETWORK_ARGS = dict(
 NETWORK_INFO_ARGS = dict(
     name=dict(type='str'),
 )
-
-SCHEMA_DIR = '/usr/share/libvirt/schemas'
 
 
 def _flag(name):
@@ -122,53 +114,13 @@ class DesiredNetwork:
     """The user's network XML, parsed and checked against the name given."""
 
     def __init__(self, xml, name=None):
-        self.root = _xmldiff.parse(xml, 'the network XML')
-        if self.root.tag != 'network':
-            raise VirtError('the network XML has root element <%s>, expected <network>'
-                            % self.root.tag, reason='invalid XML')
-        self.name = (self.root.findtext('name') or '').strip() or None
-        if self.name is None and name is None:
-            raise VirtError('the network XML has no <name> and no name was given',
-                            reason='invalid XML')
-        if name is not None and self.name is not None and name != self.name:
-            raise VirtError('name %s differs from the XML\'s <name>%s</name>; they must agree '
-                            '(leave out name, or fix one of them)' % (name, self.name),
-                            obj=name, reason='name mismatch')
-        if self.name is None:
-            elem = self.root.makeelement('name')
-            elem.text = name
-            self.root.insert(0, elem)
-            self.name = name
-        self.uuid = (self.root.findtext('uuid') or '').strip().lower() or None
+        self.root, self.name, self.uuid = _xmldiff.parse_desired(xml, 'network', 'network', name)
 
     def xml_for_define(self, uuid=None):
         """The XML to define; with the existing network's uuid when the user wrote none."""
-        root = self.root
         if uuid is not None and self.uuid is None:
-            root = copy.deepcopy(self.root)
-            elem = root.makeelement('uuid')
-            elem.text = uuid
-            name = root.find('name')
-            root.insert(root.index(name) + 1 if name is not None else 0, elem)
-        return _xmldiff.render(root)
-
-
-def check_schema(connection, desired):
-    """Validate against libvirt's RelaxNG schema when this host has it and the URI is local
-    (check mode cannot define, so it predicts VIR_NETWORK_DEFINE_VALIDATE this way)."""
-    schema_file = os.path.join(SCHEMA_DIR, 'network.rng')
-    if urlparse(connection.uri).hostname or not os.path.exists(schema_file):
-        return
-    etree = _xmldiff.etree
-    try:
-        schema = etree.RelaxNG(etree.parse(schema_file))
-    except Exception:  # pylint: disable=broad-except
-        return  # an unreadable schema is no reason to fail; the real run validates
-    if not schema.validate(desired.root):
-        errors = '; '.join(e.message for e in list(schema.error_log)[:3])
-        raise VirtError('network %s: the XML does not validate against libvirt\'s schema: %s '
-                        '(nothing was changed)' % (desired.name, errors), obj=desired.name,
-                        reason='invalid XML')
+            return _xmldiff.render(_xmldiff.with_uuid(self.root, uuid))
+        return _xmldiff.render(self.root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +407,8 @@ class NetworkManager:
                 else:
                     self.updates = updates
             if define and self.check_mode:
-                check_schema(self.connection, desired)
+                _xmldiff.check_schema(self.connection.uri, desired.root, 'network.rng', 'network',
+                                      desired.name)
         elif exists and not persistent:
             # present means defined: make a transient network persistent as it runs.
             desired = DesiredNetwork(live_xml(net), self.name)

@@ -14,12 +14,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import os
-
-try:
-    from urllib.parse import urlparse
-except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
-    from urlparse import urlparse  # type: ignore
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
@@ -41,7 +35,6 @@ NWFILTER_INFO_ARGS = dict(
     name=dict(type='str'),
 )
 
-SCHEMA_DIR = '/usr/share/libvirt/schemas'
 
 # The profile of the shared intent-diff engine for <filter>. Rules and filter references are
 # ordered lists the user owns: matched by position, one left out is a removal.
@@ -122,24 +115,6 @@ class DesiredFilter:
         return _xmldiff.render(root)
 
 
-def check_schema(connection, desired):
-    """Validate against libvirt's RelaxNG schema when this host has it and the URI is local
-    (check mode cannot define, so it predicts VIR_NWFILTER_DEFINE_VALIDATE this way)."""
-    schema_file = os.path.join(SCHEMA_DIR, 'nwfilter.rng')
-    if urlparse(connection.uri).hostname or not os.path.exists(schema_file):
-        return
-    etree = _xmldiff.etree
-    try:
-        schema = etree.RelaxNG(etree.parse(schema_file))
-    except Exception:  # pylint: disable=broad-except
-        return  # an unreadable schema is no reason to fail; the real run validates
-    if not schema.validate(desired.root):
-        errors = '; '.join(e.message for e in list(schema.error_log)[:3])
-        raise VirtError('network filter %s: the XML does not validate against libvirt\'s schema: '
-                        '%s (nothing was changed)' % (desired.name, errors), obj=desired.name,
-                        reason='invalid XML')
-
-
 class NwfilterManager:
     """Compare the desired filter with the live one, then define or undefine (unless check
     mode). params: the module's parameters (NWFILTER_ARGS). run() returns the result dict."""
@@ -191,7 +166,8 @@ class NwfilterManager:
         if intent.changed:
             self.actions.append('define')
             if self.check_mode:
-                check_schema(self.connection, desired)
+                _xmldiff.check_schema(self.connection.uri, desired.root, 'nwfilter.rng', 'network filter',
+                                      desired.name)
             else:
                 nwf = self.define(desired.xml_for_define(nwf.UUIDString() if nwf else None))
                 kept = _xmldiff.compare(desired.root, filter_xml(nwf), NWFILTER)

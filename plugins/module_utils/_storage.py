@@ -229,41 +229,18 @@ class DesiredPool:
     """The user's pool XML, parsed and checked against the name given."""
 
     def __init__(self, xml, name=None):
-        self.root = _xmldiff.parse(xml, 'the storage pool XML')
-        if self.root.tag != 'pool':
-            raise VirtError('the storage pool XML has root element <%s>, expected <pool>'
-                            % self.root.tag, reason='invalid XML')
+        self.root, self.name, self.uuid = _xmldiff.parse_desired(xml, 'pool', 'storage pool', name)
         if not self.root.get('type'):
             raise VirtError("the storage pool XML has no type (<pool type='dir'>, "
                             "<pool type='logical'>, ...)", reason='invalid XML')
-        self.name = (self.root.findtext('name') or '').strip() or None
-        if self.name is None and name is None:
-            raise VirtError('the storage pool XML has no <name> and no name was given',
-                            reason='invalid XML')
-        if name is not None and self.name is not None and name != self.name:
-            raise VirtError('name %s differs from the XML\'s <name>%s</name>; they must agree '
-                            '(leave out name, or fix one of them)' % (name, self.name),
-                            obj=name, reason='name mismatch')
-        if self.name is None:
-            elem = self.root.makeelement('name')
-            elem.text = name
-            self.root.insert(0, elem)
-            self.name = name
-        self.uuid = (self.root.findtext('uuid') or '').strip().lower() or None
         self.type = self.root.get('type')
         self.path = (self.root.findtext('target/path') or '').strip() or None
 
     def xml_for_define(self, uuid=None):
         """The XML to define; with the existing pool's uuid when the user did not write one."""
-        root = self.root
         if uuid is not None and self.uuid is None:
-            from copy import deepcopy
-            root = deepcopy(self.root)
-            elem = root.makeelement('uuid')
-            elem.text = uuid
-            name = root.find('name')
-            root.insert(root.index(name) + 1 if name is not None else 0, elem)
-        return _xmldiff.render(root)
+            return _xmldiff.render(_xmldiff.with_uuid(self.root, uuid))
+        return _xmldiff.render(self.root)
 
 
 def target_missing(connection, pool_type, path):

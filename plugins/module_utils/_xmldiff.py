@@ -34,9 +34,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import difflib
 import fnmatch
+import os
 import re
+
+try:
+    from urllib.parse import urlparse
+except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
+    from urlparse import urlparse  # type: ignore
 
 LXML_IMPORT_ERROR = None
 try:
@@ -335,6 +342,64 @@ def parse(text, what='XML'):
         return etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         raise VirtError('%s is not well-formed XML: %s' % (what, exc), reason='malformed XML')
+
+
+def parse_desired(xml, tag, what, name=None):
+    """The user's XML for an object named by its <name> element: (root, name, uuid).
+
+    The root element must be <tag>; name (the module option) and <name> must agree, and a
+    <name> the user left out is filled in from name. what names the object type in messages.
+    """
+    root = parse(xml, 'the %s XML' % what)
+    if root.tag != tag:
+        raise VirtError('the %s XML has root element <%s>, expected <%s>' % (what, root.tag, tag),
+                        reason='invalid XML')
+    found = (root.findtext('name') or '').strip() or None
+    if found is None and name is None:
+        raise VirtError('the %s XML has no <name> and no name was given' % what, reason='invalid XML')
+    if name is not None and found is not None and name != found:
+        raise VirtError('name %s differs from the XML\'s <name>%s</name>; they must agree '
+                        '(leave out name, or fix one of them)' % (name, found),
+                        obj=name, reason='name mismatch')
+    if found is None:
+        elem = root.makeelement('name')
+        elem.text = name
+        root.insert(0, elem)
+        found = name
+    return root, found, (root.findtext('uuid') or '').strip().lower() or None
+
+
+def with_uuid(root, uuid):
+    """A copy of root with a <uuid> after its <name> (first when it has none): defining an
+    existing object again under its own uuid, when the user wrote none."""
+    root = copy.deepcopy(root)
+    elem = root.makeelement('uuid')
+    elem.text = uuid
+    name = root.find('name')
+    root.insert(root.index(name) + 1 if name is not None else 0, elem)
+    return root
+
+
+SCHEMA_DIR = '/usr/share/libvirt/schemas'
+
+
+def check_schema(uri, root, schema_name, what, name):
+    """Validate against libvirt's RelaxNG schema when this host has it and the URI is local.
+
+    Real runs validate with the define call's VALIDATE flag; check mode cannot define, so it
+    uses the schema directly to predict the same failure.
+    """
+    schema_file = os.path.join(SCHEMA_DIR, schema_name)
+    if urlparse(uri).hostname or not os.path.exists(schema_file):
+        return
+    try:
+        schema = etree.RelaxNG(etree.parse(schema_file))
+    except Exception:  # pylint: disable=broad-except
+        return  # an unreadable schema is no reason to fail; the real run validates
+    if not schema.validate(root):
+        errors = '; '.join(e.message for e in list(schema.error_log)[:3])
+        raise VirtError('%s %s: the XML does not validate against libvirt\'s schema: %s '
+                        '(nothing was changed)' % (what, name, errors), obj=name, reason='invalid XML')
 
 
 def render(elem):
