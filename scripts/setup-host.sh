@@ -19,6 +19,10 @@ packages=(
   dnsmasq-base
   python3-libvirt python3-lxml python3-libnbd python3-venv
   virtnbdbackup
+  # cloud-init seed ISOs of the libvirt_guest role are built with pycdlib (a library, no shell tool)
+  python3-pycdlib
+  # logical (LVM) storage pools: libvirt runs pvcreate/vgcreate/lvcreate itself
+  lvm2
   # tools of the test pipeline: tests/sanity.sh copies `git ls-files`, and ansible-test's
   # shellcheck sanity test is skipped without shellcheck
   git shellcheck
