@@ -29,6 +29,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt,
     libvirt_call,
     translate,
+    version_string,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
 
@@ -79,6 +80,11 @@ POOL_STATE_NAMES = {0: 'inactive', 1: 'building', 2: 'active', 3: 'degraded', 4:
 
 # Pool types whose target is a directory that virStoragePoolBuild creates.
 DIRECTORY_POOLS = ('dir', 'fs', 'netfs')
+
+# LVM volume groups: every volume is a raw logical volume. libvirt 9.0's logical backend has
+# no volume resize (no resize entry point in libvirt_storage_backend_logical.so; the call fails
+# with VIR_ERR_NO_SUPPORT), and its pool delete runs vgremove on the whole group.
+LOGICAL = 'logical'
 
 CHUNK = 1024 * 1024
 
@@ -167,6 +173,10 @@ def pool_persistent(pool):
 def pool_autostart(pool):
     with libvirt_call('reading autostart', 'storage pool %s' % pool.name()):
         return bool(pool.autostart())
+
+
+def _pool_type(pool):
+    return _xmldiff.parse(pool_xml(pool), 'the XML of storage pool %s' % pool.name()).get('type')
 
 
 def pool_facts(pool):
@@ -294,6 +304,14 @@ class PoolManager:
         before_autostart = pool_autostart(pool) if persistent else False
         before_xml = _xmldiff.normalized(pool_inactive_xml(pool), _xmldiff.STORAGE_POOL)
         active = pool_is_active(pool)
+        if delete and not active and _pool_type(pool) == LOGICAL:
+            # The volumes of an inactive pool cannot be listed, and deleting a logical pool
+            # removes the volume group with every logical volume in it.
+            raise VirtError('%s is an inactive logical (LVM) pool: state deleted removes its '
+                            'volume group (vgremove), and the volumes of an inactive pool cannot '
+                            'be listed to check that it holds no logical volume; start it '
+                            '(state: active) first, then delete it (nothing was changed)'
+                            % self.obj, obj=self.name, reason='cannot check pool is empty')
         if delete and active:
             with libvirt_call('listing volumes', self.obj):
                 names = pool.listVolumes()
@@ -642,6 +660,7 @@ class VolumeManager:
             raise VirtError('storage pool %s is not active; start it first (virt_pool '
                             'state: active)' % p['pool'], obj=p['pool'], reason='pool inactive')
         self.pool = pool
+        self.pool_type = _pool_type(pool)
         self.capacity = parse_size(p['capacity']) if p.get('capacity') else None
         if self.capacity is not None and self.capacity <= 0:
             raise VirtError('capacity must be more than 0 bytes, got %s' % p['capacity'],
@@ -656,10 +675,27 @@ class VolumeManager:
             if not os.path.isdir(parent):
                 raise VirtError('the directory of download_dest %s does not exist'
                                 % p['download_dest'], reason='missing directory')
+        if self.pool_type == LOGICAL and p['state'] != 'absent':
+            self._check_logical()
         vol = lookup_volume(pool, p['name'])
         if p['state'] == 'absent':
             return self.absent(vol)
         return self.ensure(vol)
+
+    def _check_logical(self):
+        """What a logical (LVM) pool cannot do fails before anything is changed; libvirt would
+        ignore a qcow2 format and turn a backing file into an LVM snapshot of that path."""
+        p = self.params
+        where = '%s: storage pool %s is a logical (LVM) pool, whose volumes are raw logical ' \
+                'volumes' % (self.obj, p['pool'])
+        if p.get('format') == 'qcow2':
+            raise VirtError('%s; format qcow2 is not possible there (leave format out or use raw, '
+                            'or put qcow2 images in a dir pool) (nothing was changed)' % where,
+                            obj=p['name'], reason='format not supported')
+        if p.get('backing_file'):
+            raise VirtError('%s; a linked clone (backing_file) is not possible there: use '
+                            'clone_from for a full copy (nothing was changed)' % where,
+                            obj=p['name'], reason='backing file not supported')
 
     def absent(self, vol):
         before = self.summary(vol)
@@ -694,10 +730,16 @@ class VolumeManager:
             after = dict(capacity=capacity, format=p.get('format') or (
                 'raw' if source is None else self._format_of(source)),
                 backing=p.get('backing_file'))
+            if self.pool_type == LOGICAL:
+                after['format'] = None  # LVs have no format
             if source is not None and self.capacity is not None:
                 with libvirt_call('reading the figures', 'volume %s' % source.name()):
                     source_capacity = source.info()[1]
-                if self.capacity > source_capacity:
+                if self.capacity > source_capacity and self.pool_type == LOGICAL:
+                    # No resize in logical pools: the copy is made at its final size.
+                    self.new_capacity = self.capacity
+                    after['capacity'] = self.capacity
+                elif self.capacity > source_capacity:
                     plan.append('resize')
                     after['capacity'] = self.capacity
                 elif self.capacity < source_capacity:
@@ -714,6 +756,15 @@ class VolumeManager:
                                     '(nothing was changed)' % (self.obj, before['capacity'],
                                                                p['capacity'], self.capacity),
                                     obj=p['name'], reason='shrink')
+                if self.pool_type == LOGICAL:
+                    raise VirtError('%s has %d bytes; capacity %s (%d bytes) needs a resize, and '
+                                    'libvirt %s cannot resize the volumes of a logical (LVM) '
+                                    'pool. Resize the logical volume with lvresize, then refresh '
+                                    'the pool (virt_pool refresh: true), or set resize: false '
+                                    '(nothing was changed)'
+                                    % (self.obj, before['capacity'], p['capacity'], self.capacity,
+                                       version_string(self.connection.lib_version)),
+                                    obj=p['name'], reason='resize not supported')
                 plan.append('shrink' if self.capacity < before['capacity'] else 'resize')
                 after['capacity'] = self.capacity
         if p.get('upload_src') and (vol is None or p['force_upload']):
@@ -782,16 +833,21 @@ class VolumeManager:
 
     def volume_xml_for_create(self, capacity, fmt=None):
         """The XML of a new volume: sparse (allocation 0), format as asked (a clone keeps its
-        source's format: libvirt would convert it to raw otherwise)."""
+        source's format: libvirt would convert it to raw otherwise).
+
+        In a logical pool: fully allocated, no format. libvirt turns allocation < capacity into
+        `lvcreate -L 1K --type snapshot --virtualsize`, an old-style sparse LV whose 1-extent
+        copy-on-write area overflows (and the LV becomes invalid) once the guest writes more."""
         p = self.params
-        fmt = p.get('format') or fmt
+        logical = self.pool_type == LOGICAL
+        fmt = None if logical else (p.get('format') or fmt)
         etree = _xmldiff.etree
         root = etree.Element('volume')
         etree.SubElement(root, 'name').text = p['name']
         cap = etree.SubElement(root, 'capacity', unit='bytes')
         cap.text = str(capacity)
         alloc = etree.SubElement(root, 'allocation', unit='bytes')
-        alloc.text = '0'
+        alloc.text = str(capacity) if logical else '0'
         if fmt:
             target = etree.SubElement(root, 'target')
             etree.SubElement(target, 'format', type=fmt)
@@ -811,6 +867,8 @@ class VolumeManager:
             elif step.startswith('clone from'):
                 with libvirt_call('cloning from %s' % source.name(), self.obj):
                     capacity = source.info()[1]
+                    if self.pool_type == LOGICAL:
+                        capacity = max(capacity, self.new_capacity)
                     xml = self.volume_xml_for_create(capacity, self._format_of(source))
                     vol = self.pool.createXMLFrom(xml, source, 0)
             elif step in ('resize', 'shrink'):

@@ -20,9 +20,11 @@ description:
   - A new definition for an active pool changes the persistent definition only; the module
     returns RV(restart_required=true) until the pool has been stopped and started. With
     O(restart_on_change=true) it stops and starts the pool to apply it.
-  - Tested with C(dir) pools. C(logical) (LVM volume group) pools work the same way; O(build)
-    then creates the volume group on the C(<source><device path=.../></source>) devices, which
-    destroys what is on them.
+  - Tested with C(dir) and C(logical) (LVM volume group) pools. For a C(logical) pool, O(build)
+    creates the volume group on the C(<source><device path=.../></source>) devices (C(pvcreate),
+    C(vgcreate)), which destroys what is on them; O(state=deleted) removes the volume group and
+    the physical volume labels (C(vgremove), C(pvremove)). Other types (C(netfs), C(iscsi),
+    C(rbd), ...) go through the same code but are not tested.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
@@ -67,8 +69,10 @@ options:
         stays).
       - V(absent) stops it and removes its definition; the data stays.
       - V(deleted) also deletes the pool's storage (C(virStoragePoolDelete)) before removing
-        the definition, for example the target directory of a C(dir) pool. It refuses an active
-        pool that still has volumes. A pool that does not exist is not changed.
+        the definition, for example the target directory of a C(dir) pool or the volume group
+        of a C(logical) pool. It refuses an active pool that still has volumes, and an inactive
+        C(logical) pool (its volumes cannot be listed; start it first). A pool that does not exist
+        is not changed.
     type: str
     choices: [present, active, inactive, absent, deleted]
     default: present

@@ -19,6 +19,11 @@ description:
   - An existing volume is grown to O(capacity) (C(virStorageVolResize)); it is shrunk only
     with O(shrink=true). Its format and backing file cannot change; asking for others fails
     and changes nothing.
+  - In a C(logical) (LVM) pool every volume is a raw, fully allocated logical volume
+    (C(lvcreate -L)). O(format=qcow2) and O(backing_file) are refused there, and so is a resize
+    of an existing volume, which libvirt (9.0 at least) cannot do for logical volumes; all three
+    fail before anything is changed. O(clone_from) works; a larger O(capacity) makes the copy
+    at that size.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:

@@ -425,3 +425,102 @@ def test_volumes_info(conn, pool):
     assert [(v['pool'], v['name']) for v in everywhere] == [(pool, 'b.img')]
     with pytest.raises(VirtError, match='not found'):
         _storage.volumes_info(conn, pool='ut-pool-missing')
+
+
+# ------------------------------------------------------------------ logical (LVM) pools
+# The test driver keeps logical pools and their volumes as metadata (no LVM); what libvirt's
+# real logical backend does with them is covered by the virt_pool_logical integration target.
+
+LOGICAL_XML = """
+<pool type='logical'>
+  <name>{name}</name>
+  <source>
+    <device path='/dev/ut-{name}'/>
+    <name>{name}</name>
+    <format type='lvm2'/>
+  </source>
+  <target><path>/dev/{name}</path></target>
+</pool>
+"""
+
+
+@pytest.fixture
+def lvm_pool(conn, name):
+    run_pool(conn, xml=LOGICAL_XML.format(name=name), state='active', build=True)
+    return name
+
+
+def test_logical_pool_define_build_start_four_times(conn, name):
+    results = four_times(run_pool, conn, xml=LOGICAL_XML.format(name=name), state='active',
+                         build=True, autostart=True)
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[1]['actions'] == ['define', 'build', 'start', 'autostart']
+    assert results[1]['pool']['type'] == 'logical'
+    assert results[1]['pool']['path'] == '/dev/%s' % name
+    assert results[2]['diff']['before'] == results[2]['diff']['after']
+
+
+def test_logical_volume_is_fully_allocated_and_raw(conn, lvm_pool):
+    results = four_times(run_volume, conn, pool=lvm_pool, name='lv1', capacity='8M')
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    vol = results[1]['volume']
+    # allocation 0 would make libvirt create a 1 KiB snapshot LV that overflows when written
+    assert vol['capacity'] == vol['allocation'] == 8 * 1024 * 1024
+    # a clone of a qcow2 volume asks for no format (libvirt would ignore it anyway)
+    manager = _storage.VolumeManager(conn, volume_params(pool=lvm_pool, name='x'))
+    manager.pool_type = _storage.LOGICAL
+    xml = manager.volume_xml_for_create(4096, 'qcow2')
+    assert '<format' not in xml and "<allocation unit=\"bytes\">4096<" in xml.replace("'", '"')
+    # format raw is accepted (an LV is raw)
+    assert not run_volume(conn, pool=lvm_pool, name='lv1', capacity='8M', format='raw')['changed']
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(capacity='8M', format='qcow2'), 'format qcow2 is not possible there'),
+    (dict(capacity='8M', backing_file='/dev/x/base'), r'linked clone \(backing_file\) is not possible'),
+])
+def test_logical_volume_refuses_what_lvm_cannot_do(conn, lvm_pool, kwargs, match):
+    for check_mode in (True, False):
+        with pytest.raises(VirtError, match=match) as err:
+            run_volume(conn, check_mode=check_mode, pool=lvm_pool, name='lv2', **kwargs)
+        assert 'nothing was changed' in str(err.value)
+    assert _storage.lookup_volume(_storage.get_pool(conn, lvm_pool), 'lv2') is None
+
+
+def test_logical_volume_resize_is_refused_before_libvirt(conn, lvm_pool):
+    run_volume(conn, pool=lvm_pool, name='lv1', capacity='8M')
+    for check_mode in (True, False):
+        with pytest.raises(VirtError, match='cannot resize the volumes of a logical') as err:
+            run_volume(conn, check_mode=check_mode, pool=lvm_pool, name='lv1', capacity='16M')
+        assert 'nothing was changed' in str(err.value)
+    vol = _storage.lookup_volume(_storage.get_pool(conn, lvm_pool), 'lv1')
+    assert vol.info()[1] == 8 * 1024 * 1024
+    # resize: false uses capacity only to create: no change, no failure
+    assert not run_volume(conn, pool=lvm_pool, name='lv1', capacity='16M', resize=False)['changed']
+
+
+def test_logical_clone_is_made_at_its_final_size(conn, lvm_pool):
+    run_volume(conn, pool=lvm_pool, name='src', capacity='8M')
+    results = four_times(run_volume, conn, pool=lvm_pool, name='copy', clone_from='src',
+                         capacity='16M')
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[1]['actions'] == ['clone from src']  # no separate resize step
+    assert results[1]['volume']['capacity'] == results[1]['volume']['allocation'] == 16 * 1024 ** 2
+
+
+def test_logical_pool_deleted_only_when_active(conn, lvm_pool):
+    run_pool(conn, name=lvm_pool, state='inactive')
+    for check_mode in (True, False):
+        with pytest.raises(VirtError, match='inactive logical .* start it') as err:
+            run_pool(conn, check_mode=check_mode, name=lvm_pool, state='deleted')
+        assert 'nothing was changed' in str(err.value)
+    assert _storage.lookup_pool(conn, lvm_pool) is not None
+    run_pool(conn, name=lvm_pool, state='active')
+    run_volume(conn, pool=lvm_pool, name='lv1', capacity='8M')
+    with pytest.raises(VirtError, match='still has 1 volume'):
+        run_pool(conn, name=lvm_pool, state='deleted')
+    run_volume(conn, pool=lvm_pool, name='lv1', state='absent')
+    results = four_times(run_pool, conn, name=lvm_pool, state='deleted')
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[1]['actions'] == ['stop', 'delete storage', 'undefine']
+    assert _storage.lookup_pool(conn, lvm_pool) is None
