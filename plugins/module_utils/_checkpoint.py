@@ -11,8 +11,9 @@ user; none of them exits a module.
 
 Facts this code relies on (libvirt 9.0, QEMU 7.2; see docs/LAB-NOTES.md):
 - creating a checkpoint needs a running domain (the QEMU and test drivers both refuse otherwise);
-- deleting one (bitmaps included) needs a running domain with the QEMU driver; deleting only the
-  metadata does not;
+- libvirt's QEMU driver deletes a checkpoint (bitmaps included) only while the domain runs; for a
+  shut-off domain this module removes the bitmaps from the images with `qemu-img bitmap --remove`
+  and then deletes the metadata alone;
 - a disk can hold a bitmap only in the qcow2 format;
 - without <disks>, libvirt gives every writable disk with media a bitmap; with <disks>, disks not
   listed get none;
@@ -23,8 +24,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
-import xml.etree.ElementTree as ET
+import shutil
+import subprocess
 from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
@@ -33,6 +36,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml, require_lxml
+
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - reported by require_lxml
+    etree = None
 
 try:
     import libvirt
@@ -88,9 +97,9 @@ def parse_checkpoint_xml(xml):
     checkpoint.
     """
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise CheckpointError('the checkpoint XML is not well-formed: %s' % exc)
+        root = parse_xml(xml, 'the checkpoint XML')
+    except VirtError as exc:
+        raise CheckpointError(exc.msg)
     if root.tag != 'domaincheckpoint':
         raise CheckpointError('the checkpoint XML has root element <%s>; expected <domaincheckpoint>'
                               % root.tag)
@@ -127,15 +136,16 @@ def build_checkpoint_xml(name, description=None, disks=None):
     disks: None to let libvirt choose (every writable disk gets a bitmap), or a list of
     dicts name, checkpoint ('bitmap' or 'no'); libvirt gives unlisted disks no bitmap.
     """
-    root = ET.Element('domaincheckpoint')
-    ET.SubElement(root, 'name').text = name
+    require_lxml()
+    root = etree.Element('domaincheckpoint')
+    etree.SubElement(root, 'name').text = name
     if description:
-        ET.SubElement(root, 'description').text = description
+        etree.SubElement(root, 'description').text = description
     if disks is not None:
-        node = ET.SubElement(root, 'disks')
+        node = etree.SubElement(root, 'disks')
         for disk in disks:
-            ET.SubElement(node, 'disk', dict(name=disk['name'], checkpoint=disk.get('checkpoint') or BITMAP))
-    return ET.tostring(root, encoding='unicode')
+            etree.SubElement(node, 'disk', dict(name=disk['name'], checkpoint=disk.get('checkpoint') or BITMAP))
+    return etree.tostring(root, encoding='unicode')
 
 
 def set_description(xml, description):
@@ -169,7 +179,7 @@ def domain_disks(dom, inactive=False):
     flags = _flag('VIR_DOMAIN_XML_INACTIVE') if inactive else 0
     with libvirt_call('reading the definition', _dom_label(dom)):
         xml = dom.XMLDesc(flags)
-    root = ET.fromstring(xml)
+    root = parse_xml(xml, 'the definition of %s' % _dom_label(dom))
     disks = []
     for disk in root.findall('devices/disk'):
         target = disk.find('target')
@@ -418,27 +428,108 @@ def redefine_checkpoint(dom, xml, validate=None):
 
 def delete_checkpoint(dom, chk, children=False, metadata_only=False):
     """Delete a checkpoint; children=True also deletes its descendants; metadata_only=True keeps
-    the bitmaps in the images and removes only libvirt's record."""
+    the bitmaps in the images and removes only libvirt's record.
+
+    For a shut-off domain whose driver cannot delete bitmaps (QEMU), the bitmaps are removed from
+    the images with qemu-img first and then the metadata alone is deleted.
+    """
     flags = 0
     if children:
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN')
-    if metadata_only:
+    offline = None if metadata_only else plan_offline_delete(dom, chk, children)
+    if metadata_only or offline is not None:
         flags |= _flag('VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY')
+    for path, bitmap in offline or ():
+        remove_bitmap(path, bitmap, strict=True)
     with libvirt_call('deleting checkpoint %s' % chk.getName(), _dom_label(dom)):
         chk.delete(flags)
+    return offline
 
 
-def check_delete_possible(dom, name, metadata_only=False):
-    if metadata_only or offline_delete_supported(dom):
-        return
+def plan_offline_delete(dom, chk, children=False):
+    """The (image, bitmap) pairs to remove with qemu-img before deleting chk (and with
+    children=True its descendants) from a shut-off domain, or None when libvirt deletes the
+    bitmaps itself (the domain runs, or the driver can). Raises CheckpointError when the bitmaps
+    cannot be removed offline, before anything is changed."""
+    if offline_delete_supported(dom):
+        return None
+    with libvirt_call('reading the state', _dom_label(dom)):
+        if dom.isActive():
+            return None
+    if shutil.which('qemu-img') is None:
+        raise CheckpointError('deleting %s of the shut-off domain needs qemu-img on the host (package qemu-utils '
+                              'or qemu-img) to remove its bitmaps; or set metadata_only: true'
+                              % _chk_label(dom, chk.getName()), obj=dom.name())
+    sources = dict((d['name'], d) for d in domain_disks(dom, inactive=True))
+    names = [chk.getName()] + (descendants(dom, chk) if children else [])
+    pairs = []
+    for name in names:
+        other = chk if name == chk.getName() else lookup_checkpoint(dom, name)
+        for disk in parse_checkpoint_xml(checkpoint_xml(dom, other, no_domain=True))['disks']:
+            if disk['checkpoint'] != BITMAP or disk['name'] not in sources:
+                continue  # a disk removed from the domain took its bitmap with it
+            path = sources[disk['name']]['source']
+            if not path or not path.startswith('/'):
+                raise CheckpointError(
+                    'cannot delete %s while the domain is shut off: disk %s is not a local image (%s), so its '
+                    'bitmap cannot be removed with qemu-img. Start the domain, or set metadata_only: true'
+                    % (_chk_label(dom, name), disk['name'], path or 'no source'), obj=dom.name())
+            for image in images_with_bitmap(path, disk['bitmap'] or name):
+                pairs.append((image, disk['bitmap'] or name))
+    return pairs
+
+
+def images_with_bitmap(path, bitmap):
+    """The images of the backing chain of path that hold a bitmap called bitmap (a snapshot
+    overlay holds copies of its backing image's bitmaps)."""
+    run = subprocess.run(['qemu-img', 'info', '--backing-chain', '--output=json', path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if run.returncode != 0:
+        raise CheckpointError('cannot read the bitmaps of %s: %s' % (path, run.stderr.decode('utf-8', 'replace').strip()))
+    images = json.loads(run.stdout.decode('utf-8'))
+    found = []
+    for image in images if isinstance(images, list) else [images]:
+        data = (image.get('format-specific') or {}).get('data') or {}
+        if any(b.get('name') == bitmap for b in data.get('bitmaps') or ()):
+            found.append(image['filename'])
+    return found
+
+
+def add_bitmap(path, bitmap):
+    """Add a persistent dirty bitmap to an image of a shut-off domain."""
+    run = subprocess.run(['qemu-img', 'bitmap', '--add', '--granularity', '65536', path, bitmap],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if run.returncode != 0:
+        raise CheckpointError('cannot add bitmap %s to %s: %s'
+                              % (bitmap, path, run.stderr.decode('utf-8', 'replace').strip()))
+
+
+def remove_bitmap(path, bitmap, strict=False):
+    """Remove a bitmap from an image of a shut-off domain; True if it was there. strict: raise
+    when qemu-img fails (else quiet, for clean-up of leftovers that may be gone already)."""
+    run = subprocess.run(['qemu-img', 'bitmap', '--remove', path, bitmap], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if run.returncode != 0 and strict:
+        raise CheckpointError('cannot remove bitmap %s from %s: %s'
+                              % (bitmap, path, run.stderr.decode('utf-8', 'replace').strip()))
+    return run.returncode == 0
+
+
+def discard_checkpoint(dom, name, disk_paths=None):
+    """Delete checkpoint name with its bitmaps, whether the domain runs or not; quiet when it is
+    gone. For clean-up: when libvirt has no record of it left and the domain is shut off, the
+    bitmap called name is still removed from the images in disk_paths (disk name: path).
+    True when libvirt had the checkpoint."""
+    chk = lookup_checkpoint(dom, name)
+    if chk is not None:
+        delete_checkpoint(dom, chk)
+        return True
     with libvirt_call('reading the state', _dom_label(dom)):
         active = dom.isActive()
     if not active:
-        raise CheckpointError(
-            'deleting %s needs the domain running: libvirt removes the bitmaps from the images through '
-            'QEMU, and the domain is shut off. Start it, or set metadata_only: true to remove only '
-            "libvirt's record (the bitmaps then stay in the images)." % _chk_label(dom, name),
-            obj=dom.name())
+        for path in (disk_paths or {}).values():
+            remove_bitmap(path, name)
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,15 +651,19 @@ def ensure_absent(conn, domain, name, children=False, metadata_only=False, check
                     msg='checkpoint %s does not exist' % name)
     before = describe(dom, chk)
     deleted = [name] + (descendants(dom, chk) if children else [])
-    check_delete_possible(dom, name, metadata_only)
+    offline = None if metadata_only else plan_offline_delete(dom, chk, children)
     diff_before = _comparable(before)
     if children:
         diff_before['descendants'] = deleted[1:]
     what = '%s%s %s' % ('metadata of ' if metadata_only else '',
                         'checkpoints' if len(deleted) > 1 else 'checkpoint', ', '.join(deleted))
+    how = ''
+    if offline is not None:
+        how = (' (the domain is shut off: bitmaps removed from %d image(s) with qemu-img, then the metadata)'
+               % len(set(p for p, _ in offline)))
     if check_mode:
         return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
-                    msg='%s would be deleted' % what)
+                    msg='%s would be deleted%s' % (what, how.replace('removed', 'would be removed')))
     delete_checkpoint(dom, chk, children=children, metadata_only=metadata_only)
     return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
-                msg='%s deleted' % what)
+                msg='%s deleted%s' % (what, how))

@@ -268,12 +268,13 @@ import os
 from urllib.parse import urlparse
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _job, _nbdio, _repository
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _nbdio, _repository
 
 
 def run(vm):
     params = vm.params
-    _job.require_lxml()
+    require_lxml()
     if _nbdio.nbd is None:
         raise VirtError('virt_backup needs the libnbd Python bindings (Debian/Ubuntu: python3-libnbd, '
                         'RHEL: python3-libnbd)', exception=_nbdio.NBD_IMPORT_ERROR)

@@ -99,11 +99,12 @@ verified_ok:
 '''
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _job, _restore
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
 
 
 def run(vm):
-    _job.require_lxml()
+    require_lxml()
     return _restore.describe(vm.params)
 
 

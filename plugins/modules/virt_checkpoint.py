@@ -16,7 +16,9 @@ description:
     through a persistent dirty bitmap in each chosen disk; incremental backups read what changed
     since it.
   - Creating a checkpoint needs the domain running (libvirt makes the bitmaps through QEMU).
-    Deleting one needs the domain running too, unless O(metadata_only=true).
+    Deleting one removes its bitmaps too: through QEMU while the domain runs; for a shut-off
+    domain (which libvirt's QEMU driver refuses) the module removes them from the local disk
+    images with C(qemu-img bitmap --remove) and then deletes libvirt's record.
   - A checkpoint cannot be changed after creation. When a checkpoint of that name exists with
     other disks than O(disks) asks for, the module fails and changes nothing. A differing
     O(description) is only libvirt metadata; the module replaces it by redefining the
@@ -116,11 +118,14 @@ options:
     description:
       - With O(state=absent), remove only libvirt's record of the checkpoint
         (C(VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)); the bitmaps stay in the disk images and
-        O(redefine_xml) can restore the record. Works on a shut-off domain.
+        O(redefine_xml) can restore the record.
     type: bool
     default: false
 notes:
   - A checkpoint of a running domain only; libvirt 9.0 refuses to create one for a shut-off domain.
+  - Deleting a checkpoint of a shut-off domain needs qemu-img on the host and disks that are local
+    image files (a network disk's bitmap cannot be removed offline; the module then fails and
+    changes nothing).
   - The returned RV(checkpoint.xml) includes the domain definition at checkpoint time, which
     libvirt recommends keeping for redefinition.
 seealso:
@@ -164,7 +169,7 @@ EXAMPLES = r'''
     state: absent
     children: true
 
-- name: Forget the checkpoint, keep its bitmaps (works on a shut-off VM)
+- name: Forget the checkpoint, keep its bitmaps
   virtops.libvirt.virt_checkpoint:
     domain: web01
     name: ck-system

@@ -26,7 +26,8 @@ except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import is_error
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images, _job
+from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images
 
 
 class Verdict:
@@ -101,12 +102,12 @@ def check_base(dom, running, backup, disks, disk_paths):
     except (IOError, OSError):
         saved = None
     repaired = []
-    ck = _job.lookup_checkpoint(dom, name)
+    ck = _checkpoint.lookup_checkpoint(dom, name)
     if ck is None:
         if saved is None:
             return Verdict(False, 'checkpoint %s of backup %s no longer exists in libvirt, and the repository '
                                   'has no copy of it' % (name, backup.id))
-        xml = redefinable_xml(saved, lambda parent: parent and _job.lookup_checkpoint(dom, parent) is not None)
+        xml = redefinable_xml(saved, lambda parent: parent and _checkpoint.lookup_checkpoint(dom, parent) is not None)
         bitmaps = checkpoint_bitmaps(xml)
         missing = [d for d in disks if d not in bitmaps]
         if missing:

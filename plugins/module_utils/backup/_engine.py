@@ -37,6 +37,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
     _drift,
@@ -168,7 +169,7 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
     if resized:
         return full('disk %s changed size since backup %s' % (', '.join(resized), base.id))
     if check_only:
-        ck = _job.lookup_checkpoint(dom, base.checkpoint) if base.checkpoint else None
+        ck = _checkpoint.lookup_checkpoint(dom, base.checkpoint) if base.checkpoint else None
         if ck is None:
             verdict = _drift.Verdict(True, repaired=['would redefine checkpoint %s from the repository'
                                                      % base.checkpoint])
@@ -180,7 +181,7 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
         return full(verdict.reason)
     since_bitmaps = {}
     if not running and not check_only:
-        ck = _job.lookup_checkpoint(dom, base.checkpoint)
+        ck = _checkpoint.lookup_checkpoint(dom, base.checkpoint)
         with libvirt_call('reading checkpoint %s' % base.checkpoint, 'domain %s' % request.domain):
             since_bitmaps = _drift.checkpoint_bitmaps(ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN))
     level = 'differential' if wanted == 'differential' else 'incremental'
@@ -343,9 +344,10 @@ def _remove_debris(dom, repo, domain, disk_paths):
     orphans = _drift.orphan_checkpoints(dom, checkpoint_prefix(repo), known)
     for name in orphans:
         try:
-            _job.delete_checkpoint(dom, name, disk_paths)
-        except libvirt.libvirtError as exc:
-            raise translate(exc, 'deleting checkpoint %s left by an interrupted backup' % name, 'domain %s' % domain)
+            _checkpoint.discard_checkpoint(dom, name, disk_paths)
+        except VirtError as exc:
+            raise VirtError('deleting checkpoint %s left by an interrupted backup of domain %s: %s'
+                            % (name, domain, exc.msg), obj=domain)
     return dict(removed_partial=removed, removed_checkpoints=orphans, aborted_stale_job=stale_job)
 
 
@@ -362,7 +364,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
     t0 = time.time()
     deadline = t0 + request.timeout if request.timeout else None
     backup_id = repo.new_backup_id(request.domain, started,
-                                   taken=lambda bid: _job.lookup_checkpoint(dom, checkpoint_name(repo, bid)))
+                                   taken=lambda bid: _checkpoint.lookup_checkpoint(dom, checkpoint_name(repo, bid)))
     chain = plan.chain or backup_id
     ck_name = checkpoint_name(repo, backup_id)
     label = 'domain %s' % request.domain
@@ -411,7 +413,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
                 disk_results = _push(ctx, ck_xml, out)
             job.end()
 
-        ck = _job.lookup_checkpoint(dom, ck_name)
+        ck = _checkpoint.lookup_checkpoint(dom, ck_name)
         if ck is None:
             raise VirtError('checkpoint %s vanished during the backup of %s' % (ck_name, request.domain))
         with libvirt_call('reading checkpoint %s' % ck_name, label):
@@ -473,7 +475,7 @@ def _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths):
         clean = False
     try:
         # Only this run's checkpoint: its name carries this backup's id.
-        _job.delete_checkpoint(dom, ck_name, disk_paths)
+        _checkpoint.discard_checkpoint(dom, ck_name, disk_paths)
     except Exception:  # pylint: disable=broad-except
         clean = False
     if backup_path and os.path.isdir(backup_path):
@@ -579,7 +581,7 @@ def _offline(ctx, description, out):
     plan, request, dom = ctx['plan'], ctx['request'], ctx['dom']
     bitmaps = {}
     for disk in plan.disks:
-        _job.add_bitmap(disk.source, ctx['ck_name'])
+        _checkpoint.add_bitmap(disk.source, ctx['ck_name'])
         bitmaps[disk.name] = ctx['ck_name']
     results = []
     for disk in plan.disks:

@@ -11,7 +11,6 @@ __metaclass__ = type
 
 import os
 import pwd
-import subprocess
 import time
 
 try:
@@ -30,13 +29,6 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
-
-
-def require_lxml():
-    """lxml is needed to read libvirt XML: a clear failure when it is missing."""
-    if etree is None:
-        raise VirtError('the lxml Python library is missing on the managed host (Debian/Ubuntu: python3-lxml, '
-                        'RHEL: python3-lxml)')
 
 
 class Disk:
@@ -236,45 +228,6 @@ class BackupJob:
         self.active = False
 
 
-def delete_checkpoint(dom, name, disk_paths=None):
-    """Delete a checkpoint and its bitmaps; quiet when it is already gone.
-
-    libvirt cannot delete the checkpoint of a shut-off domain: there the bitmaps are removed from
-    the images with qemu-img and then the metadata alone is deleted.
-    """
-    try:
-        ck = dom.checkpointLookupByName(name, 0)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_DOMAIN_CHECKPOINT'):
-            ck = None
-        else:
-            raise
-    if dom.isActive():
-        if ck is None:
-            return False
-        ck.delete(0)
-        return True
-    for path in (disk_paths or {}).values():
-        remove_bitmap(path, name)
-    if ck is not None:
-        ck.delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
-    return ck is not None
-
-
-def add_bitmap(path, name):
-    run = subprocess.run(['qemu-img', 'bitmap', '--add', '--granularity', '65536', path, name],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    if run.returncode != 0:
-        raise VirtError('cannot add bitmap %s to %s: %s' % (name, path, run.stderr.decode('utf-8', 'replace').strip()))
-
-
-def remove_bitmap(path, name):
-    """Remove a bitmap from an image of a shut-off domain; True if it was there."""
-    run = subprocess.run(['qemu-img', 'bitmap', '--remove', path, name], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    return run.returncode == 0
-
-
 def active_backup_job(dom):
     """The XML of the backup job running on the domain, or None."""
     try:
@@ -321,15 +274,6 @@ def newest_checkpoint(dom):
         if best is None or created >= best[0]:
             best = (created, ck.getName())
     return best[1] if best else None
-
-
-def lookup_checkpoint(dom, name):
-    try:
-        return dom.checkpointLookupByName(name, 0)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_DOMAIN_CHECKPOINT'):
-            return None
-        raise translate(exc, 'looking up checkpoint %s' % name, dom.name())
 
 
 def wait_for_path(path, timeout=30):

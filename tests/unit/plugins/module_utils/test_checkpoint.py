@@ -518,3 +518,43 @@ def test_lookup_checkpoint(conn, dom):
     assert ck.lookup_checkpoint(dom, 'c1') is None
     present(conn, dom, name='c1', disks=QCOW2_ONLY)
     assert ck.lookup_checkpoint(dom, 'c1').getName() == 'c1'
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline bitmap handling with the real qemu-img (what deleting a checkpoint of a shut-off QEMU
+# domain does)
+
+def _qemu_img(*args):
+    import subprocess
+    subprocess.run(['qemu-img'] + list(args), check=True, stdout=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(not __import__('shutil').which('qemu-img'), reason='qemu-img is not installed')
+def test_bitmaps_found_and_removed_along_the_backing_chain(tmp_path):
+    base = str(tmp_path / 'base.qcow2')
+    top = str(tmp_path / 'top.qcow2')
+    _qemu_img('create', '-q', '-f', 'qcow2', base, '1M')
+    ck.add_bitmap(base, 'c1')
+    _qemu_img('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top)
+    ck.add_bitmap(top, 'c1')
+    ck.add_bitmap(top, 'c2')
+    assert ck.images_with_bitmap(top, 'c1') == [top, base]
+    assert ck.images_with_bitmap(top, 'c2') == [top]
+    assert ck.images_with_bitmap(top, 'c3') == []
+    assert ck.remove_bitmap(base, 'c1', strict=True)
+    assert ck.images_with_bitmap(top, 'c1') == [top]
+    # clean-up of a bitmap that is gone already is quiet, a strict removal says what failed
+    assert not ck.remove_bitmap(base, 'c1')
+    with pytest.raises(ck.CheckpointError, match='cannot remove bitmap c1 from .*base.qcow2'):
+        ck.remove_bitmap(base, 'c1', strict=True)
+    with pytest.raises(ck.CheckpointError, match='cannot add bitmap c2 to .*top.qcow2'):
+        ck.add_bitmap(top, 'c2')
+    with pytest.raises(ck.CheckpointError, match='cannot read the bitmaps of .*missing.qcow2'):
+        ck.images_with_bitmap(str(tmp_path / 'missing.qcow2'), 'c1')
+
+
+def test_test_driver_needs_no_offline_plan(conn, dom):
+    chk = ck.create_checkpoint(dom, 'c1', disks=[dict(name='vda'), dict(name='vdc', checkpoint='no')])
+    dom.destroy()
+    # the test driver deletes checkpoints of a shut-off domain itself: no qemu-img step
+    assert ck.plan_offline_delete(dom, chk) is None
