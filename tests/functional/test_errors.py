@@ -115,6 +115,8 @@ def test_level_needs_a_chain(guest, place, level):
     ftlib.failed(result, 'backup of %s: no backup of this domain' % guest.name, 'cannot take', level)
     debris.assert_clean()
     assert ftlib.backup_dirs(repo, guest.name) == []
+    # no empty domain directory with a lock file is left behind by the failed first run
+    assert not (repo / guest.name).exists()
     predicted = ftlib.backup(guest.name, repo, level=level, check_mode=True)
     ftlib.failed(predicted, 'cannot take', level)
 

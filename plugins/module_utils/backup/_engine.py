@@ -300,6 +300,8 @@ def take_backup(conn, request, check_mode=False):
     if check_mode:
         return _predicted(request, plan_backup(dom, repo, request, disks, skipped, running, True))
 
+    # A first backup that fails before writing anything leaves no empty domain directory behind.
+    new_domain_dir = not os.path.isdir(repo.domain_dir(request.domain))
     try:
         lock_fd = repo.lock(request.domain)
     except _repository.LockedError as exc:
@@ -314,7 +316,7 @@ def take_backup(conn, request, check_mode=False):
         result.update(cleaned)
         return result
     finally:
-        os.close(lock_fd)
+        repo.unlock(request.domain, lock_fd, remove_empty=new_domain_dir)
 
 
 def _remove_debris(dom, repo, domain, disk_paths):

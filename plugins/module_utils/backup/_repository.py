@@ -405,6 +405,22 @@ class Repository:
         os.pwrite(fd, ('%d\n' % os.getpid()).encode('ascii'), 0)
         return fd
 
+    def unlock(self, domain, fd, remove_empty=False):
+        """Release the lock from lock(). remove_empty: also remove the domain's directory when it
+        holds nothing but the lock file (a first run that failed before writing anything). Done
+        while the lock is still held, so no other run can have taken it meanwhile."""
+        try:
+            if remove_empty:
+                ddir = self.domain_dir(domain)
+                try:
+                    if os.listdir(ddir) == [LOCK]:
+                        os.unlink(os.path.join(ddir, LOCK))
+                        os.rmdir(ddir)
+                except OSError:
+                    pass  # somebody else's file appeared: the directory stays
+        finally:
+            os.close(fd)
+
     def new_backup_id(self, domain, moment, taken=None):
         """A new id from the start time; taken(id) may veto ids whose checkpoint still exists."""
         base = moment.strftime('%Y%m%dT%H%M%SZ')
