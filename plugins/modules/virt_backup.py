@@ -321,11 +321,11 @@ def run(vm):
         raise VirtError(str(exc))
     conn = vm.connection
     conn.require('backup')
-    before = _listing(params['repository'], params['domain'])
+    # The listing for diff mode costs a second read of every manifest: only when asked for.
+    before = _listing(params['repository'], params['domain']) if vm.module._diff else None
     result = _engine.take_backup(conn, request, check_mode=vm.check_mode)
-    after = list(before)
-    after.append(result['backup']['id'] or '(new %s backup)' % result['backup']['level'])
-    if vm.module._diff:
+    if before is not None:
+        after = before + [result['backup']['id'] or '(new %s backup)' % result['backup']['level']]
         result['diff'] = dict(before=dict(backups=before), after=dict(backups=after))
     return result
 
