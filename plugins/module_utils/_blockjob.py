@@ -516,8 +516,8 @@ class BlockJobRunner:
         pivot = self.p.get('pivot')
         if name in ('copy', 'active-commit'):
             flags = _flag('VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT') if pivot else 0
-            with libvirt_call('%s the %s job of disk %s' % ('pivoting' if pivot else 'completing', name,
-                                                             target), _dom_label(self.dom)):
+            action = '%s the %s job of disk %s' % ('pivoting' if pivot else 'completing', name, target)
+            with libvirt_call(action, _dom_label(self.dom)):
                 self.dom.blockJobAbort(target, flags)
         after = self.disk()['chain']
         if predicted is not None and paths(after) != paths(predicted):
@@ -528,15 +528,16 @@ class BlockJobRunner:
                     self.dom.name()), obj=self.dom.name(), reason='job failed',
                 job=job_facts(final), chain_before=paths(chain), chain_after=paths(after))
         if name == 'copy':
-            verb = 'copied to %s%s' % (self.copy_dest()[0], ' and pivoted' if pivot else
-                                       ' (the disk keeps its image)')
+            ending = ' and pivoted' if pivot else ' (the disk keeps its image)'
+            verb = 'copied to %s%s' % (self.copy_dest()[0], ending)
+        elif name == 'active-commit' and pivot:
+            verb = 'committed into %s' % after[0]['path']
         elif name == 'active-commit':
-            verb = 'committed into %s%s' % (after[0]['path'] if pivot else 'its base',
-                                             '' if pivot else ' (the overlays stay in use)')
+            verb = 'committed into its base (the overlays stay in use)'
         elif name == 'pull':
             verb = 'pulled into its active image'
         else:
-            verb = 'committed'
+            verb = 'committed into a lower image of its chain'
         msg = '%s %s%s' % (self.label, verb, ' (finished a job found running)' if adopted else '')
         return self._result(True, msg, disk, final, chain, after)
 
