@@ -15,13 +15,17 @@ Facts this code relies on (libvirt 9.0, QEMU 7.2):
 - libvirt 9.0 cannot revert to external snapshots (this code says so before asking libvirt); it
   deletes them by committing the overlay into its backing image (the domain goes back to using it);
 - a new snapshot becomes the current one; its parent is the snapshot that was current;
-- REDEFINE of an existing snapshot replaces its metadata; REDEFINE_CURRENT makes it current.
+- REDEFINE of an existing snapshot replaces its metadata; REDEFINE_CURRENT makes it current;
+- a revert to a snapshot of a shut-off domain rewrites the disk images (qemu-img snapshot -a) and
+  the definition (from the snapshot's copy); libvirt keeps no record of when a revert happened.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import os
 import re
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape as xml_escape
@@ -400,9 +404,110 @@ def ensure_present(conn, domain, name, description=None, snap_type=None, disks=N
     return _result(True, after, before, after, '%s of snapshot %s changed' % (what, name))
 
 
+# What the module records in the domain's metadata after a revert to a snapshot of a shut-off
+# domain, so that the next run can tell whether anything changed since (libvirt records nothing).
+REVERT_NS = 'https://github.com/virtops/libvirt/ns/revert'
+REVERT_PREFIX = 'virtops-revert'
+
+
+def _is_local(uri):
+    return not re.match(r'^[a-z0-9+]+://[^/]', uri or '')
+
+
+def _persistent_xml(dom):
+    with libvirt_call('reading the definition', _dom_label(dom)):
+        return dom.XMLDesc(_flag('VIR_DOMAIN_XML_INACTIVE'))
+
+
+def revert_fingerprint(dom, uri, xml=None):
+    """What a revert to a snapshot of a shut-off domain restores, as far as it can be read here:
+    a hash of the persistent definition (without this module's own metadata) and the size and
+    modification time of every disk image. None when it cannot be known: a disk that is not a
+    local file (block device, network disk: writes leave no trace in a modification time), a
+    missing image, or a remote URI (the images are on another host)."""
+    if not _is_local(uri):
+        return None
+    root = ET.fromstring(xml if xml is not None else _persistent_xml(dom))
+    metadata = root.find('metadata')
+    if metadata is not None:
+        for child in list(metadata):
+            if child.tag == '{%s}revert' % REVERT_NS:
+                metadata.remove(child)
+        if not len(metadata):
+            root.remove(metadata)
+    files = []
+    for disk in root.findall('devices/disk'):
+        if disk.get('device') in ('cdrom', 'floppy'):
+            continue  # read-only media: what a revert restores is the path, in the definition
+        source = disk.find('source')
+        if disk.get('type') != 'file' or source is None or not source.get('file'):
+            return None
+        try:
+            st = os.stat(source.get('file'))
+        except OSError:
+            return None
+        files.append('%s:%d:%d' % (source.get('file'), st.st_size, st.st_mtime_ns))
+    definition = hashlib.sha256(ET.tostring(root, encoding='unicode').encode('utf-8')).hexdigest()
+    return dict(definition=definition, disks=' '.join(files))
+
+
+def recorded_revert(dom):
+    """The (snapshot name, fingerprint) this module recorded at its last revert, or None."""
+    try:
+        xml = dom.metadata(_flag('VIR_DOMAIN_METADATA_ELEMENT'), REVERT_NS,
+                           _flag('VIR_DOMAIN_AFFECT_CONFIG'))
+    except libvirt.libvirtError:
+        return None  # none recorded (VIR_ERR_NO_DOMAIN_METADATA) or not readable: revert
+    try:
+        node = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    return node.get('snapshot'), dict(definition=node.get('definition'), disks=node.get('disks') or '')
+
+
+def record_revert(dom, uri, name):
+    """Record what the revert to snapshot name left, for the next run (see revert_fingerprint)."""
+    fingerprint = revert_fingerprint(dom, uri)
+    if fingerprint is None:
+        return
+    node = ET.Element('revert', dict(snapshot=name, definition=fingerprint['definition'],
+                                     disks=fingerprint['disks']))
+    try:
+        dom.setMetadata(_flag('VIR_DOMAIN_METADATA_ELEMENT'), ET.tostring(node, encoding='unicode'),
+                        REVERT_PREFIX, REVERT_NS, _flag('VIR_DOMAIN_AFFECT_CONFIG'))
+    except libvirt.libvirtError:
+        pass  # without the record the next run reverts again, which is the safe side
+
+
+def revert_needed(dom, uri, snap_desc):
+    """'' when a revert to the snapshot would change nothing, else why it is needed.
+
+    Only a snapshot of a shut-off domain can be "still reverted": the domain is shut off, the
+    snapshot is the current one, and this module's record of its last revert to it matches the
+    definition and the disk images now (unchanged size and modification time). A snapshot of a
+    running domain is reverted on every run: the guest has run since, so its memory and disks
+    have moved on."""
+    if snap_desc['state'] != 'shutoff':
+        return 'a snapshot of a %s domain: the guest has run since any earlier revert' % snap_desc['state']
+    if not snap_desc['current']:
+        return 'not the current snapshot'
+    if _is_active(dom):
+        return 'the domain runs'
+    recorded = recorded_revert(dom)
+    if recorded is None or recorded[0] != snap_desc['name']:
+        return 'no record of an earlier revert to it by this module'
+    now = revert_fingerprint(dom, uri)
+    if now is None:
+        return 'the disks are not local files whose changes can be seen'
+    if now['definition'] != recorded[1]['definition']:
+        return 'the domain definition changed since the last revert'
+    if now['disks'] != recorded[1]['disks']:
+        return 'a disk image changed since the last revert'
+    return ''
+
+
 def ensure_reverted(conn, domain, name, check_mode=False):
-    """Revert the domain to the snapshot. Reverting always acts: libvirt cannot tell whether the
-    domain changed since the last revert."""
+    """Revert the domain to the snapshot, unless revert_needed() shows it would change nothing."""
     dom = conn.get_domain(domain)
     snap = lookup_snapshot(dom, name)
     if snap is None:
@@ -410,17 +515,33 @@ def ensure_reverted(conn, domain, name, check_mode=False):
     before = describe(dom, snap)
     if before['type'] != INTERNAL and external_revert_unsupported(dom):
         raise SnapshotError(
-            'reverting to %s is not possible: it is a %s snapshot, and libvirt before 9.9 reverts only '
-            'to internal snapshots. Nothing was changed.' % (_snap_label(dom, name), before['type']),
+            'reverting to %s is not possible: it is a %s snapshot, and libvirt before 9.9 (this host '
+            'runs %s) reverts only to internal snapshots. Nothing was changed.' % (
+                _snap_label(dom, name), before['type'], _lib_version_text(dom)),
             obj=name, snapshot=before)
+    why = revert_needed(dom, getattr(conn, 'uri', None), before)
+    if not why:
+        return _result(False, before, before, before,
+                       'domain %s is still as reverted to snapshot %s (shut off, definition and disk '
+                       'images unchanged since)' % (domain, name), revert_reason=None)
     after = dict(before)
     after['current'] = True
     if check_mode:
-        return _result(True, after, before, after, 'domain %s would be reverted to snapshot %s' % (domain, name))
+        return _result(True, after, before, after, 'domain %s would be reverted to snapshot %s' % (domain, name),
+                       revert_reason=why)
     with libvirt_call('reverting to snapshot %s' % name, _dom_label(dom)):
         dom.revertToSnapshot(snap, 0)
     after = describe(dom, lookup_snapshot(dom, name))
-    return _result(True, after, before, after, 'domain %s reverted to snapshot %s' % (domain, name))
+    if after['state'] == 'shutoff' and not _is_active(dom):
+        record_revert(dom, getattr(conn, 'uri', None), name)
+    return _result(True, after, before, after, 'domain %s reverted to snapshot %s' % (domain, name),
+                   revert_reason=why)
+
+
+def _lib_version_text(dom):
+    with libvirt_call('reading the libvirt version', _dom_label(dom)):
+        number = dom.connect().getLibVersion()
+    return '%d.%d.%d' % (number // 1000000, number // 1000 % 1000, number % 1000)
 
 
 def ensure_absent(conn, domain, name, children=False, metadata_only=False, check_mode=False):

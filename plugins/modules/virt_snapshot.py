@@ -44,8 +44,19 @@ attributes:
     support: partial
     details:
       - V(present) and V(absent) are idempotent.
-      - V(reverted) reverts on every run and always reports a change, as libvirt cannot tell whether the
-        domain has changed since the last revert.
+      - V(reverted) is idempotent only where the module can see that a revert would change nothing. libvirt
+        keeps no record of reverts and cannot tell whether a domain changed since one, so after each revert
+        to a snapshot of a shut-off domain the module records in the domain's metadata (element C(revert),
+        namespace C(https://github.com/virtops/libvirt/ns/revert)) a hash of the domain definition and the
+        size and modification time of each disk image. The next run does nothing and reports no change
+        when the snapshot is still the current one, the domain is shut off, and the definition and the
+        images are as recorded. A write into an image, a start of the domain, a new definition, another
+        current snapshot, each make the next run revert again.
+      - Every other revert acts and reports a change on every run; RV(revert_reason) says why. That is
+        the case for a snapshot of a running or paused domain (the guest has run since, so its memory and
+        disks have moved on), for disks that are not local files (block devices, network disks, a remote
+        O(uri)): their changes leave no trace the module can compare, and for the first revert done by
+        this module (nothing recorded yet).
 options:
   domain:
     description:
@@ -64,7 +75,9 @@ options:
       - V(absent) deletes it; a snapshot that does not exist is not an error. Deleting an external
         snapshot commits its overlays into their backing images, which the domain then uses again.
       - V(reverted) reverts the domain to it (C(virDomainRevertToSnapshot)); the snapshot must exist.
-        libvirt before 9.9 reverts only to V(internal) snapshots; the module says so before trying.
+        A revert that would change nothing is skipped (see the idempotent attribute).
+        libvirt before 9.9 reverts only to V(internal) snapshots; the module fails before trying and
+        changes nothing.
     type: str
     choices: [present, absent, reverted]
     default: present
@@ -228,6 +241,13 @@ deleted:
   returned: when O(state=absent)
   type: list
   elements: str
+revert_reason:
+  description:
+    - With O(state=reverted), why the domain was (or in check mode would be) reverted, for example
+      V(a disk image changed since the last revert) or V(the domain runs); null when nothing was to do.
+  returned: when O(state=reverted)
+  type: str
+  sample: a disk image changed since the last revert
 msg:
   description: What was done.
   returned: always

@@ -296,6 +296,98 @@ def test_revert(conn, dom):
     assert dom.isActive()
 
 
+def test_revert_to_a_running_snapshot_acts_every_time(conn, dom):
+    present(conn, dom, 's1')
+    results = [sn.ensure_reverted(conn, dom.name(), 's1', check_mode=c) for c in (True, False, True, False)]
+    # The guest ran since the last revert: its memory and disks have moved on.
+    assert [r['changed'] for r in results] == [True, True, True, True]
+    assert 'running domain' in results[3]['revert_reason']
+
+
+@pytest.fixture
+def off_dom(conn, tmp_path):
+    """A shut-off domain whose two disks are real (empty) files."""
+    name = 'it-snap-unit-off-%d-%d' % (os.getpid(), next(_counter))
+    xml = DOMAIN_XML.format(name=name).replace('/images/', str(tmp_path) + '/')
+    for disk in ('a', 'b'):
+        (tmp_path / ('%s-%s.qcow2' % (name, disk))).write_bytes(b'x' * 512)
+    d = conn.conn.defineXML(xml)
+    yield d
+    for snap in reversed(d.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)):
+        snap.delete(0)
+    if d.isActive():
+        d.destroy()
+    d.undefine()
+
+
+def revert4(conn, dom, name):
+    """check mode, real, check mode again, real again."""
+    return [sn.ensure_reverted(conn, dom.name(), name, check_mode=c) for c in (True, False, True, False)]
+
+
+def test_revert_to_a_shutoff_snapshot_is_idempotent(conn, off_dom, tmp_path):
+    present(conn, off_dom, 'off1')
+    first = revert4(conn, off_dom, 'off1')
+    # No record of an earlier revert by the module: it reverts once, then it knows.
+    assert [r['changed'] for r in first] == [True, True, False, False]
+    assert first[1]['revert_reason'] == 'no record of an earlier revert to it by this module'
+    assert first[3]['msg'] == ('domain %s is still as reverted to snapshot off1 (shut off, definition and '
+                               'disk images unchanged since)' % off_dom.name())
+    assert first[3]['diff']['before'] == first[3]['diff']['after']
+    assert not off_dom.isActive() and sn.current_name(off_dom) == 'off1'
+
+    # A write into a disk image (seen as a new modification time) makes the revert act again.
+    image = tmp_path / ('%s-a.qcow2' % off_dom.name())
+    st = os.stat(str(image))
+    os.utime(str(image), ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    again = revert4(conn, off_dom, 'off1')
+    assert [r['changed'] for r in again] == [True, True, False, False]
+    assert again[0]['revert_reason'] == 'a disk image changed since the last revert'
+
+
+def test_revert_acts_after_the_definition_changed_or_the_domain_ran(conn, off_dom):
+    present(conn, off_dom, 'off1')
+    sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    assert not sn.ensure_reverted(conn, off_dom.name(), 'off1')['changed']
+    xml = off_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace('<vcpu placement=\'static\'>1</vcpu>',
+                                                                  '<vcpu placement=\'static\'>2</vcpu>')
+    conn.conn.defineXML(xml)
+    changed = sn.ensure_reverted(conn, off_dom.name(), 'off1', check_mode=True)
+    assert changed['changed'] and changed['revert_reason'] == 'the domain definition changed since the last revert'
+    sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    assert 'vcpu placement=\'static\'>1<' in off_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    off_dom.create()
+    running = sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    assert running['changed'] and running['revert_reason'] == 'the domain runs'
+    assert not off_dom.isActive()
+    assert not sn.ensure_reverted(conn, off_dom.name(), 'off1')['changed']
+
+
+def test_revert_acts_when_the_snapshot_is_not_current(conn, off_dom):
+    present(conn, off_dom, 'off1')
+    sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    present(conn, off_dom, 'off2')
+    result = sn.ensure_reverted(conn, off_dom.name(), 'off1', check_mode=True)
+    assert result['changed'] and result['revert_reason'] == 'not the current snapshot'
+
+
+def test_revert_acts_every_time_when_disk_changes_cannot_be_seen(conn, dom):
+    # The disks of `dom` are not files on this host: a write would leave no trace to compare.
+    dom.destroy()
+    present(conn, dom, 'off1')
+    results = revert4(conn, dom, 'off1')
+    assert [r['changed'] for r in results] == [True, True, True, True]
+    assert results[3]['revert_reason'] == 'no record of an earlier revert to it by this module'
+
+
+def test_revert_fingerprint_ignores_its_own_record_and_remote_uris(conn, off_dom):
+    before = sn.revert_fingerprint(off_dom, 'test:///default')
+    sn.record_revert(off_dom, 'test:///default', 'x')
+    assert sn.revert_fingerprint(off_dom, 'test:///default') == before
+    assert sn.recorded_revert(off_dom) == ('x', before)
+    assert sn.revert_fingerprint(off_dom, 'qemu+ssh://elsewhere/system') is None
+
+
 def test_revert_to_a_missing_snapshot_fails(conn, dom):
     with pytest.raises(sn.SnapshotError) as err:
         sn.ensure_reverted(conn, dom.name(), 'nope', check_mode=True)
