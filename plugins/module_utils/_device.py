@@ -173,8 +173,7 @@ class DesiredDevice:
 
     def _label(self):
         if self.tag == 'disk':
-            words = [self.root.get('device') or 'disk'] if \
-                self.root.get('device') not in (None, 'disk') else ['disk']
+            words = [self.root.get('device') or 'disk']  # disk, cdrom, floppy, lun
         else:
             words = [self.tag]
         if self.tag == 'hostdev':
@@ -403,13 +402,14 @@ class DeviceManager:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, dom, scope):
-        """The domain XML of one scope, parsed (config: the persistent definition)."""
+    def read(self, dom, scope, secure=True):
+        """The domain XML of one scope, parsed (config: the persistent definition). secure:
+        with passwords, so they compare as written and survive a redefine; never returned."""
+        flags = _flag('VIR_DOMAIN_XML_SECURE') if secure else 0
         if scope == 'config':
-            flags = _flag('VIR_DOMAIN_XML_INACTIVE') | _flag('VIR_DOMAIN_XML_SECURE')
+            flags |= _flag('VIR_DOMAIN_XML_INACTIVE')
             action = 'reading the persistent definition'
         else:
-            flags = _flag('VIR_DOMAIN_XML_SECURE')
             action = 'reading the live XML'
         with libvirt_call(action, 'domain %s' % self.name):
             text = dom.XMLDesc(flags)
@@ -463,7 +463,6 @@ class DeviceManager:
         scopes = self.scopes(dom)
         roots = dict((scope, self.read(dom, scope)) for scope in scopes)
         found = dict((scope, find_device(self.desired, roots[scope], scope)) for scope in scopes)
-        self.found = found
         self.pending_restart(dom, scopes)
         if p['state'] == 'present':
             steps, diffs = self.plan_present(scopes, roots, found)
@@ -639,14 +638,11 @@ class DeviceManager:
     def result(self, dom, scopes, steps, diffs):
         device = {}
         for scope in scopes:
-            # Re-read only when something changed; in check mode: what is there now.
-            root = self.read(dom, scope) if steps and not self.check_mode else None
-            elem = find_device(self.desired, root, scope) if root is not None else None
-            if root is None:
-                elem = self.found[scope]
+            # Without secrets (graphics passwords); in check mode: what is there now.
+            elem = find_device(self.desired, self.read(dom, scope, secure=False), scope)
             device[scope] = _xmldiff.render(elem) if elem is not None else None
-            if root is not None and self.params['state'] == 'present':
-                self.check_kept(scope, elem)
+            if steps and not self.check_mode and self.params['state'] == 'present':
+                self.check_kept(scope, find_device(self.desired, self.read(dom, scope), scope))
         changed_scopes = [s for s in scopes if any(step.scope == s for step in steps)]
         verb = dict(attach='attached to', update='updated in', detach='detached from')
         if steps:

@@ -479,3 +479,16 @@ def test_absent_check_mode_plans_config_then_live(conn, running):
     assert result['actions'] == ['detach config', 'detach live']
     assert all(d['after'] == '' and 'vda' in d['before'] for d in result['diff'])
     assert (live(conn, running), inactive(conn, running)) == before
+
+
+def test_graphics_password_compared_but_never_returned(conn, name):
+    want = "<graphics type='vnc' port='-1' autoport='yes' passwd='s3cret-pw'/>"
+    attach_free = inactive(conn, name).replace('</devices>', want + '</devices>')
+    conn.conn.defineXML(attach_free)
+    same = run(conn, name, want)
+    assert same['changed'] is False
+    other = run(conn, name, want.replace('s3cret-pw', 'other-pw'), check_mode=True)
+    assert other['actions'] == ['update config']
+    for result in (same, other):
+        text = str(result)
+        assert 's3cret-pw' not in text and 'other-pw' not in text
