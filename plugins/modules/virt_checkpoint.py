@@ -16,7 +16,7 @@ description:
     through a persistent dirty bitmap in each chosen disk; incremental backups read what changed
     since it.
   - Creating a checkpoint needs the domain running (libvirt makes the bitmaps through QEMU).
-    Deleting one removes its bitmaps too: through QEMU while the domain runs; for a shut-off
+    Deleting one removes its bitmaps too, through QEMU while the domain runs; for a shut-off
     domain (which libvirt's QEMU driver refuses) the module removes them from the local disk
     images with C(qemu-img bitmap --remove) and then deletes libvirt's record.
   - A checkpoint cannot be changed after creation. When a checkpoint of that name exists with
