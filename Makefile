@@ -34,13 +34,18 @@ test: setup link
 sanity: setup
 	@bash tests/sanity.sh
 
-# ansible-lint over playbooks/ and roles/ (configuration: .ansible-lint; offline), then the
+# ansible-lint over playbooks/ and roles/ (configuration: .ansible-lint; offline), the docs of
+# every plugin (antsibull-docs), then the
 # changelog fragments. git does not keep empty directories: lint the ones that exist.
 LINT_PATHS = $(wildcard playbooks roles)
 lint: setup link
 	@cd $(ROOT) && if [ -n "$(strip $(LINT_PATHS))" ]; then \
 	  NO_COLOR=1 $(BIN)/ansible-lint --offline --profile production $(LINT_PATHS); \
 	else echo "ansible-lint: no playbooks/ or roles/ yet, nothing to lint"; fi
+	@# documentation markup of every module and plugin (O(), RV(), seealso targets, ...)
+	@cd $(COLLECTIONS)/ansible_collections/virtops/libvirt && \
+	  $(BIN)/antsibull-docs lint-collection-docs --plugin-docs --skip-rstcheck . && \
+	  echo "antsibull-docs lint: ok"
 	@cd $(ROOT) && $(BIN)/antsibull-changelog lint && \
 	  $(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml && \
 	  echo "antsibull-changelog lint: ok"
