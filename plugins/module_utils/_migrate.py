@@ -204,6 +204,7 @@ FLAG_OPTIONS = (
     ('unsafe', 'VIR_MIGRATE_UNSAFE'),
 )
 
+
 def flag_names(opts, mode):
     """The VIR_MIGRATE_* flags for the options and mode, by name (returned to the user)."""
     names = []
@@ -633,4 +634,3 @@ def _migrate(source, dest, opts, check_mode):
         msg += ' (timeout reached; %s failed: %s)' % (fired, timeout_error.get_error_message())
     result['msg'] = msg
     return result
-
