@@ -34,7 +34,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Check mode reads the backing chain, the size and any running job and predicts RV(changed) and
+      - Check mode reads the backing chain, the size and any running job and predicts C(changed) and
         RV(chain_after) (or RV(size)) without starting anything.
       - Failures that only QEMU detects while the job runs (no space left for the copy, an image it
         cannot open) cannot be predicted.
