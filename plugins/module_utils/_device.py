@@ -41,7 +41,6 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, import kept
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
     domain_state,
-    is_error,
     libvirt,
     libvirt_call,
     translate,
@@ -274,7 +273,7 @@ def _unwrap(text):
     if not text:
         return ''
     root = _xmldiff.parse(text)
-    found = [c for c in root.iterfind('devices/*')]
+    found = list(root.iterfind('devices/*'))
     return _xmldiff.render(found[0]) if found else ''
 
 
@@ -350,8 +349,8 @@ def validate_device(uri, elem, obj, domain_name):
     this host has the schema and the URI is local (as _xmldiff.check_schema does for whole
     documents). libvirt ignores unknown device XML silently, and its attach API has no
     validate flag, so this runs in real runs too."""
-    if urlparse(uri).hostname or not os.path.exists(os.path.join(_xmldiff.SCHEMA_DIR,
-                                                                  'domain.rng')):
+    schema_file = os.path.join(_xmldiff.SCHEMA_DIR, 'domain.rng')
+    if urlparse(uri).hostname or not os.path.exists(schema_file):
         return
     define = SCHEMA_DEFINES.get(elem.tag, elem.tag)
     try:
@@ -667,12 +666,12 @@ class DeviceManager:
             msg=msg,
         )
         if self.diff_mode:
-            res['diff'] = [dict(before_header='domain %s, %s: %s' % (self.name, scope,
-                                                                    self.desired.label),
-                                after_header='domain %s, %s: %s (desired)'
-                                % (self.name, scope, self.desired.label),
-                                before=diffs[scope][0], after=diffs[scope][1])
-                           for scope in scopes]
+            res['diff'] = []
+            for scope in scopes:
+                header = 'domain %s, %s: %s' % (self.name, scope, self.desired.label)
+                res['diff'].append(dict(before_header=header,
+                                        after_header=header + ' (desired)',
+                                        before=diffs[scope][0], after=diffs[scope][1]))
         return res
 
     def check_kept(self, scope, elem):
