@@ -48,10 +48,10 @@ pid_of() {
 }
 
 stop_pid() {
-  local name="$1" pid i
+  local name="$1" pid
   pid="$(pid_of "$name")" || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.25
   done
@@ -83,7 +83,7 @@ start() {
   stop >/dev/null 2>&1 || true
   mkdir -p "$state/sock" "$state/log/qemu" "$state/cache"
   chmod 0755 "$state" "$state/sock"
-  rm -rf "$state/etc"
+  rm -rf "${state:?}/etc"
   mkdir -p "$state/etc/qemu/networks/autostart" "$state/etc/qemu/autostart" "$state/etc/storage" \
     "$state/etc/nwfilter" "$state/etc/secrets" "$state/etc/hooks"
   cp -p /etc/libvirt/*.conf "$state/etc/"
@@ -135,12 +135,14 @@ stop() {
     for f in /proc/"$pid"/root/run/libvirt/qemu/*.pid; do
       [ -f "$f" ] || continue
       qpid="$(cat "$f" 2>/dev/null || true)"
-      [ -n "$qpid" ] && kill -KILL "$qpid" 2>/dev/null || true
+      if [ -n "$qpid" ]; then
+        kill -KILL "$qpid" 2>/dev/null || true
+      fi
     done
   fi
   stop_pid libvirtd
   stop_pid virtlogd
-  rm -rf "$state/sock" "$state/etc" "$state/cache" "$state"/*.pid
+  rm -rf "${state:?}/sock" "${state:?}/etc" "${state:?}/cache" "${state:?}"/*.pid
   if [ "${VIRTOPS_PEER_KEEP_LOGS:-0}" != 1 ]; then
     rm -rf "$state"
   fi
