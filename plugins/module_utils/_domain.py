@@ -17,7 +17,9 @@ import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
+    call_with_flags,
     domain_state,
+    flags_rejected,
     is_error,
     libvirt,
     libvirt_call,
@@ -246,8 +248,7 @@ class DomainManager:
         except libvirt.libvirtError as exc:
             # Some drivers (test:///) reject flags they have no use for; then ask only for
             # what this domain actually has.
-            if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and
-                    'flags' in str(exc)):
+            if not flags_rejected(exc):
                 raise translate(exc, 'undefining', self.obj)
         with libvirt_call('undefining', self.obj):
             dom.undefineFlags(self._needed_undefine_flags(dom, flags))
@@ -470,18 +471,17 @@ class DomainManager:
         return dom
 
     def start(self, dom, paused=False):
-        action = 'starting' + (' paused' if paused else '')
-        try:
-            dom.createWithFlags(_flag('VIR_DOMAIN_START_PAUSED') if paused else 0)
+        if not paused:
+            with libvirt_call('starting', self.obj):
+                dom.createWithFlags(0)
             return
-        except libvirt.libvirtError as exc:
+
+        def start_then_pause():
             # Drivers without VIR_DOMAIN_START_PAUSED (test:///): start, then pause at once.
-            if not (paused and is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and
-                    'flags' in str(exc)):
-                raise translate(exc, action, self.obj)
-        with libvirt_call(action, self.obj):
             dom.createWithFlags(0)
             dom.suspend()
+        call_with_flags('starting paused', self.obj,
+                        lambda: dom.createWithFlags(_flag('VIR_DOMAIN_START_PAUSED')), start_then_pause)
 
     def graceful_shutdown(self, dom, purpose):
         """ACPI shutdown, wait up to timeout; then destroy (force) or fail leaving it as it was."""

@@ -89,6 +89,29 @@ def is_error(exc, *names):
     return any(code == getattr(libvirt, name, object()) for name in names)
 
 
+def flags_rejected(exc):
+    """True when a libvirtError says the driver does not know the flags passed (test:///, or
+    an older libvirt): the caller then retries without them."""
+    return is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and 'flags' in str(exc)
+
+
+def call_with_flags(action, obj, with_flags, without_flags, suffix=''):
+    """with_flags(); when the driver rejects the flags, without_flags() instead. Any other
+    libvirtError leaves as a VirtError naming action and obj (suffix appended to its message).
+    Bindings too old to have the flagged call (AttributeError) also use without_flags()."""
+    try:
+        return with_flags()
+    except AttributeError:  # pragma: no cover - bindings older than the flagged call
+        pass
+    except libvirt.libvirtError as exc:
+        if not flags_rejected(exc):
+            err = translate(exc, action, obj)
+            err.msg += suffix
+            raise err
+    with libvirt_call(action, obj):
+        return without_flags()
+
+
 def version_tuple(number):
     """libvirt's packed version number (major * 1000000 + minor * 1000 + micro) as a tuple."""
     return (number // 1000000, (number // 1000) % 1000, number % 1000)

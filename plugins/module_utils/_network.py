@@ -21,6 +21,7 @@ import copy
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
+    call_with_flags,
     is_error,
     libvirt,
     libvirt_call,
@@ -66,13 +67,8 @@ def inactive_xml(net):
 
     Drivers without VIR_NETWORK_XML_INACTIVE (test:///) keep one definition: it is read plainly.
     """
-    obj = 'network %s' % net.name()
-    try:
-        return net.XMLDesc(_flag('VIR_NETWORK_XML_INACTIVE'))
-    except libvirt.libvirtError as exc:
-        if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and 'flags' in str(exc)):
-            raise translate(exc, 'reading the definition', obj)
-    return live_xml(net)
+    return call_with_flags('reading the definition', 'network %s' % net.name(),
+                           lambda: net.XMLDesc(_flag('VIR_NETWORK_XML_INACTIVE')), lambda: net.XMLDesc(0))
 
 
 def live_xml(net):
@@ -497,18 +493,9 @@ class NetworkManager:
         return net
 
     def define(self, xml):
-        try:
-            return self.conn.networkDefineXMLFlags(xml, _flag('VIR_NETWORK_DEFINE_VALIDATE'))
-        except AttributeError:  # pragma: no cover - bindings older than libvirt 7.7
-            pass
-        except libvirt.libvirtError as exc:
-            if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and
-                    'flags' in str(exc)):
-                err = translate(exc, 'defining', self.obj)
-                err.msg += ' (nothing was changed)'
-                raise err
-        with libvirt_call('defining', self.obj):
-            return self.conn.networkDefineXML(xml)
+        return call_with_flags('defining', self.obj,
+                               lambda: self.conn.networkDefineXMLFlags(xml, _flag('VIR_NETWORK_DEFINE_VALIDATE')),
+                               lambda: self.conn.networkDefineXML(xml), suffix=' (nothing was changed)')
 
     def update(self, net, update):
         flags = _flag('VIR_NETWORK_UPDATE_AFFECT_CONFIG')

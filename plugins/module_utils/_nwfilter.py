@@ -17,6 +17,7 @@ import copy
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
+    call_with_flags,
     is_error,
     libvirt,
     libvirt_call,
@@ -179,18 +180,9 @@ class NwfilterManager:
         return self.result(intent.changed, nwf, self.diff(before, intent.after))
 
     def define(self, xml):
-        try:
-            return self.conn.nwfilterDefineXMLFlags(xml, _flag('VIR_NWFILTER_DEFINE_VALIDATE'))
-        except AttributeError:  # pragma: no cover - bindings older than libvirt 7.7
-            pass
-        except libvirt.libvirtError as exc:
-            if not (is_error(exc, 'VIR_ERR_INVALID_ARG', 'VIR_ERR_NO_SUPPORT') and
-                    'flags' in str(exc)):
-                err = translate(exc, 'defining', self.obj)
-                err.msg += ' (nothing was changed)'
-                raise err
-        with libvirt_call('defining', self.obj):
-            return self.conn.nwfilterDefineXML(xml)
+        return call_with_flags('defining', self.obj,
+                               lambda: self.conn.nwfilterDefineXMLFlags(xml, _flag('VIR_NWFILTER_DEFINE_VALIDATE')),
+                               lambda: self.conn.nwfilterDefineXML(xml), suffix=' (nothing was changed)')
 
     def diff(self, before, after):
         if not self.diff_mode:
