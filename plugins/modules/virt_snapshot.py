@@ -55,7 +55,7 @@ attributes:
       - Every other revert acts and reports a change on every run; RV(revert_reason) says why. That is
         the case for a snapshot of a running or paused domain (the guest has run since, so its memory and
         disks have moved on), for disks that are not local files (block devices, network disks, a remote
-        O(uri)): their changes leave no trace the module can compare, and for the first revert done by
+        O(uri)), whose changes leave no trace the module can compare, and for the first revert done by
         this module (nothing recorded yet).
 options:
   domain:

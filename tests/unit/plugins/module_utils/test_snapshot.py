@@ -349,8 +349,8 @@ def test_revert_acts_after_the_definition_changed_or_the_domain_ran(conn, off_do
     present(conn, off_dom, 'off1')
     sn.ensure_reverted(conn, off_dom.name(), 'off1')
     assert not sn.ensure_reverted(conn, off_dom.name(), 'off1')['changed']
-    xml = off_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace('<vcpu placement=\'static\'>1</vcpu>',
-                                                                  '<vcpu placement=\'static\'>2</vcpu>')
+    xml = off_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    xml = xml.replace("<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>2</vcpu>")
     conn.conn.defineXML(xml)
     changed = sn.ensure_reverted(conn, off_dom.name(), 'off1', check_mode=True)
     assert changed['changed'] and changed['revert_reason'] == 'the domain definition changed since the last revert'
