@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(COLLECTIONS)
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: bench setup demo test sanity lint unit integration functional molecule faults link clean
+.PHONY: bench setup demo docs test sanity lint unit integration functional molecule faults link clean
 
 setup:
 	@bash scripts/setup-host.sh
@@ -27,6 +27,14 @@ link:
 
 demo: setup link
 	$(BIN)/ansible-playbook playbooks/demo.yml
+
+# Reference documentation of every module, plugin and role as reStructuredText in build/docs
+# (antsibull-docs, the tool that renders docs.ansible.com), from the same DOCUMENTATION blocks
+# that ansible-doc shows.
+docs: setup link
+	@rm -rf $(ROOT)/build/docs && mkdir -p $(ROOT)/build/docs
+	$(BIN)/antsibull-docs collection --use-current --squash-hierarchy --dest-dir $(ROOT)/build/docs virtops.libvirt
+	@echo "reference documentation: build/docs/index.rst"
 
 test: setup link
 	@bash tests/run-all.sh
