@@ -660,7 +660,7 @@ def ensure_absent(conn, domain, name, children=False, metadata_only=False, check
     how = ''
     if offline is not None:
         how = (' (the domain is shut off: bitmaps removed from %d image(s) with qemu-img, then the metadata)'
-               % len(set(p for p, _ in offline)))
+               % len(set(pair[0] for pair in offline)))
     if check_mode:
         return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
                     msg='%s would be deleted%s' % (what, how.replace('removed', 'would be removed')))
