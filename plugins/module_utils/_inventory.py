@@ -146,13 +146,14 @@ def read_addresses(dom, interfaces, sources, networks=None, family='any', note=N
                     best = best or str(ip)
                 else:
                     fallback = fallback or str(ip)
-        # Addresses of guest interfaces libvirt does not know by MAC (agent: bonds, bridges in
-        # the guest) are kept too, on no interface.
+        # Addresses of guest interfaces with a MAC libvirt does not know (the agent reports
+        # bonds and bridges inside the guest) belong to no libvirt interface: noted at -vvv only.
         for mac, addrs in found.items():
             if mac not in by_mac:
+                shown = ', '.join(a['address'] for a in addrs)
+                guest_if = addrs[0]['interface'] if addrs else mac
                 note('domain %s: the %s source reports %s on guest interface %s, which has no '
-                     'libvirt interface' % (dom.name(), source, ', '.join(a['address'] for a in addrs),
-                                           addrs[0]['interface'] if addrs else mac))
+                     'libvirt interface' % (dom.name(), source, shown, guest_if))
         if best:
             return best
     return fallback

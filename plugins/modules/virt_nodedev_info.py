@@ -37,11 +37,12 @@ options:
         network interface, V(storage) a block device, V(fc_host) and V(vports) SCSI hosts of a
         Fibre Channel HBA (that can create vHBAs), V(mdev_types) a device that can create mediated
         devices, V(mdev) a mediated device, V(ccw) and V(css) s390 channel devices, V(ap_card),
-        V(ap_queue) and V(ap_matrix) s390 crypto devices, V(vdpa) a vDPA device.
+        V(ap_queue) and V(ap_matrix) s390 crypto devices, V(vdpa) a vDPA device, V(vpd) a PCI
+        device with vital product data.
     type: list
     elements: str
     choices: [ap_card, ap_matrix, ap_queue, ccw, css, drm, fc_host, mdev, mdev_types, net, pci, scsi,
-              scsi_generic, scsi_host, scsi_target, storage, system, usb, usb_device, vdpa, vports]
+              scsi_generic, scsi_host, scsi_target, storage, system, usb, usb_device, vdpa, vpd, vports]
   active:
     description:
       - V(true) gives active devices only, V(false) only inactive ones (mediated devices that are

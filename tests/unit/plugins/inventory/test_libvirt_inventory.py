@@ -334,3 +334,13 @@ def test_usable_address():
         assert _inventory.usable_address(bad) is None, bad
     assert _inventory.usable_address('2001:db8::1', family='ipv4') is None
     assert _inventory.usable_address('192.0.2.1', family='ipv6') is None
+
+
+def test_agent_source_needs_a_read_write_connection(tmp_path, lab):
+    # libvirt refuses the agent source on read-only connections: no address, no failure.
+    inv = inventory(tmp_path, include_names=['^' + PREFIX + 'web'], address_sources=['agent'])
+    assert 'ansible_host' not in hostvars(inv, lab['web'])
+    inv = inventory(tmp_path, include_names=['^' + PREFIX + 'web'], address_sources=['agent'], read_only=False)
+    web = hostvars(inv, lab['web'])
+    assert web['libvirt_interfaces'][0]['addresses'][0]['source'] == 'agent'
+    assert web['ansible_host'] == web['libvirt_interfaces'][0]['addresses'][0]['address']
