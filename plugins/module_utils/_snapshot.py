@@ -406,7 +406,7 @@ def ensure_present(conn, domain, name, description=None, snap_type=None, disks=N
 
 # What the module records in the domain's metadata after a revert to a snapshot of a shut-off
 # domain, so that the next run can tell whether anything changed since (libvirt records nothing).
-REVERT_NS = 'https://github.com/virtops/libvirt/ns/revert'
+REVERT_NS = 'https://virtops.example/libvirt/revert/1'
 REVERT_PREFIX = 'virtops-revert'
 
 

@@ -47,7 +47,7 @@ attributes:
       - V(reverted) is idempotent only where the module can see that a revert would change nothing. libvirt
         keeps no record of reverts and cannot tell whether a domain changed since one, so after each revert
         to a snapshot of a shut-off domain the module records in the domain's metadata (element C(revert),
-        namespace C(https://github.com/virtops/libvirt/ns/revert)) a hash of the domain definition and the
+        namespace C(https://virtops.example/libvirt/revert/1)) a hash of the domain definition and the
         size and modification time of each disk image. The next run does nothing and reports no change
         when the snapshot is still the current one, the domain is shut off, and the definition and the
         images are as recorded. A write into an image, a start of the domain, a new definition, another
