@@ -20,6 +20,9 @@ One engine for every object type. An object type is described by a Profile, whic
 - ``defaults``: attribute values libvirt drops from its output when they are the default.
 - ``runtime_ignored``: paths that differ between a running object and its definition by design
   (used when comparing against the running XML).
+- ``implied``: a callable that returns a copy of the desired XML with what libvirt always adds
+  by itself (a CD-ROM is always read-only), so that owned lists do not see it as the user's
+  removal.
 
 Everything else follows from one rule: only what the user wrote is compared. Elements, attributes
 and text that exist only in the live XML (uuid, MAC and PCI addresses, auto-added controllers,
@@ -173,7 +176,7 @@ class Profile:
     """How one object type's XML is compared. Pure data plus tiny callables; see module doc."""
 
     def __init__(self, name, root, identity=None, owned=(), owned_when_given=(), ignored=(),
-                 units=None, normalizers=None, defaults=None, runtime_ignored=(), masked=()):
+                 units=None, normalizers=None, defaults=None, runtime_ignored=(), masked=(), implied=None):
         self.name = name
         self.root = root
         self.identity = _PathTable(identity or {})
@@ -185,6 +188,19 @@ class Profile:
         self.defaults = _PathTable(defaults or {})
         self.runtime_ignored = _PathTable([(p, True) for p in runtime_ignored])
         self.masked = _PathTable([(p, True) for p in masked])
+        self.implied = implied
+
+
+def _domain_implied(root):
+    """libvirt makes every CD-ROM read-only, whether the XML says <readonly/> or not."""
+    cdroms = [d for d in root.iterfind('devices/disk') if d.get('device') == 'cdrom' and d.find('readonly') is None]
+    if not cdroms:
+        return root
+    root = copy.deepcopy(root)
+    for disk in root.iterfind('devices/disk'):
+        if disk.get('device') == 'cdrom' and disk.find('readonly') is None:
+            disk.append(disk.makeelement('readonly'))
+    return root
 
 
 def _not_user_alias(elem):
@@ -269,6 +285,7 @@ DOMAIN = Profile(
         'devices/*/source@path', 'devices/interface/target@dev',
     ),
     masked=('devices/graphics@passwd',),
+    implied=_domain_implied,
 )
 
 NETWORK = Profile(
@@ -780,6 +797,8 @@ def compare(desired, live, profile, normalizers=None, runtime=False):
     if isinstance(profile, str):
         profile = PROFILES[profile]
     desired = parse(desired, 'desired %s XML' % profile.name)
+    if profile.implied is not None:
+        desired = profile.implied(desired)
     comparer = _Comparer(profile, normalizers, runtime)
     after_holder, before_holder = _Holder(), _Holder()
     if live is None:

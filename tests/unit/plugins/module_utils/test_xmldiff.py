@@ -473,3 +473,17 @@ def test_values_equal():
     assert not xd.values_equal('yes', 'no')
     assert xd.values_equal(None, None)
     assert not xd.values_equal('1', None)
+
+
+def test_cdrom_without_readonly_matches_libvirts_forced_readonly():
+    # libvirt adds <readonly/> to every CD-ROM; a definition without it must not change every run
+    desired = ('<domain type="qemu"><name>a</name><devices><disk type="file" device="cdrom">'
+               '<source file="/x.iso"/><target dev="sda" bus="sata"/></disk></devices></domain>')
+    live = ('<domain type="qemu"><name>a</name><devices><disk type="file" device="cdrom">'
+            '<driver name="qemu" type="raw"/><source file="/x.iso"/><target dev="sda" bus="sata"/>'
+            '<readonly/></disk></devices></domain>')
+    assert not xd.compare(desired, live, xd.DOMAIN).changed
+    # a plain disk is not read-only unless written so: the live <readonly/> is a difference
+    disk_desired = desired.replace('device="cdrom"', 'device="disk"')
+    disk_live = live.replace('device="cdrom"', 'device="disk"')
+    assert xd.compare(disk_desired, disk_live, xd.DOMAIN).changed
