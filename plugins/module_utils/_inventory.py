@@ -18,10 +18,10 @@ from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     STATE_NAMES,
+    Connection,
     VirtError,
     libvirt,
     libvirt_call,
-    translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff
 
@@ -35,32 +35,6 @@ ADDRESS_SOURCES = ('lease', 'agent', 'arp')
 
 def _flag(name):
     return getattr(libvirt, name, 0)
-
-
-def open_connection(uri, username=None, password=None, read_only=True):
-    """A libvirt connection to uri, read-only unless asked otherwise; VirtError naming the URI."""
-    if libvirt is None:
-        raise VirtError('the libvirt Python bindings are missing on the controller '
-                        '(Debian/Ubuntu python3-libvirt, RHEL python3-libvirt, or pip libvirt-python)')
-    flags = _flag('VIR_CONNECT_RO') if read_only else 0
-    try:
-        if username is None and password is None:
-            return libvirt.openReadOnly(uri) if read_only else libvirt.open(uri)
-
-        def request_credentials(credentials, user_data):
-            for cred in credentials:
-                if cred[0] == libvirt.VIR_CRED_AUTHNAME:
-                    cred[4] = username
-                elif cred[0] == libvirt.VIR_CRED_PASSPHRASE:
-                    cred[4] = password
-                else:
-                    return -1
-            return 0
-
-        auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], request_credentials, None]
-        return libvirt.openAuth(uri, auth, flags)
-    except libvirt.libvirtError as exc:
-        raise translate(exc, 'connecting to libvirt', uri)
 
 
 def hypervisor_name(uri, conn):
@@ -206,7 +180,7 @@ def domain_record(dom, uri, hypervisor, sources=(), networks=None, family='any',
 def collect(uri, username=None, password=None, read_only=True, sources=(), networks=None,
             family='any', note=None):
     """{'uri', 'hypervisor', 'domains': [records sorted by name]} of one libvirt URI."""
-    conn = open_connection(uri, username, password, read_only)
+    conn = Connection(uri, username, password, read_only=read_only).conn
     try:
         hypervisor = hypervisor_name(uri, conn)
         with libvirt_call('listing domains', uri):

@@ -133,16 +133,19 @@ FEATURES = {
 class Connection:
     """An open libvirt connection and what the daemon offers."""
 
-    def __init__(self, uri, username=None, password=None):
+    def __init__(self, uri, username=None, password=None, read_only=False):
         self.uri = uri
-        self.conn = self._open(uri, username, password)
+        self.conn = self._open(uri, username, password, read_only)
         self._lib_version = None
 
     @staticmethod
-    def _open(uri, username, password):
+    def _open(uri, username, password, read_only=False):
+        if libvirt is None:
+            raise VirtError('the libvirt Python bindings are missing (Debian/Ubuntu python3-libvirt, '
+                            'RHEL python3-libvirt, or pip libvirt-python)')
         try:
             if username is None and password is None:
-                return libvirt.open(uri)
+                return libvirt.openReadOnly(uri) if read_only else libvirt.open(uri)
 
             def request_credentials(credentials, user_data):
                 for cred in credentials:
@@ -155,7 +158,7 @@ class Connection:
                 return 0
 
             auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], request_credentials, None]
-            return libvirt.openAuth(uri, auth, 0)
+            return libvirt.openAuth(uri, auth, libvirt.VIR_CONNECT_RO if read_only else 0)
         except libvirt.libvirtError as exc:
             raise translate(exc, 'connecting to libvirt', uri)
 
