@@ -53,7 +53,9 @@ options:
 notes:
   - The devices come from the host's udev database. In a container without udev the list holds
     what sysfs shows (PCI devices, network interfaces, disks) and fewer names (no vendor and
-    product names, no drivers of some devices).
+    product names, no drivers of some devices), read once when libvirtd started; devices added or
+    removed since then (hot-plugged disks, new bridges and tap devices) show only after a restart
+    of libvirtd.
 seealso:
   - module: virtops.libvirt.virt_host_info
   - name: libvirt node device XML format
