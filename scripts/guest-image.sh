@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# A tiny Linux guest for tests: a kernel and an initramfs for direct kernel boot, no disk image.
+#
+#   bash scripts/guest-image.sh        # prints kernel=..., initrd=..., cmdline=... (one per line)
+#
+# Boot it with
+#   <os><type arch='x86_64' machine='pc'>hvm</type>
+#     <kernel>KERNEL</kernel><initrd>INITRD</initrd><cmdline>CMDLINE</cmdline></os>
+#   <features><acpi/></features>, a <serial type='pty'/> for the console, 128 MiB of memory.
+#
+# The guest (busybox only) loads the virtio drivers, asks for a DHCP lease on every NIC present at
+# boot (so libvirt's dnsmasq records it), powers off cleanly within a second of an ACPI power
+# button press (virDomainShutdown), acknowledges ACPI PCI hot-unplug (the kernel does that), and
+# otherwise idles with a shell on ttyS0. Under TCG on a loaded 2-core machine it has a lease
+# roughly 10-20 s after start.
+#
+# What it uses: the Debian 12 cloud kernel (linux-image-*-cloud-amd64) and busybox-static,
+# fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is installed on the
+# host. Packages and builds live in a cache outside the checkout (VIRTOPS_GUEST_CACHE, default
+# /var/cache/virtops-guest), so clones on one machine share them. The first run downloads (about
+# 28 MB) and builds (a few seconds); later runs use the cached packages, offline, and print the
+# existing build at once (a build is named by a hash of everything that goes into it).
+# VIRTOPS_GUEST_REFRESH=1 looks for a newer kernel package first. Concurrent runs are serialised
+# with a lock in the cache. Needs: bash, apt-get/apt-cache, dpkg-deb, gzip, sha256sum, flock
+# (all on any Debian); root unless the cache directory is writable. QEMU (user libvirt-qemu)
+# opens the kernel and initramfs itself: the cache must be readable and traversable by it.
+set -euo pipefail
+
+cache="${VIRTOPS_GUEST_CACHE:-/var/cache/virtops-guest}"
+debs="$cache/debs"
+kernel_meta=linux-image-cloud-amd64
+# The cloud kernel has these as modules; their dependencies are added from the modules' own
+# `depends=` (modinfo) in load order. button + evdev give /dev/input/eventN for the power button.
+wanted_modules=(virtio_pci virtio_net virtio_blk virtio_scsi button evdev)
+cmdline="console=ttyS0 quiet loglevel=3 panic=-1"
+# Bump when the way the initramfs is built changes in a way the hash below does not see.
+recipe_version=1
+
+log() { printf '[guest-image] %s\n' "$*" >&2; }
+die() { printf '[guest-image] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(uname -m)" = x86_64 ] || die "only x86_64 hosts are supported (the guest is amd64)"
+for tool in apt-get apt-cache dpkg-deb gzip sha256sum flock; do
+  command -v "$tool" >/dev/null || die "$tool is missing (this script expects a Debian host)"
+done
+
+mkdir -p "$debs" || die "cannot create $cache (run as root or set VIRTOPS_GUEST_CACHE)"
+chmod 0755 "$cache" 2>/dev/null || true  # QEMU (libvirt-qemu) reads the builds
+exec 9>"$cache/.lock"
+flock -w 600 9 || die "another guest-image.sh holds $cache/.lock for 10 min"
+
+newest_deb() {  # newest cached .deb matching a glob, by version order
+  local f
+  f="$(find "$debs" -maxdepth 1 -type f -name "$1" -printf '%f\n' | sort -V | tail -n 1)"
+  [ -n "$f" ] && printf '%s/%s\n' "$debs" "$f"
+}
+
+apt_download() {  # apt_download PACKAGE: into $debs
+  local pkg=$1 tmp
+  tmp="$(mktemp -d "$cache/download.XXXXXX")"
+  # Root's apt-get drops to user _apt, which cannot write here: download as the caller.
+  if ! (cd "$tmp" && apt-get -q -o APT::Sandbox::User=root download "$pkg" >&2); then
+    rm -rf "$tmp"
+    return 1
+  fi
+  mv "$tmp"/*.deb "$debs"/
+  rmdir "$tmp"
+}
+
+kernel_package_name() {  # linux-image-cloud-amd64 -> linux-image-6.1.0-NN-cloud-amd64
+  apt-cache depends "$kernel_meta" 2>/dev/null \
+    | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1
+}
+
+ensure_package_lists() {
+  if ! apt-cache show "$kernel_meta" >/dev/null 2>&1; then
+    [ "$(id -u)" -eq 0 ] || die "apt knows no $kernel_meta; run apt-get update as root"
+    log "apt knows no $kernel_meta: apt-get update"
+    apt-get -q update >&2 || die "apt-get update failed"
+  fi
+}
+
+kernel_deb="$(newest_deb 'linux-image-*-cloud-amd64_*.deb' || true)"
+busybox_deb="$(newest_deb 'busybox-static_*.deb' || true)"
+if [ -z "$kernel_deb" ] || [ -n "${VIRTOPS_GUEST_REFRESH:-}" ]; then
+  ensure_package_lists
+  pkg="$(kernel_package_name)"
+  [ -n "$pkg" ] || die "cannot tell which kernel package $kernel_meta depends on (apt-cache depends)"
+  version="$(apt-cache policy "$pkg" | sed -n 's/^ *Candidate: //p')"
+  if [ -z "$(newest_deb "${pkg}_${version//:/%3a}_*.deb" || true)" ]; then
+    log "downloading $pkg $version"
+    apt_download "$pkg" || die "apt-get download $pkg failed (no network and nothing cached in $debs?)"
+  fi
+  kernel_deb="$(newest_deb "${pkg}_*.deb")"
+fi
+if [ -z "$busybox_deb" ]; then
+  ensure_package_lists
+  log "downloading busybox-static"
+  apt_download busybox-static || die "apt-get download busybox-static failed (no network?)"
+  busybox_deb="$(newest_deb 'busybox-static_*.deb')"
+fi
+
+# ------------------------------------------------------------------ what runs in the guest
+read -r -d '' init_script <<'EOF' || true
+#!/bin/sh
+# /init of the virtops tiny test guest (scripts/guest-image.sh)
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp /run /var/run /etc
+mount -t devpts devpts /dev/pts
+say() { echo "tiny-guest: $*" > /dev/console; }
+
+for m in $(cat /lib/modules/load-order); do
+  insmod "/lib/modules/$m.ko" || say "insmod $m failed"
+done
+
+hostname tiny-guest
+for word in $(cat /proc/cmdline); do
+  case "$word" in tiny.hostname=*) hostname "${word#tiny.hostname=}" ;; esac
+done
+
+# ACPI power button (virDomainShutdown): the first input event powers off at once.
+found=
+for ev in /sys/class/input/event*; do
+  [ -e "$ev/device/name" ] || continue
+  case "$(cat "$ev/device/name")" in
+    *"Power Button"*)
+      found=1
+      ( dd if="/dev/input/${ev##*/}" of=/dev/null bs=24 count=1 2>/dev/null
+        say "power button pressed, powering off"
+        sync
+        poweroff -f ) &
+      ;;
+  esac
+done
+[ -n "$found" ] || say "no power button input device: ACPI shutdown will not work"
+
+ip link set lo up
+for nic in /sys/class/net/eth*; do
+  [ -e "$nic" ] || continue
+  nic="${nic##*/}"
+  ip link set "$nic" up
+  # In the background: retries until it has a lease, then renews it.
+  udhcpc -b -t 5 -T 2 -A 2 -i "$nic" -x "hostname:$(hostname)" -s /etc/udhcpc.script >/dev/null 2>&1 &
+done
+say "up"
+
+# A shell on the serial console (if there is one); PID 1 idles.
+if [ -c /dev/ttyS0 ]; then
+  ( while :; do setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'; sleep 1; done ) &
+fi
+while :; do sleep 3600; done
+EOF
+
+read -r -d '' udhcpc_script <<'EOF' || true
+#!/bin/sh
+# udhcpc hook of the tiny guest: configure the leased address and the default route.
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    echo "tiny-guest: $interface $ip/${mask:-24}" > /dev/console
+    ;;
+esac
+exit 0
+EOF
+
+build_id="$(printf '%s\n' "$recipe_version" "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" \
+  "${wanted_modules[*]}" "$init_script" "$udhcpc_script" | sha256sum | cut -c1-16)"
+out="$cache/build-$build_id"
+
+print_result() {
+  printf 'kernel=%s\ninitrd=%s\ncmdline=%s\n' "$out/vmlinuz" "$out/initrd.gz" "$cmdline"
+}
+
+if [ -f "$out/stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.gz" ]; then
+  print_result
+  exit 0
+fi
+
+# ------------------------------------------------------------------ build
+log "building $out from $(basename "$kernel_deb") and $(basename "$busybox_deb")"
+work="$(mktemp -d "$cache/work.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+dpkg-deb -x "$kernel_deb" "$work/kernel"
+dpkg-deb -x "$busybox_deb" "$work/busybox"
+kver="$(find "$work/kernel/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | head -n 1)"
+moddir="$work/kernel/lib/modules/$kver"
+vmlinuz="$work/kernel/boot/vmlinuz-$kver"
+[ -f "$vmlinuz" ] || die "no kernel image in $(basename "$kernel_deb")"
+busybox="$work/busybox/bin/busybox"
+[ -x "$busybox" ] || die "no busybox in $(basename "$busybox_deb")"
+
+declare -A module_file=() loaded=()
+while IFS= read -r f; do
+  name="$(basename "$f" .ko)"
+  module_file[${name//-/_}]="$f"
+done < <(find "$moddir" -name '*.ko')
+load_order=()
+add_module() {  # depth first: dependencies before the module
+  local name=${1//-/_} f dep
+  [ -n "${loaded[$name]:-}" ] && return
+  f="${module_file[$name]:-}"
+  [ -n "$f" ] || die "module $name not found in $kver (built in? then drop it from wanted_modules)"
+  loaded[$name]=1
+  # modinfo's depends= lives in the .modinfo section as a NUL-terminated string
+  for dep in $(tr '\0' '\n' < "$f" | sed -n 's/^depends=//p' | tr ',' ' '); do
+    add_module "$dep"
+  done
+  load_order+=("$name")
+}
+for m in "${wanted_modules[@]}"; do add_module "$m"; done
+
+root="$work/root"
+mkdir -p "$root"/{bin,dev,proc,sys,etc,tmp,lib/modules}
+cp "$busybox" "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+printf '%s\n' "$init_script" > "$root/init"
+printf '%s\n' "$udhcpc_script" > "$root/etc/udhcpc.script"
+chmod 0755 "$root/init" "$root/etc/udhcpc.script"
+for m in "${load_order[@]}"; do cp "${module_file[$m]}" "$root/lib/modules/$m.ko"; done
+printf '%s\n' "${load_order[@]}" > "$root/lib/modules/load-order"
+log "modules: ${load_order[*]}"
+
+mkdir -p "$work/out"
+cp "$vmlinuz" "$work/out/vmlinuz"
+# newc cpio with busybox's own cpio (the host may have none), owned by root, gzip for the kernel
+(cd "$root" && find . | LC_ALL=C sort | "$busybox" cpio -o -H newc -R 0:0 2>/dev/null) \
+  | gzip -n -9 > "$work/out/initrd.gz"
+chmod 0755 "$work/out"
+chmod 0644 "$work/out/vmlinuz" "$work/out/initrd.gz"
+printf '%s\n' "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" > "$work/out/stamp"
+rm -rf "$out"
+mv "$work/out" "$out"
+log "initramfs $(du -k "$out/initrd.gz" | cut -f1) KiB"
+print_result
