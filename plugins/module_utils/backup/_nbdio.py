@@ -123,11 +123,17 @@ class QemuNbdServer:
         # qemu-nbd writes its pid file once the socket listens and the export is set up; the
         # socket file alone appears at bind(), before listen(): a connect then is refused.
         self.pid_file = os.path.join(self.tmpdir, 'qemu-nbd.pid')
-        # Writers use cache=unsafe: qemu-nbd would otherwise sync at every new qcow2 metadata
-        # table (dozens of syncs on a large disk). The caller fsyncs the finished image once,
-        # before the manifest makes the backup exist.
+        # Writers never flush (cache.no-flush / cache=unsafe): qemu-nbd would otherwise sync at
+        # every new qcow2 metadata table (dozens of syncs on a large disk). The caller fsyncs the
+        # finished image once, before the manifest makes the backup exist. Where the file system
+        # allows it they write with O_DIRECT and native AIO: the data then skips the page cache,
+        # which roughly halves qemu-nbd's CPU time (the backup is not read back soon).
+        direct = not readonly and direct_io_supported(os.path.dirname(os.path.abspath(image)))
+        self.direct_io = direct
         cmd = ['qemu-nbd', '--socket', self.socket, '--shared', str(clients + 1),
-               '--persistent', '--cache', 'writeback' if readonly else 'unsafe', '--pid-file', self.pid_file]
+               '--persistent', '--pid-file', self.pid_file]
+        if not direct:
+            cmd += ['--cache', 'writeback' if readonly else 'unsafe']
         if readonly:
             cmd += ['--read-only']
         else:
@@ -142,6 +148,9 @@ class QemuNbdServer:
             # taking its lock; qemu-nbd of QEMU 7.2 has no --force-share, the file driver can.
             cmd += ['--image-opts', 'driver=%s,file.driver=file,file.filename=%s,file.locking=off'
                     % (fmt, image.replace(',', ',,'))]
+        elif direct:
+            cmd += ['--image-opts', 'driver=%s,file.driver=file,file.filename=%s,file.aio=native,'
+                    'cache.direct=on,cache.no-flush=on' % (fmt, image.replace(',', ',,'))]
         else:
             cmd += ['--format', fmt, image]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -181,6 +190,26 @@ class QemuNbdServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def direct_io_supported(directory):
+    """Whether files in directory can be opened with O_DIRECT (tmpfs, for one, cannot)."""
+    if not hasattr(os, 'O_DIRECT'):
+        return False
+    try:
+        fd, path = tempfile.mkstemp(prefix='.virtops-odirect-', dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+    except OSError:
+        return False
+    else:
+        os.close(fd)
+        return True
+    finally:
+        os.unlink(path)
 
 
 def _extents(handle, offset, length, contexts):
