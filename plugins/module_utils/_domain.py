@@ -183,6 +183,8 @@ class DomainManager:
         self.clock = clock
         self.actions = []
         self.restart_required = False
+        # set when a shutdown (or the shutdown of a restart) timed out and force destroyed it
+        self.forced_off = False
         self.restart_paused = False
         self.removed_volumes = []
 
@@ -501,6 +503,7 @@ class DomainManager:
                 break
             self.sleep(POLL_INTERVAL)
         if self.params['force']:
+            self.forced_off = True
             self.warn('%s did not shut down within %s s; destroyed it (force: true)'
                       % (self.obj, timeout))
             with libvirt_call('stopping (destroy) after the shutdown timeout', self.obj):
@@ -563,6 +566,7 @@ class DomainManager:
             domain=domain_result(dom) if dom is not None else {},
             restart_required=self.restart_required,
             actions=self.actions,
+            forced_off=self.forced_off,
         )
         if self.params.get('state') == 'absent':
             res['removed_volumes'] = self.removed_volumes

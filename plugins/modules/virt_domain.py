@@ -227,6 +227,13 @@ actions:
   type: list
   elements: str
   sample: [define, start, autostart]
+forced_off:
+  description:
+    - True when the guest did not act on the ACPI shutdown request within O(timeout) and the
+      module destroyed the domain (O(force=true)), as for pulling the power cable; false after a
+      clean shutdown by the guest, and in check mode.
+  returned: always
+  type: bool
 removed_volumes:
   description: Paths of the storage volumes deleted (or to delete in check mode) by O(remove_storage).
   returned: when O(state=absent)
