@@ -39,15 +39,12 @@ import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
+    domain_label as _dom_label,
+    flag as _flag,
     libvirt_call,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
 from ansible_collections.virtops.libvirt.plugins.module_utils._storage import is_local, parse_size
-
-try:
-    import libvirt
-except ImportError:  # pragma: no cover - reported by VirtModule
-    libvirt = None
 
 
 OPERATIONS = ('commit', 'pull', 'copy', 'resize')
@@ -66,14 +63,6 @@ POLL_INTERVAL = 0.2
 
 class BlockJobError(VirtError):
     """A block job that cannot or must not be done, explained for the user."""
-
-
-def _flag(name):
-    return getattr(libvirt, name)
-
-
-def _dom_label(dom):
-    return 'domain %s' % dom.name()
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,7 +485,9 @@ class BlockJobRunner:
             if needs_ready:
                 mirror = self.disk()['mirror']
                 if mirror and mirror['ready']:
-                    return current
+                    # The figures read before the ready flag may be from just before it: read
+                    # them again now that the mirror is in sync.
+                    return self.job_info(target) or current
             if time.time() >= deadline:
                 facts = job_facts(current)
                 if started_here:

@@ -32,6 +32,9 @@ from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
+    domain_label as _dom_label,
+    driver_type as _driver_type,
+    flag as _flag,
     is_error,
     libvirt_call,
     translate,
@@ -59,21 +62,8 @@ class CheckpointError(VirtError):
     """A checkpoint operation that cannot or must not be done, explained for the user."""
 
 
-def _flag(name):
-    return getattr(libvirt, name)
-
-
-def _dom_label(dom):
-    return 'domain %s' % dom.name()
-
-
 def _chk_label(dom, name):
     return 'checkpoint %s of domain %s' % (name, dom.name())
-
-
-def _driver_type(dom):
-    with libvirt_call('reading the driver type', _dom_label(dom)):
-        return dom.connect().getType()
 
 
 # --------------------------------------------------------------------------------------------

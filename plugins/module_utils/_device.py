@@ -43,6 +43,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     domain_state,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
@@ -77,10 +78,6 @@ LIVE_UPDATABLE = {
 }
 
 POLL_INTERVAL = 0.25
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 AFFECT = {'live': 'VIR_DOMAIN_AFFECT_LIVE', 'config': 'VIR_DOMAIN_AFFECT_CONFIG'}

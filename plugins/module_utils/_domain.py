@@ -23,6 +23,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
@@ -54,10 +55,6 @@ DOMAIN_INFO_ARGS = dict(
 ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
 POLL_INTERVAL = 0.25
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 # ---------------------------------------------------------------------------------------------

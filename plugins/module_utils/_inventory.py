@@ -17,11 +17,11 @@ import ipaddress
 from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
-    STATE_NAMES,
     Connection,
+    STATE_NAMES,
     VirtError,
-    libvirt,
     libvirt_call,
+    optional_flag as _flag,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff
 
@@ -31,10 +31,6 @@ from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _x
 TAGS_NS = 'https://virtops.example/libvirt/tags/1'
 
 ADDRESS_SOURCES = ('lease', 'agent', 'arp')
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 def hypervisor_name(uri, conn):

@@ -89,6 +89,30 @@ def is_error(exc, *names):
     return any(code == getattr(libvirt, name, object()) for name in names)
 
 
+def flag(name):
+    """The libvirt constant called name; a VirtError when the bindings are too old to have it."""
+    try:
+        return getattr(libvirt, name)
+    except AttributeError:
+        raise VirtError('the libvirt Python bindings on this host are too old for this: they lack %s' % name)
+
+
+def optional_flag(name):
+    """The libvirt constant called name, or 0 when the bindings predate it: for flags that only
+    add to what older versions do anyway."""
+    return getattr(libvirt, name, 0)
+
+
+def domain_label(dom):
+    return 'domain %s' % dom.name()
+
+
+def driver_type(dom):
+    """The hypervisor driver of the domain's connection: QEMU, TEST, ..."""
+    with libvirt_call('reading the driver type', domain_label(dom)):
+        return dom.connect().getType()
+
+
 def flags_rejected(exc):
     """True when a libvirtError says the driver does not know the flags passed (test:///, or
     an older libvirt): the caller then retries without them."""

@@ -45,6 +45,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
 
@@ -91,10 +92,6 @@ JOB_KEYS = (
 
 class MigrateError(VirtError):
     """A migration that cannot or must not be done, explained for the user."""
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 # ---------------------------------------------------------------------------------------------

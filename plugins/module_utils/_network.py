@@ -25,6 +25,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
@@ -43,10 +44,6 @@ NETWORK_ARGS = dict(
 NETWORK_INFO_ARGS = dict(
     name=dict(type='str'),
 )
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 # ---------------------------------------------------------------------------------------------

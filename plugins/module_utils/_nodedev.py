@@ -15,6 +15,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
@@ -53,10 +54,6 @@ NODEDEV_INFO_ARGS = dict(
     capability=dict(type='list', elements='str', choices=sorted(CAPABILITY_FLAGS)),
     active=dict(type='bool'),
 )
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 # ---------------------------------------------------------------------------------------------

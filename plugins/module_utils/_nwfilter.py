@@ -21,6 +21,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
@@ -47,10 +48,6 @@ NWFILTER = _xmldiff.Profile(
                  '**@srcmacmask': _xmldiff.lower, '**@dstmacmask': _xmldiff.lower,
                  'uuid': _xmldiff.lower},
 )
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 def lookup_nwfilter(connection, name):

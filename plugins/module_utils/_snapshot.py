@@ -32,6 +32,9 @@ from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
+    domain_label as _dom_label,
+    driver_type as _driver_type,
+    flag as _flag,
     is_error,
     libvirt_call,
     translate,
@@ -54,21 +57,8 @@ class SnapshotError(VirtError):
     """A snapshot operation that cannot or must not be done, explained for the user."""
 
 
-def _flag(name):
-    return getattr(libvirt, name)
-
-
-def _dom_label(dom):
-    return 'domain %s' % dom.name()
-
-
 def _snap_label(dom, name):
     return 'snapshot %s of domain %s' % (name, dom.name())
-
-
-def _driver_type(dom):
-    with libvirt_call('reading the driver type', _dom_label(dom)):
-        return dom.connect().getType()
 
 
 def _is_active(dom):

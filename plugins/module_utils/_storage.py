@@ -28,6 +28,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    optional_flag as _flag,
     translate,
     version_string,
 )
@@ -87,10 +88,6 @@ DIRECTORY_POOLS = ('dir', 'fs', 'netfs')
 LOGICAL = 'logical'
 
 CHUNK = 1024 * 1024
-
-
-def _flag(name):
-    return getattr(libvirt, name, 0)
 
 
 def is_local(uri):
