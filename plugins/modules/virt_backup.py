@@ -90,6 +90,23 @@ options:
         compare it with the integrity data.
     type: bool
     default: false
+  quiesce:
+    description:
+      - Freeze the guest's file systems through the QEMU guest agent for the instant the backup job
+        starts, and thaw them right after, so that the backup holds file systems as after a clean
+        unmount (application-consistent, as far as the guest's fsfreeze hooks go) rather than as after a
+        power cut (crash-consistent). The guest is frozen for as long as libvirt takes to start the job
+        and its checkpoint, not for the copy.
+      - V(auto) freezes when the domain runs and its guest agent is connected (a
+        C(org.qemu.guest_agent.0) channel with C(qemu-ga) running in the guest), and otherwise, or when
+        the freeze fails, takes a crash-consistent backup (with a warning if the freeze failed).
+      - V(always) fails, before anything is changed, when the agent is not connected or the domain is
+        paused, and fails the backup when the freeze fails.
+      - V(never) does not freeze.
+      - A shut-off domain is never frozen; its disks are consistent as they are.
+    type: str
+    choices: [auto, always, never]
+    default: auto
   workers:
     description: Parallel NBD connections (requests in flight) used to read and write the data.
     type: int
@@ -160,6 +177,12 @@ EXAMPLES = r'''
     level: full
     verify: true
 
+- name: A database VM, only with its file systems frozen by the guest agent (fails if it is missing)
+  virtops.libvirt.virt_backup:
+    domain: db01
+    repository: /srv/backup/vms
+    quiesce: always
+
 - name: Only the data disk, changes since the chain's full backup
   virtops.libvirt.virt_backup:
     domain: db01
@@ -226,6 +249,14 @@ backup:
     verified:
       description: Whether the backup was read back and checked (O(verify)).
       type: bool
+    quiesced:
+      description:
+        - Whether the guest agent froze the guest's file systems for the start of the job (O(quiesce)).
+          In check mode, whether it would try to.
+      type: bool
+    frozen_filesystems:
+      description: How many file systems the guest agent froze (0 when not quiesced).
+      type: int
     disks:
       description: Figures per disk.
       type: list
@@ -316,7 +347,8 @@ def run(vm):
         request = _engine.Request(
             domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
             disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
-            verify=params['verify'], workers=params['workers'], uri=params['uri'], tcp=tcp)
+            verify=params['verify'], workers=params['workers'], uri=params['uri'], tcp=tcp,
+            quiesce=params['quiesce'])
     except _repository.RepositoryError as exc:
         raise VirtError(str(exc))
     conn = vm.connection
@@ -349,6 +381,7 @@ def main():
             scratch_dir=dict(type='path'),
             timeout=dict(type='int', default=0),
             verify=dict(type='bool', default=False),
+            quiesce=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
             workers=dict(type='int', default=4),
             transport=dict(type='str', default='unix', choices=['unix', 'tcp']),
             tls=dict(type='bool', default=False),

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 
 import pytest
@@ -119,6 +120,26 @@ def test_level_needs_a_chain(guest, place, level):
     assert not (repo / guest.name).exists()
     predicted = ftlib.backup(guest.name, repo, level=level, check_mode=True)
     ftlib.failed(predicted, 'cannot take', level)
+
+
+def test_quiesce_always_without_a_guest_agent(guest, place):
+    """quiesce: always refuses a guest without a connected agent before anything changes; auto
+    then takes a crash-consistent backup and says so."""
+    repo = place / 'repo'
+    debris = ftlib.Debris(guest, repo)
+    ftlib.failed(ftlib.backup(guest.name, repo, quiesce='always'),
+                 'quiesce: always needs the QEMU guest agent in domain %s' % guest.name, 'Nothing was changed')
+    ftlib.failed(ftlib.backup(guest.name, repo, quiesce='always', check_mode=True), 'needs the QEMU guest agent')
+    debris.assert_clean()
+    assert not (repo / guest.name).exists()
+    predicted = ok(ftlib.backup(guest.name, repo, check_mode=True))['backup']
+    assert predicted['quiesced'] is False
+    taken = ok(ftlib.backup(guest.name, repo))
+    assert taken['backup']['quiesced'] is False and taken['backup']['frozen_filesystems'] == 0
+    assert not taken.get('warnings')
+    manifest = json.loads((repo / guest.name / taken['backup']['chain'] / taken['backup']['id']
+                           / 'manifest.json').read_text())
+    assert manifest['quiesced'] is False
 
 
 def test_unknown_disk(guest, place):

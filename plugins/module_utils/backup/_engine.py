@@ -58,7 +58,7 @@ class Request:
 
     def __init__(self, domain, repository, mode='pull', level='auto', disks=None, scratch_dir=None,
                  timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS, uri='qemu:///system',
-                 tcp=None):
+                 tcp=None, quiesce='never'):
         self.domain = _repository.check_name('domain name', domain)
         self.repository = repository
         self.mode = mode
@@ -70,6 +70,7 @@ class Request:
         self.workers = workers
         self.uri = uri
         self.tcp = tcp  # None (unix socket) or dict(bind_address, port, connect_address, tls_dir)
+        self.quiesce = quiesce  # auto, always or never: freeze the guest's file systems (guest agent)
 
 
 class Plan:
@@ -272,6 +273,7 @@ def take_backup(conn, request, check_mode=False):
         raise VirtError('domain %s is %s: wait until it runs or is shut off' % (request.domain, state))
     with libvirt_call('reading the definition', 'domain %s' % request.domain):
         live_xml = dom.XMLDesc(0)
+    quiesce = _job.plan_quiesce(request.quiesce, live_xml, state, 'domain %s' % request.domain)
     all_disks = _job.domain_disks(live_xml)
     disks, skipped = select_disks(request.domain, all_disks, request.disks)
     if not running and request.mode == 'push':
@@ -284,7 +286,7 @@ def take_backup(conn, request, check_mode=False):
         repo_exists = os.path.exists(os.path.join(request.repository, _repository.REPOSITORY_FILE))
         if check_mode and not repo_exists:
             _repository.check_new_repository(request.repository)
-            return _predicted(request, plan_backup(dom, None, request, disks, skipped, running, True))
+            return _predicted(request, plan_backup(dom, None, request, disks, skipped, running, True), quiesce)
         repo = _repository.Repository(request.repository, create=not check_mode)
         if not check_mode:
             repo.check_writable()
@@ -298,7 +300,7 @@ def take_backup(conn, request, check_mode=False):
         raise VirtError(str(exc))
 
     if check_mode:
-        return _predicted(request, plan_backup(dom, repo, request, disks, skipped, running, True))
+        return _predicted(request, plan_backup(dom, repo, request, disks, skipped, running, True), quiesce)
 
     # A first backup that fails before writing anything leaves no empty domain directory behind.
     new_domain_dir = not os.path.isdir(repo.domain_dir(request.domain))
@@ -312,7 +314,7 @@ def take_backup(conn, request, check_mode=False):
         qcow2_paths = dict((d.name, d.source) for d in all_disks if d.format == 'qcow2')
         cleaned = _remove_debris(dom, repo, request.domain, qcow2_paths)
         plan = plan_backup(dom, repo, request, disks, skipped, running)
-        result = _run(conn, dom, repo, request, plan, live_xml, running)
+        result = _run(conn, dom, repo, request, plan, live_xml, running, quiesce)
         result.update(cleaned)
         return result
     finally:
@@ -353,15 +355,15 @@ def _remove_debris(dom, repo, domain, disk_paths):
     return dict(removed_partial=removed, removed_checkpoints=orphans, aborted_stale_job=stale_job)
 
 
-def _predicted(request, plan):
+def _predicted(request, plan, quiesce):
     return dict(changed=True, backup=dict(
-        id=None, chain=plan.chain, level=plan.level, reason=plan.reason, mode=request.mode,
+        id=None, chain=plan.chain, level=plan.level, reason=plan.reason, mode=request.mode, quiesced=bool(quiesce),
         parent=plan.parent.id if plan.parent else None,
         disks=[dict(name=d.name, level=plan.disk_level(d.name)) for d in plan.disks],
         skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped]))
 
 
-def _run(conn, dom, repo, request, plan, live_xml, running):
+def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
     started = _repository.utcnow()
     t0 = time.time()
     deadline = t0 + request.timeout if request.timeout else None
@@ -387,7 +389,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
             _scratch_file(request.scratch_dir or staging, request.domain, backup_id, d.name))]
         watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name, _job_markers(repo, request.domain),
                                     [backup_path, run_dir] + qemu_files,
-                                    [] if running else list(disk_paths.values())).start()
+                                    [] if running else list(disk_paths.values()), thaw=bool(quiesce)).start()
         with libvirt_call('reading the definition', label):
             persistent = dom.isPersistent()
             saved_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
@@ -404,7 +406,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
 
         ctx = dict(dom=dom, repo=repo, request=request, plan=plan, job=job, backup_path=backup_path,
                    sizes=sizes, owner=owner, scratch=scratch, deadline=deadline, backup_id=backup_id,
-                   run_dir=run_dir, disk_paths=disk_paths, ck_name=ck_name)
+                   run_dir=run_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce)
         if not running:
             disk_results = _offline(ctx, description, out)
         else:
@@ -435,7 +437,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
             repository_id=repo.id, started=_repository.isoformat(started),
             finished=_repository.isoformat(finished), duration=round(time.time() - t0, 3),
             domain_xml='domain.xml', checkpoint_xml='checkpoint.xml',
-            verified=bool(request.verify), disks=disk_results,
+            verified=bool(request.verify), quiesced=job.quiesced, disks=disk_results,
             skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped],
         )
         repo.commit(backup_path, manifest)
@@ -460,10 +462,19 @@ def _run(conn, dom, repo, request, plan, live_xml, running):
     return dict(changed=True, backup=dict(
         id=backup_id, chain=chain, level=plan.level, reason=plan.reason, mode=request.mode,
         online=running, parent=manifest['parent'], checkpoint=ck_name, path=backup_path,
+        quiesced=manifest['quiesced'], frozen_filesystems=job.frozen,
         started=manifest['started'], duration=manifest['duration'], verified=manifest['verified'],
         disks=[dict((k, d[k]) for k in ('name', 'level', 'virtual_size', 'dirty_bytes', 'bytes_read',
                                         'bytes_written', 'throughput', 'image_digest')) for d in disk_results],
-        skipped_disks=manifest['skipped_disks']))
+        skipped_disks=manifest['skipped_disks']), **_quiesce_warning(job, request))
+
+
+def _quiesce_warning(job, request):
+    if job.quiesce_error is None:
+        return {}
+    return dict(warnings=['domain %s: the guest agent could not freeze the file systems (%s); the backup is '
+                          'crash-consistent, as after a power cut (quiesce: always makes this an error)'
+                          % (request.domain, job.quiesce_error)])
 
 
 def _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths):
@@ -549,7 +560,8 @@ def _pull(ctx, ck_xml, out):
         for d in plan.disks)
     tcp = request.tcp
     server = (tcp['bind_address'], tcp['port']) if tcp else socket
-    ctx['job'].begin(_job.pull_backup_xml(plan.since, server, scratch_files, out, plan.full_disks), ck_xml)
+    ctx['job'].begin(_job.pull_backup_xml(plan.since, server, scratch_files, out, plan.full_disks), ck_xml,
+                     quiesce=ctx['quiesce'])
     if not tcp and not _job.wait_for_path(socket):
         raise VirtError('the NBD export of %s did not appear at %s' % (request.domain, socket))
 
@@ -628,7 +640,8 @@ def _push(ctx, ck_xml, out):
         os.chmod(target, 0o600)
         targets[disk.name] = target
     t0 = time.time()
-    ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.full_disks), ck_xml, reuse_external=True)
+    ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.full_disks), ck_xml, reuse_external=True,
+                     quiesce=ctx['quiesce'])
     ctx['job'].wait(ctx['deadline'])
     job_seconds = time.time() - t0
     results = []

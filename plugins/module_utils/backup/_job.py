@@ -29,6 +29,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
 
 
 class Disk:
@@ -75,6 +76,45 @@ def domain_disks(domain_xml):
                       'checkpoint bitmaps' % (target.get('dev'), fmt or 'an unknown'))
         disks.append(Disk(target.get('dev'), path, fmt, device, readonly, reason))
     return disks
+
+
+GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+
+def guest_agent_connected(domain_xml):
+    """Whether the running domain has a guest agent channel and the agent is connected to it
+    (libvirt reports state='connected' in the live XML once the agent in the guest opened it)."""
+    require_lxml()
+    root = etree.fromstring(domain_xml.encode('utf-8'))
+    for target in root.iterfind('devices/channel/target'):
+        if target.get('name') == GUEST_AGENT_CHANNEL:
+            return target.get('state') == 'connected'
+    return False
+
+
+def plan_quiesce(quiesce, domain_xml, state, label):
+    """How this backup freezes the guest's file systems: None (not at all), 'auto' (try, go on
+    without when the freeze fails) or 'always' (a failed freeze fails the backup).
+
+    quiesce: the option (auto, always or never). Raises VirtError for always when it cannot be
+    done, before anything is changed. A shut-off domain needs no freezing: its disks are
+    consistent as they are.
+    """
+    if quiesce == 'never' or state in ('shutoff', 'shutdown', 'crashed'):
+        return None
+    if state != 'running':
+        if quiesce == 'always':
+            raise VirtError('quiesce: always cannot freeze %s: it is %s, and the guest agent answers only '
+                            'while the guest runs. Resume it, or use quiesce: auto' % (label, state))
+        return None
+    if guest_agent_connected(domain_xml):
+        return quiesce
+    if quiesce == 'always':
+        raise VirtError('quiesce: always needs the QEMU guest agent in %s, and none is connected: the domain '
+                        "needs a <channel type='unix'><target type='virtio' name='%s'/></channel> and qemu-ga "
+                        'running in the guest. Nothing was changed; use quiesce: auto to back up without '
+                        'freezing when the agent is missing' % (label, GUEST_AGENT_CHANNEL))
+    return None
 
 
 def qemu_owner(domain_xml):
@@ -166,9 +206,51 @@ class BackupJob:
         self.dom = dom
         self.label = label
         self.active = active
+        self.frozen = 0  # file systems the guest agent froze for the start of the job
+        self.quiesced = False
+        self.quiesce_error = None
 
-    def begin(self, backup_xml, checkpoint_xml_text, reuse_external=False):
+    def begin(self, backup_xml, checkpoint_xml_text, reuse_external=False, quiesce=None):
+        """Start the job (and its checkpoint).
+
+        quiesce: None, or 'auto' / 'always' to freeze the guest's file systems through the guest
+        agent for the instant the job starts (the point in time the backup holds) and thaw them
+        right after, whatever happened. When the freeze fails, 'always' fails before the job
+        starts; 'auto' goes on without it (self.quiesce_error says why). Sets self.quiesced.
+        """
         flags = libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL if reuse_external else 0
+        frozen = False
+        if quiesce:
+            try:
+                with libvirt_call('freezing the guest file systems (guest agent) before the backup', self.label):
+                    self.frozen = self.dom.fsFreeze(None, 0)
+                frozen = True
+            except VirtError as exc:
+                if quiesce == 'always':
+                    raise
+                self.quiesce_error = exc.msg
+        try:
+            self._begin(backup_xml, checkpoint_xml_text, flags)
+        finally:
+            if frozen:
+                self.thaw()
+        self.quiesced = frozen
+
+    def thaw(self):
+        """Thaw the guest's file systems; a guest left frozen would hang on its next write."""
+        last = None
+        for dummy in range(3):
+            try:
+                self.dom.fsThaw(None, 0)
+                return
+            except libvirt.libvirtError as exc:
+                last = exc
+                time.sleep(1)
+        error = translate(last, 'thawing the guest file systems after the start of the backup', self.label)
+        error.msg += ('. The guest may still be frozen: thaw it with virsh domfsthaw %s' % self.dom.name())
+        raise error
+
+    def _begin(self, backup_xml, checkpoint_xml_text, flags):
         try:
             self.dom.backupBegin(backup_xml, checkpoint_xml_text, flags)
         except libvirt.libvirtError as exc:

@@ -53,6 +53,13 @@ if conn is not None:
         dom = conn.lookupByUUIDString(args['domain_uuid'])
     except libvirt.libvirtError:
         dom = None
+if dom is not None and args.get('thaw'):
+    # The run may have died between freezing the guest's file systems and thawing them: a
+    # frozen guest hangs on its next write. Thawing a guest that is not frozen does nothing.
+    try:
+        dom.fsThaw(None, 0)
+    except libvirt.libvirtError:
+        pass
 if dom is not None:
     try:
         stats = dom.jobStats(0)
@@ -99,9 +106,9 @@ for path in args['paths']:
 class Watchdog:
     """Start before the job; call done() once the run committed or cleaned up after itself."""
 
-    def __init__(self, uri, domain_uuid, checkpoint, markers, paths, images):
+    def __init__(self, uri, domain_uuid, checkpoint, markers, paths, images, thaw=False):
         self.args = dict(uri=uri, domain_uuid=domain_uuid, checkpoint=checkpoint, markers=list(markers),
-                         paths=list(paths), images=list(images))
+                         paths=list(paths), images=list(images), thaw=bool(thaw))
         self.proc = None
 
     def start(self):
