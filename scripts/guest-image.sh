@@ -14,14 +14,28 @@
 # otherwise idles with a shell on ttyS0. Under TCG on a loaded 2-core machine it has a lease
 # roughly 10-20 s after start.
 #
-# What it uses: the Debian 12 cloud kernel (linux-image-*-cloud-amd64) and busybox-static,
-# fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is installed on the
-# host. Packages and builds live in a cache outside the checkout (VIRTOPS_GUEST_CACHE, default
+# QEMU guest agent: when the domain has the channel
+#   <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+# the guest starts qemu-ga on /dev/virtio-ports/org.qemu.guest_agent.0 (guest-ping, network
+# interfaces, fsfreeze/fsthaw, fsinfo, osinfo, file read/write, ...); it logs the commands that
+# change something ("guest-fsfreeze called"; not the thaw) to syslog, which the guest
+# keeps in /run/messages. Without the channel no agent runs.
+# Data file system: with `tiny.datadisk=vdX` on the kernel command line the guest mounts the ext2
+# file system of /dev/vdX on /data, after making one (busybox mke2fs) when the disk is blank (its
+# first 64 KiB are zeroes); a disk that holds anything else is left alone. The agent's
+# guest-fsfreeze-freeze then freezes exactly that one file system (the initramfs root cannot be
+# frozen and is skipped).
+#
+# What it uses: the Debian 12 cloud kernel (linux-image-*-cloud-amd64), busybox-static and
+# qemu-guest-agent, fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is
+# installed on the host. qemu-ga is dynamically linked: its shared libraries (glib, ...) and the
+# dynamic loader are copied from the host (resolved with ldd; the host must be Debian 12 amd64,
+# the same release as the package, with those libraries present). Packages and builds live in a cache outside the checkout (VIRTOPS_GUEST_CACHE, default
 # /var/cache/virtops-guest), so clones on one machine share them. The first run downloads (about
 # 28 MB) and builds (a few seconds); later runs use the cached packages, offline, and print the
 # existing build at once (a build is named by a hash of everything that goes into it).
 # VIRTOPS_GUEST_REFRESH=1 looks for a newer kernel package first. Concurrent runs are serialised
-# with a lock in the cache. Needs: bash, apt-get/apt-cache, dpkg-deb, gzip, sha256sum, flock
+# with a lock in the cache. Needs: bash, apt-get/apt-cache, dpkg-deb, gzip, sha256sum, flock, ldd
 # (all on any Debian); root unless the cache directory is writable. QEMU (user libvirt-qemu)
 # opens the kernel and initramfs itself: the cache must be readable and traversable by it.
 set -euo pipefail
@@ -31,16 +45,17 @@ debs="$cache/debs"
 kernel_meta=linux-image-cloud-amd64
 # The cloud kernel has these as modules; their dependencies are added from the modules' own
 # `depends=` (modinfo) in load order. button + evdev give /dev/input/eventN for the power button.
-wanted_modules=(virtio_pci virtio_net virtio_blk virtio_scsi button evdev)
+# virtio_console gives the virtio-serial port of the guest agent.
+wanted_modules=(virtio_pci virtio_net virtio_blk virtio_scsi virtio_console button evdev)
 cmdline="console=ttyS0 quiet loglevel=3 panic=-1"
 # Bump when the way the initramfs is built changes in a way the hash below does not see.
-recipe_version=1
+recipe_version=2
 
 log() { printf '[guest-image] %s\n' "$*" >&2; }
 die() { printf '[guest-image] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 hosts are supported (the guest is amd64)"
-for tool in apt-get apt-cache dpkg-deb gzip sha256sum flock; do
+for tool in apt-get apt-cache dpkg-deb gzip sha256sum flock ldd; do
   command -v "$tool" >/dev/null || die "$tool is missing (this script expects a Debian host)"
 done
 
@@ -99,6 +114,13 @@ if [ -z "$busybox_deb" ]; then
   apt_download busybox-static || die "apt-get download busybox-static failed (no network?)"
   busybox_deb="$(newest_deb 'busybox-static_*.deb')"
 fi
+qga_deb="$(newest_deb 'qemu-guest-agent_*.deb' || true)"
+if [ -z "$qga_deb" ]; then
+  ensure_package_lists
+  log "downloading qemu-guest-agent"
+  apt_download qemu-guest-agent || die "apt-get download qemu-guest-agent failed (no network?)"
+  qga_deb="$(newest_deb 'qemu-guest-agent_*.deb')"
+fi
 
 # ------------------------------------------------------------------ what runs in the guest
 read -r -d '' init_script <<'EOF' || true
@@ -118,9 +140,79 @@ for m in $(cat /lib/modules/load-order); do
 done
 
 hostname tiny-guest
+datadisk=
 for word in $(cat /proc/cmdline); do
-  case "$word" in tiny.hostname=*) hostname "${word#tiny.hostname=}" ;; esac
+  case "$word" in
+    tiny.hostname=*) hostname "${word#tiny.hostname=}" ;;
+    tiny.datadisk=*) datadisk="${word#tiny.datadisk=}" ;;
+  esac
 done
+
+# syslog into /run/messages: qemu-ga logs there what it was asked to do ("guest-fsfreeze called"),
+# readable through the agent itself (guest-file-open/read).
+syslogd -O /run/messages
+
+# QEMU guest agent, when the domain has its virtio-serial channel. devtmpfs makes /dev/vportNpM;
+# the /dev/virtio-ports/NAME links (udev's job elsewhere) are made here from sysfs. The port's
+# name arrives from the host shortly after the device: look for up to 10 s, in the background.
+mkdir -p /dev/virtio-ports /run/qemu-ga
+(
+  port=/dev/virtio-ports/org.qemu.guest_agent.0
+  n=0
+  while [ ! -e "$port" ] && [ "$n" -lt 100 ]; do
+    for p in /sys/class/virtio-ports/*; do
+      [ -e "$p/name" ] || continue
+      name="$(cat "$p/name")"
+      [ -n "$name" ] && [ -c "/dev/${p##*/}" ] && ln -sf "../${p##*/}" "/dev/virtio-ports/$name"
+    done
+    [ -e "$port" ] || sleep 0.1
+    n=$((n + 1))
+  done
+  if [ ! -e "$port" ]; then
+    say "no guest agent channel (org.qemu.guest_agent.0): no qemu-ga"
+    exit 0
+  fi
+  say "guest agent started on $port"
+  while :; do
+    LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -m virtio-serial -p "$port" \
+      -t /run/qemu-ga -f /run/qemu-ga.pid -l /run/qemu-ga.log
+    say "qemu-ga exited ($?), restarting it (log: /run/qemu-ga.log)"
+    sleep 1
+  done
+) &
+
+# Data file system (tiny.datadisk=vdX): ext2 on /data, made when the disk is blank.
+if [ -n "$datadisk" ]; then
+  dev="/dev/$datadisk"
+  n=0
+  while [ ! -b "$dev" ] && [ "$n" -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+  if [ ! -b "$dev" ]; then
+    say "data disk $dev: no such block device"
+  else
+    # ext2/3/4 superblock magic 0xEF53 at byte 1080
+    magic="$(dd if="$dev" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' \n')"
+    if [ "$magic" != 53ef ]; then
+      if [ "$(dd if="$dev" bs=65536 count=1 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ]; then
+        if mke2fs -q -L data "$dev" >/dev/null 2>&1; then
+          say "data disk $dev: made an ext2 file system"
+          magic=53ef
+        else
+          say "data disk $dev: mke2fs failed"
+        fi
+      else
+        say "data disk $dev: not blank and no ext2/3/4 file system: left alone"
+      fi
+    fi
+    if [ "$magic" = 53ef ]; then
+      mkdir -p /data
+      if mount -t ext2 "$dev" /data 2>/dev/null || mount -t ext4 "$dev" /data; then
+        say "data disk $dev mounted on /data"
+      else
+        say "data disk $dev: mount failed"
+      fi
+    fi
+  fi
+fi
 
 # ACPI power button (virDomainShutdown): the first input event powers off at once.
 found=
@@ -170,8 +262,33 @@ esac
 exit 0
 EOF
 
+read -r -d '' os_release <<'EOF' || true
+PRETTY_NAME="virtops tiny test guest"
+NAME="virtops tiny guest"
+ID=virtops-tiny
+VERSION_ID=1
+EOF
+
+work="$(mktemp -d "$cache/work.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# qemu-ga and what it needs from the host: the shared libraries ldd resolves and the dynamic
+# loader (their contents go into the build's name, so a host library update rebuilds).
+dpkg-deb -x "$qga_deb" "$work/qga"
+qga="$work/qga/usr/sbin/qemu-ga"
+[ -x "$qga" ] || die "no usr/sbin/qemu-ga in $(basename "$qga_deb")"
+ldd_out="$(ldd "$qga")" || die "ldd $qga failed"
+if grep -q 'not found' <<<"$ldd_out"; then
+  die "qemu-ga needs libraries this host lacks (the host must be Debian 12): $(grep 'not found' <<<"$ldd_out" | tr -s ' \t\n' ' ')"
+fi
+# lines: 'libx.so.1 => /lib/.../libx.so.1 (0x...)', '/lib64/ld-linux-x86-64.so.2 (0x...)', 'linux-vdso.so.1 (0x...)'
+mapfile -t qga_libs < <(sed -n -e 's/^.*=> \(\/[^ ]*\) (0x.*$/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) (0x.*$/\1/p' <<<"$ldd_out" | sort -u)
+[ ${#qga_libs[@]} -gt 0 ] || die "ldd listed no libraries for qemu-ga: $ldd_out"
+libs_sum="$(for l in "${qga_libs[@]}"; do printf '%s ' "$l"; sha256sum < "$l"; done)"
+
 build_id="$(printf '%s\n' "$recipe_version" "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" \
-  "${wanted_modules[*]}" "$init_script" "$udhcpc_script" | sha256sum | cut -c1-16)"
+  "$(basename "$qga_deb")" "$libs_sum" "${wanted_modules[*]}" "$init_script" "$udhcpc_script" \
+  "$os_release" | sha256sum | cut -c1-16)"
 out="$cache/build-$build_id"
 
 print_result() {
@@ -184,9 +301,7 @@ if [ -f "$out/stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.gz" ]; then
 fi
 
 # ------------------------------------------------------------------ build
-log "building $out from $(basename "$kernel_deb") and $(basename "$busybox_deb")"
-work="$(mktemp -d "$cache/work.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+log "building $out from $(basename "$kernel_deb"), $(basename "$busybox_deb") and $(basename "$qga_deb")"
 dpkg-deb -x "$kernel_deb" "$work/kernel"
 dpkg-deb -x "$busybox_deb" "$work/busybox"
 kver="$(find "$work/kernel/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | head -n 1)"
@@ -222,7 +337,15 @@ cp "$busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 printf '%s\n' "$init_script" > "$root/init"
 printf '%s\n' "$udhcpc_script" > "$root/etc/udhcpc.script"
+printf '%s\n' "$os_release" > "$root/etc/os-release"
 chmod 0755 "$root/init" "$root/etc/udhcpc.script"
+mkdir -p "$root/usr/sbin"
+cp "$qga" "$root/usr/sbin/qemu-ga"
+for l in "${qga_libs[@]}"; do  # at the path ldd named (the loader: the binary's PT_INTERP)
+  mkdir -p "$root$(dirname "$l")"
+  cp -L "$l" "$root$l"
+done
+log "qemu-ga libraries: ${qga_libs[*]}"
 for m in "${load_order[@]}"; do cp "${module_file[$m]}" "$root/lib/modules/$m.ko"; done
 printf '%s\n' "${load_order[@]}" > "$root/lib/modules/load-order"
 log "modules: ${load_order[*]}"
@@ -234,7 +357,8 @@ cp "$vmlinuz" "$work/out/vmlinuz"
   | gzip -n -9 > "$work/out/initrd.gz"
 chmod 0755 "$work/out"
 chmod 0644 "$work/out/vmlinuz" "$work/out/initrd.gz"
-printf '%s\n' "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" > "$work/out/stamp"
+printf '%s\n' "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" "$(basename "$qga_deb")" \
+  > "$work/out/stamp"
 rm -rf "$out"
 mv "$work/out" "$out"
 log "initramfs $(du -k "$out/initrd.gz" | cut -f1) KiB"
