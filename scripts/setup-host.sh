@@ -26,6 +26,8 @@ packages=(
   # tools of the test pipeline: tests/sanity.sh copies `git ls-files`, and ansible-test's
   # shellcheck sanity test is skipped without shellcheck
   git shellcheck
+  # debugfs reads files from restored ext2 images in the guest_agent integration target
+  e2fsprogs
 )
 daemon_log=/var/log/libvirt/virtops-daemon-start.log
 
