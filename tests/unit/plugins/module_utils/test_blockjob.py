@@ -20,10 +20,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _blockjob as bj  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -245,12 +242,6 @@ def test_sizes_and_bandwidth():
 
 
 # -- against test:///default -----------------------------------------------------------------------
-
-@pytest.fixture
-def conn():
-    c = Connection(URI)
-    yield c
-    c.close()
 
 
 def _define(conn, active):

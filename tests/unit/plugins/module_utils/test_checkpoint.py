@@ -15,10 +15,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint as ck  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -76,13 +73,6 @@ SAMPLE_XML = """<domaincheckpoint>
   </disks>
 </domaincheckpoint>
 """
-
-
-@pytest.fixture
-def conn():
-    c = Connection(URI)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -23,10 +23,7 @@ pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _device  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -69,13 +66,6 @@ DISK_B = """<disk type='file' device='disk'>
   <source file='/images/b.qcow2'/>
   <target dev='vdb' bus='virtio'/>
 </disk>"""
-
-
-@pytest.fixture(scope='module')
-def conn():
-    connection = Connection(URI)
-    yield connection
-    connection.close()
 
 
 def _remove(conn, name):

@@ -12,10 +12,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _host  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 
@@ -46,13 +43,6 @@ DOMCAPS_XML = """<domainCapabilities>
   </devices>
 </domainCapabilities>
 """
-
-
-@pytest.fixture
-def conn():
-    c = Connection(URI)
-    yield c
-    c.close()
 
 
 def test_host_info_on_the_test_driver(conn):

@@ -17,10 +17,7 @@ libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _network  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -36,13 +33,6 @@ XML = """
   </ip>{extra}
 </network>
 """
-
-
-@pytest.fixture(scope='module')
-def conn():
-    connection = Connection(URI)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -19,10 +19,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _snapshot as sn  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -69,13 +66,6 @@ DISK_ONLY_XML = """<domainsnapshot>
   </domain>
 </domainsnapshot>
 """
-
-
-@pytest.fixture
-def conn():
-    c = Connection(URI)
-    yield c
-    c.close()
 
 
 @pytest.fixture
