@@ -87,6 +87,22 @@ DIRECTORY_POOLS = ('dir', 'fs', 'netfs')
 # with VIR_ERR_NO_SUPPORT), and its pool delete runs vgremove on the whole group.
 LOGICAL = 'logical'
 
+# Pool types whose volumes libvirt finds but does not make: LUNs of an iSCSI target (iscsi: the
+# kernel initiator driven with iscsiadm; iscsi-direct: libiscsi inside libvirtd), LUNs of a SCSI
+# host adapter (scsi), multipath devices (mpath). libvirt's backends for them (9.0 and current)
+# have no buildPool, deletePool, createVol, deleteVol or resizeVol: virStoragePoolBuild does
+# nothing and succeeds, the others fail with "storage pool does not support ...".
+LUN_POOLS = ('iscsi', 'iscsi-direct', 'scsi', 'mpath')
+LUN_SOURCES = {
+    'iscsi': 'LUNs of an iSCSI target',
+    'iscsi-direct': 'LUNs of an iSCSI target',
+    'scsi': 'LUNs of a SCSI host adapter',
+    'mpath': 'multipath devices',
+}
+# The iscsi-direct backend talks iSCSI itself (no block device on the host) and has no
+# uploadVol or downloadVol: volume data cannot be streamed (only virStorageVolWipe works).
+NO_STREAM_POOLS = ('iscsi-direct',)
+
 CHUNK = 1024 * 1024
 
 
@@ -301,7 +317,15 @@ class PoolManager:
         before_autostart = pool_autostart(pool) if persistent else False
         before_xml = _xmldiff.normalized(pool_inactive_xml(pool), _xmldiff.STORAGE_POOL)
         active = pool_is_active(pool)
-        if delete and not active and _pool_type(pool) == LOGICAL:
+        pool_type = _pool_type(pool)
+        if delete and pool_type in LUN_POOLS:
+            raise VirtError('%s is an %s pool, whose volumes are %s: libvirt has no storage of '
+                            'it to delete (virStoragePoolDelete is not supported for this type). '
+                            'Use state absent to stop and undefine it, and remove the LUNs where '
+                            'they are made (nothing was changed)'
+                            % (self.obj, pool_type, LUN_SOURCES[pool_type]), obj=self.name,
+                            reason='delete not supported')
+        if delete and not active and pool_type == LOGICAL:
             # The volumes of an inactive pool cannot be listed, and deleting a logical pool
             # removes the volume group with every logical volume in it.
             raise VirtError('%s is an inactive logical (LVM) pool: state deleted removes its '
@@ -429,14 +453,18 @@ class PoolManager:
         return self.result(bool(plan), pool, diff)
 
     def _needs_build(self, pool, desired, exists):
-        """Build a new pool; an existing one when its target directory is missing."""
-        if not exists:
-            return True
+        """Build a new pool; an existing one when its target directory is missing. Never a
+        pool type that libvirt has nothing to build for (LUN_POOLS: the build would do nothing
+        and still be reported)."""
         if desired is not None:
             pool_type, path = desired.type, desired.path
         else:
             root = _xmldiff.parse(pool_inactive_xml(pool))
             pool_type, path = root.get('type'), (root.findtext('target/path') or '').strip()
+        if pool_type in LUN_POOLS:
+            return False
+        if not exists:
+            return True
         return bool(target_missing(self.connection, pool_type, path))
 
     def apply(self, pool, desired, plan):
@@ -675,6 +703,8 @@ class VolumeManager:
         if self.pool_type == LOGICAL and p['state'] != 'absent':
             self._check_logical()
         vol = lookup_volume(pool, p['name'])
+        if self.pool_type in LUN_POOLS:
+            self._check_lun_pool(vol)
         if p['state'] == 'absent':
             return self.absent(vol)
         return self.ensure(vol)
@@ -693,6 +723,54 @@ class VolumeManager:
             raise VirtError('%s; a linked clone (backing_file) is not possible there: use '
                             'clone_from for a full copy (nothing was changed)' % where,
                             obj=p['name'], reason='backing file not supported')
+
+    def _check_lun_pool(self, vol):
+        """In a pool of LUNs (iscsi, iscsi-direct, scsi, mpath) libvirt lists the volumes but
+        cannot create, clone, resize or delete them: what would need that fails before anything
+        is changed, in check mode too, instead of a generic "storage pool does not support ..."
+        from libvirt halfway through a run."""
+        p = self.params
+        pool_type = self.pool_type
+        where = '%s: storage pool %s is an %s pool, whose volumes are %s; libvirt lists them ' \
+                '(virt_pool refresh: true rescans) but cannot create, clone, resize or delete ' \
+                'them' % (self.obj, p['pool'], pool_type, LUN_SOURCES[pool_type])
+        unchanged = ' (nothing was changed)'
+        if p['state'] == 'absent':
+            if vol is not None:
+                raise VirtError('%s: remove the LUN where it is made (for example on the iSCSI '
+                                'target), then refresh the pool%s' % (where, unchanged),
+                                obj=p['name'], reason='delete not supported')
+            return
+        if vol is None:
+            with libvirt_call('listing volumes', 'storage pool %s' % p['pool']):
+                names = sorted(self.pool.listVolumes())
+            raise VirtError('%s. There is no volume %s: make the LUN where it is made (for example '
+                            'on the iSCSI target), then refresh the pool. Volumes of the pool: %s%s'
+                            % (where, p['name'], ', '.join(names) or '(none)', unchanged),
+                            obj=p['name'], reason='create not supported')
+        if self.capacity is not None and p['resize']:
+            with libvirt_call('reading the figures', self.obj):
+                capacity = vol.info()[1]
+            if self.capacity != capacity:
+                raise VirtError('%s has %d bytes; capacity %s (%d bytes) needs a resize, which '
+                                'libvirt cannot do in an %s pool: resize the LUN on its target, '
+                                'then refresh the pool, or set resize: false%s'
+                                % (self.obj, capacity, p['capacity'], self.capacity, pool_type,
+                                   unchanged), obj=p['name'], reason='resize not supported')
+        if pool_type in NO_STREAM_POOLS:
+            what = None
+            if p.get('upload_src') and p['force_upload']:
+                what = 'upload_src (virStorageVolUpload)'
+            elif p.get('download_dest'):
+                what = 'download_dest (virStorageVolDownload)'
+            elif p['state'] == 'wiped':
+                what = 'state wiped (it reads the volume, virStorageVolDownload, to know ' \
+                       'whether it is all zeroes already)'
+            if what:
+                raise VirtError('%s: %s is not possible there: libvirt\'s %s backend talks iSCSI '
+                                'itself and cannot read or write volume data through streams%s'
+                                % (self.obj, what, pool_type, unchanged), obj=p['name'],
+                                reason='streams not supported')
 
     def absent(self, vol):
         before = self.summary(vol)

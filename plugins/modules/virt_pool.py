@@ -20,11 +20,24 @@ description:
   - A new definition for an active pool changes the persistent definition only; the module
     returns RV(restart_required=true) until the pool has been stopped and started. With
     O(restart_on_change=true) it stops and starts the pool to apply it.
-  - Tested with C(dir) and C(logical) (LVM volume group) pools. For a C(logical) pool, O(build)
-    creates the volume group on the C(<source><device path=.../></source>) devices (C(pvcreate),
-    C(vgcreate)), which destroys what is on them; O(state=deleted) removes the volume group and
-    the physical volume labels (C(vgremove), C(pvremove)). Other types (C(netfs), C(iscsi),
-    C(rbd), ...) go through the same code but are not tested.
+  - Tested with C(dir), C(logical) (LVM volume group) and C(iscsi-direct) pools. For a
+    C(logical) pool, O(build) creates the volume group on the C(<source><device path=.../></source>)
+    devices (C(pvcreate), C(vgcreate)), which destroys what is on them; O(state=deleted) removes
+    the volume group and the physical volume labels (C(vgremove), C(pvremove)).
+  - An C(iscsi-direct) pool is an iSCSI target whose LUNs are the pool's volumes (named
+    C(unit:0:0:<lun>)); libvirtd logs in itself with libiscsi, so the host needs no kernel
+    initiator. It needs libvirt's iscsi-direct storage backend (Debian package
+    C(libvirt-daemon-driver-storage-iscsi-direct); libvirtd loads storage backends when it starts,
+    so restart it once after installing). Tested against tgtd (a user-space iSCSI target) with an
+    initiator-name ACL. Starting the pool logs in and reads the LUNs; O(refresh) logs in again and
+    finds LUNs added on the target since.
+  - The kernel C(iscsi) type (open-iscsi's C(iscsiadm) and the C(iscsi_tcp) kernel module on the
+    libvirt host; the LUNs appear as block devices) goes through the same code as C(iscsi-direct)
+    but is not tested (the test machines have no kernel modules).
+  - Pools of LUNs (C(iscsi), C(iscsi-direct), C(scsi), C(mpath)) have nothing libvirt can build
+    or delete. O(build) does nothing for them (no C(build) action is planned), and
+    O(state=deleted) is refused (use O(state=absent); the LUNs are made and removed on the
+    target). Other types (C(netfs), C(rbd), ...) go through the same code but are not tested.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
@@ -70,9 +83,10 @@ options:
       - V(absent) stops it and removes its definition; the data stays.
       - V(deleted) also deletes the pool's storage (C(virStoragePoolDelete)) before removing
         the definition, for example the target directory of a C(dir) pool or the volume group
-        of a C(logical) pool. It refuses an active pool that still has volumes, and an inactive
-        C(logical) pool (its volumes cannot be listed; start it first). A pool that does not exist
-        is not changed.
+        of a C(logical) pool. It refuses an active pool that still has volumes, an inactive
+        C(logical) pool (its volumes cannot be listed; start it first), and a pool of LUNs
+        (C(iscsi), C(iscsi-direct), C(scsi), C(mpath)), which has no storage libvirt can
+        delete. A pool that does not exist is not changed.
     type: str
     choices: [present, active, inactive, absent, deleted]
     default: present
@@ -85,7 +99,8 @@ options:
       - Build the pool (C(virStoragePoolBuild)) before it is first started when it needs it,
         always for a pool this run defines, and for an existing inactive C(dir), C(fs) or
         C(netfs) pool whose target directory is missing (only seen for a local URI).
-      - An active pool is never built.
+      - An active pool is never built, and neither is a pool of LUNs (C(iscsi),
+        C(iscsi-direct), C(scsi), C(mpath)), which libvirt has nothing to build for.
     type: bool
     default: false
   refresh:
@@ -141,6 +156,22 @@ EXAMPLES = r'''
         <target><path>/dev/vg_guests</path></target>
       </pool>
 
+- name: An iSCSI target as a pool, through libiscsi in libvirtd (no kernel initiator needed)
+  virtops.libvirt.virt_pool:
+    state: active
+    autostart: true
+    xml: |
+      <pool type='iscsi-direct'>
+        <name>san1</name>
+        <source>
+          <host name='192.0.2.10' port='3260'/>
+          <device path='iqn.2026-11.example.san:storage.lun-group1'/>
+          <initiator>
+            <iqn name='iqn.2026-11.example.hv:host1'/>
+          </initiator>
+        </source>
+      </pool>
+
 - name: Rescan after copying images into the directory
   virtops.libvirt.virt_pool:
     name: images
@@ -192,7 +223,7 @@ pool:
       description: Bytes free (0 when inactive).
       type: int
     path:
-      description: Target path.
+      description: Target path (null for a pool without one, such as C(iscsi-direct)).
       type: str
       sample: /srv/images
     volumes:

@@ -24,6 +24,18 @@ description:
     of an existing volume, which libvirt (9.0 at least) cannot do for logical volumes; all three
     fail before anything is changed. O(clone_from) works; a larger O(capacity) makes the copy
     at that size.
+  - In a pool of LUNs (C(iscsi), C(iscsi-direct), C(scsi), C(mpath)) the volumes are the LUNs
+    the target or adapter offers; libvirt lists them but cannot create, clone, resize or delete
+    them. Creating a volume that is not there, deleting or resizing one fails before anything is
+    changed (in check mode too) and names the volumes the pool has; make or remove the LUN on the
+    target, then refresh the pool (M(virtops.libvirt.virt_pool) O(virtops.libvirt.virt_pool#module:refresh=true)).
+    An existing LUN with O(state=present), and O(state=absent) for a volume that is not there,
+    are no change. Tested with C(iscsi-direct). libvirt (9.0) reports an C(iscsi-direct) LUN's
+    capacity one block short (block size times the address of the last block), for example
+    67108352 bytes for a 64 MiB LUN; a O(capacity) must match that figure (or set O(resize=false)).
+  - In an C(iscsi-direct) pool libvirt cannot read or write a volume's data either (libiscsi, no
+    block device on the host), so O(download_dest), O(upload_src) with O(force_upload=true) and
+    O(state=wiped) (which reads the volume to know whether it is zeroed) are refused there.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:

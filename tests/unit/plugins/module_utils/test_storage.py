@@ -524,3 +524,113 @@ def test_logical_pool_deleted_only_when_active(conn, lvm_pool):
     assert [r['changed'] for r in results] == [True, True, False, False]
     assert results[1]['actions'] == ['stop', 'delete storage', 'undefine']
     assert _storage.lookup_pool(conn, lvm_pool) is None
+
+
+# ------------------------------------------------------------------ pools of LUNs (iscsi-direct)
+# The test driver keeps an iscsi-direct pool as metadata and would create and delete volumes in
+# it; libvirt's real iscsi-direct backend (like iscsi, scsi and mpath) has no build, no pool
+# delete and no volume create, delete or resize. The modules refuse those before libvirt is
+# asked, so these tests see the refusal and an unchanged pool. The real backend against a real
+# iSCSI target: the virt_pool_iscsi integration target.
+
+ISCSI_DIRECT_XML = """
+<pool type='iscsi-direct'>
+  <name>{name}</name>
+  <source>
+    <host name='127.0.0.1' port='3260'/>
+    <device path='iqn.2026-11.example.virtops:{name}'/>
+    <initiator><iqn name='iqn.2026-11.example.virtops:{name}-client'/></initiator>
+  </source>
+</pool>
+"""
+
+
+@pytest.fixture
+def lun_pool(conn, name):
+    """An active iscsi-direct pool with one 'LUN' (created through the test driver, as the
+    target would have made it)."""
+    run_pool(conn, xml=ISCSI_DIRECT_XML.format(name=name), state='active')
+    _storage.get_pool(conn, name).createXML(
+        '<volume><name>unit:0:0:1</name><capacity>67108864</capacity></volume>', 0)
+    return name
+
+
+def test_lun_pool_is_never_built(conn, name):
+    results = four_times(run_pool, conn, xml=ISCSI_DIRECT_XML.format(name=name), state='active',
+                         build=True, autostart=True)
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[0]['actions'] == results[1]['actions'] == ['define', 'start', 'autostart']
+    assert results[1]['pool']['type'] == 'iscsi-direct' and results[1]['pool']['path'] is None
+    # an existing inactive one is not built either
+    run_pool(conn, name=name, state='inactive')
+    again = run_pool(conn, check_mode=True, name=name, state='active', build=True)
+    assert again['actions'] == ['start']
+
+
+@pytest.mark.parametrize('pool_type', ['iscsi', 'iscsi-direct', 'scsi', 'mpath'])
+def test_needs_build_is_false_for_every_lun_pool_type(conn, pool_type):
+    manager = _storage.PoolManager(conn, pool_params())
+    desired = _storage.DesiredPool("<pool type='%s'><name>x</name></pool>" % pool_type)
+    assert manager._needs_build(None, desired, exists=False) is False
+    desired = _storage.DesiredPool("<pool type='dir'><name>x</name></pool>")
+    assert manager._needs_build(None, desired, exists=False) is True
+
+
+def test_lun_pool_deleted_is_refused(conn, lun_pool):
+    for check_mode in (True, False):
+        with pytest.raises(VirtError, match='libvirt has no storage of it to delete') as err:
+            run_pool(conn, check_mode=check_mode, name=lun_pool, state='deleted')
+        assert 'Use state absent' in str(err.value) and 'nothing was changed' in str(err.value)
+    pool = _storage.lookup_pool(conn, lun_pool)
+    assert pool is not None and pool.isActive() and pool.listVolumes() == ['unit:0:0:1']
+    results = four_times(run_pool, conn, name=lun_pool, state='absent')
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[1]['actions'] == ['stop', 'undefine']
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(name='unit:0:0:9', capacity='8M'),
+     r'whose volumes are LUNs of an iSCSI target.*There is no volume unit:0:0:9.*'
+     r'Volumes of the pool: unit:0:0:1'),
+    (dict(name='unit:0:0:9', clone_from='unit:0:0:1'), 'There is no volume unit:0:0:9'),
+    (dict(name='unit:0:0:1', state='absent'), 'remove the LUN where it is made'),
+    (dict(name='unit:0:0:1', capacity='128M'),
+     'needs a resize, which libvirt cannot do in an iscsi-direct pool'),
+    (dict(name='unit:0:0:1', state='wiped'), r'state wiped .* cannot read or write volume data'),
+    (dict(name='unit:0:0:1', download_dest='/tmp/x.img'), 'download_dest'),
+])
+def test_lun_pool_volume_changes_are_refused_before_libvirt(conn, lun_pool, kwargs, match,
+                                                            tmp_path):
+    if 'download_dest' in kwargs:
+        kwargs['download_dest'] = str(tmp_path / 'x.img')
+    for check_mode in (True, False):
+        with pytest.raises(VirtError, match=match) as err:
+            run_volume(conn, check_mode=check_mode, pool=lun_pool, **kwargs)
+        assert 'nothing was changed' in str(err.value)
+    pool = _storage.get_pool(conn, lun_pool)
+    assert pool.listVolumes() == ['unit:0:0:1']
+    assert pool.storageVolLookupByName('unit:0:0:1').info()[1] == 64 * 1024 * 1024
+    assert not (tmp_path / 'x.img').exists()
+
+
+def test_lun_pool_upload_refused_only_where_it_would_happen(conn, lun_pool, tmp_path):
+    src = tmp_path / 'data.bin'
+    src.write_bytes(b'x' * 512)
+    # upload_src into an existing volume without force_upload is no upload: no change
+    assert not run_volume(conn, pool=lun_pool, name='unit:0:0:1', upload_src=str(src))['changed']
+    with pytest.raises(VirtError, match=r'upload_src \(virStorageVolUpload\) is not possible'):
+        run_volume(conn, check_mode=True, pool=lun_pool, name='unit:0:0:1', upload_src=str(src),
+                   force_upload=True)
+
+
+def test_lun_pool_what_needs_no_change_works(conn, lun_pool):
+    results = four_times(run_volume, conn, pool=lun_pool, name='unit:0:0:1')
+    assert [r['changed'] for r in results] == [False] * 4
+    assert results[1]['volume']['capacity'] == 64 * 1024 * 1024
+    # the capacity it has, or any capacity with resize: false, is no change either
+    assert not run_volume(conn, pool=lun_pool, name='unit:0:0:1', capacity='64M')['changed']
+    assert not run_volume(conn, pool=lun_pool, name='unit:0:0:1', capacity='1G',
+                          resize=False)['changed']
+    # absent for a volume that does not exist is no change
+    assert not run_volume(conn, pool=lun_pool, name='unit:0:0:9', state='absent')['changed']
+    assert [v['name'] for v in _storage.volumes_info(conn, pool=lun_pool)] == ['unit:0:0:1']
