@@ -28,6 +28,9 @@ packages=(
   git shellcheck
   # debugfs reads files from restored ext2 images in the guest_agent integration target
   e2fsprogs
+  # iscsi-direct storage pools (libiscsi inside libvirtd), a user-space iSCSI target for the
+  # virt_pool_iscsi integration target, and QEMU's iSCSI block driver for disks in such pools
+  libvirt-daemon-driver-storage-iscsi-direct tgt qemu-block-extra
 )
 daemon_log=/var/log/libvirt/virtops-daemon-start.log
 
@@ -64,7 +67,13 @@ install_packages() {
   # A fresh machine (or container) has no or stale package lists: always update first.
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
+  # libvirtd loads its storage backends and probes QEMU's block drivers when it starts: a
+  # daemon already running does not see what was just installed.
+  for p in "${missing[@]}"; do
+    case $p in libvirt-daemon-driver-*|qemu-block-extra) restart_libvirtd=1 ;; esac
+  done
 }
+restart_libvirtd=0
 
 # --- libvirt daemons -------------------------------------------------------------------------
 # Without systemd the daemons are started by hand. Two copies on the same socket paths remove
@@ -133,10 +142,25 @@ ensure_daemon() {
   log "$name answers"
 }
 
+# Stop the libvirtd this script may have started (by its pid file), so that it starts anew.
+stop_libvirtd() {
+  local pid
+  pid=$(cat /run/libvirtd.pid 2>/dev/null || true)
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || return 0
+  local deadline=$(( SECONDS + 30 ))
+  while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  kill -0 "$pid" 2>/dev/null && die "libvirtd (pid $pid) did not stop within 30 s"
+  return 0
+}
+
 start_daemons() {
   # QEMU domains cannot start without virtlogd: start it first.
   ensure_daemon virtlogd virtlogd_answers /run/virtlogd.pid \
     /run/libvirt/virtlogd-sock /run/libvirt/virtlogd-admin-sock
+  if [ "$restart_libvirtd" = 1 ] && libvirtd_answers; then
+    log "restarting libvirtd: new libvirt drivers or QEMU block drivers were installed"
+    stop_libvirtd
+  fi
   ensure_daemon libvirtd libvirtd_answers /run/libvirtd.pid \
     /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/libvirt-admin-sock
 }
