@@ -17,10 +17,7 @@ libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _storage  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
-    Connection,
-    VirtError,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -33,13 +30,6 @@ POOL_XML = """
   </target>
 </pool>
 """
-
-
-@pytest.fixture(scope='module')
-def conn():
-    connection = Connection(URI)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture
