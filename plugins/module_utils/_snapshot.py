@@ -27,7 +27,6 @@ __metaclass__ = type
 import hashlib
 import os
 import re
-import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
@@ -40,6 +39,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._checkpoint import domain_disks
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml, require_lxml
+
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - reported by require_lxml
+    etree = None
 
 try:
     import libvirt
@@ -87,9 +92,9 @@ def parse_snapshot_xml(xml):
     XML that is not a snapshot.
     """
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise SnapshotError('the snapshot XML is not well-formed: %s' % exc)
+        root = parse_xml(xml, 'the snapshot XML')
+    except VirtError as exc:
+        raise SnapshotError(exc.msg)
     if root.tag != 'domainsnapshot':
         raise SnapshotError('the snapshot XML has root element <%s>; expected <domainsnapshot>' % root.tag)
     creation = _text(root, 'creationTime')
@@ -138,21 +143,22 @@ def build_snapshot_xml(name, description=None, snap_type=INTERNAL, disks=None, m
     external: disks as dicts name, snapshot (external or no), file (overlay path, None to let
     libvirt choose); external also puts the memory state in memory_file.
     """
-    root = ET.Element('domainsnapshot')
-    ET.SubElement(root, 'name').text = name
+    require_lxml()
+    root = etree.Element('domainsnapshot')
+    etree.SubElement(root, 'name').text = name
     if description:
-        ET.SubElement(root, 'description').text = description
+        etree.SubElement(root, 'description').text = description
     if snap_type == EXTERNAL:
-        ET.SubElement(root, 'memory', dict(snapshot='external', file=memory_file))
+        etree.SubElement(root, 'memory', dict(snapshot='external', file=memory_file))
     if snap_type in (DISK_ONLY, EXTERNAL) and disks:
-        node = ET.SubElement(root, 'disks')
+        node = etree.SubElement(root, 'disks')
         for disk in disks:
             kind = disk.get('snapshot') or 'external'
-            elem = ET.SubElement(node, 'disk', dict(name=disk['name'], snapshot=kind))
+            elem = etree.SubElement(node, 'disk', dict(name=disk['name'], snapshot=kind))
             if kind == 'external' and disk.get('file'):
-                ET.SubElement(elem, 'driver', dict(type='qcow2'))
-                ET.SubElement(elem, 'source', dict(file=disk['file']))
-    return ET.tostring(root, encoding='unicode')
+                etree.SubElement(elem, 'driver', dict(type='qcow2'))
+                etree.SubElement(elem, 'source', dict(file=disk['file']))
+    return etree.tostring(root, encoding='unicode')
 
 
 def set_description(xml, description):
@@ -417,7 +423,7 @@ def revert_fingerprint(dom, uri, xml=None):
     missing image, or a remote URI (the images are on another host)."""
     if not _is_local(uri):
         return None
-    root = ET.fromstring(xml if xml is not None else _persistent_xml(dom))
+    root = parse_xml(xml if xml is not None else _persistent_xml(dom), 'the definition of %s' % _dom_label(dom))
     metadata = root.find('metadata')
     if metadata is not None:
         for child in list(metadata):
@@ -437,7 +443,7 @@ def revert_fingerprint(dom, uri, xml=None):
         except OSError:
             return None
         files.append('%s:%d:%d' % (source.get('file'), st.st_size, st.st_mtime_ns))
-    definition = hashlib.sha256(ET.tostring(root, encoding='unicode').encode('utf-8')).hexdigest()
+    definition = hashlib.sha256(etree.tostring(root, encoding='unicode').encode('utf-8')).hexdigest()
     return dict(definition=definition, disks=' '.join(files))
 
 
@@ -449,8 +455,8 @@ def recorded_revert(dom):
     except libvirt.libvirtError:
         return None  # none recorded (VIR_ERR_NO_DOMAIN_METADATA) or not readable: revert
     try:
-        node = ET.fromstring(xml)
-    except ET.ParseError:
+        node = parse_xml(xml, 'the revert record')
+    except VirtError:
         return None
     return node.get('snapshot'), dict(definition=node.get('definition'), disks=node.get('disks') or '')
 
@@ -460,10 +466,10 @@ def record_revert(dom, uri, name):
     fingerprint = revert_fingerprint(dom, uri)
     if fingerprint is None:
         return
-    node = ET.Element('revert', dict(snapshot=name, definition=fingerprint['definition'],
-                                     disks=fingerprint['disks']))
+    node = etree.Element('revert', dict(snapshot=name, definition=fingerprint['definition'],
+                                        disks=fingerprint['disks']))
     try:
-        dom.setMetadata(_flag('VIR_DOMAIN_METADATA_ELEMENT'), ET.tostring(node, encoding='unicode'),
+        dom.setMetadata(_flag('VIR_DOMAIN_METADATA_ELEMENT'), etree.tostring(node, encoding='unicode'),
                         REVERT_PREFIX, REVERT_NS, _flag('VIR_DOMAIN_AFFECT_CONFIG'))
     except libvirt.libvirtError:
         pass  # without the record the next run reverts again, which is the safe side
