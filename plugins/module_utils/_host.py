@@ -11,15 +11,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import xml.etree.ElementTree as ET
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
-    VirtError,
     is_error,
     libvirt_call,
     translate,
     version_string,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml
 
 try:
     import libvirt
@@ -45,10 +44,7 @@ def _text(elem, path):
 
 
 def _parse(xml, what):
-    try:
-        return ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise VirtError('the %s XML is not well-formed: %s' % (what, exc))
+    return parse_xml(xml, 'the %s XML' % what)
 
 
 def _bytes(elem):

@@ -16,7 +16,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import xml.etree.ElementTree as ET
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
@@ -24,6 +23,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml, require_lxml
+
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - reported by require_lxml
+    etree = None
 
 try:
     import libvirt
@@ -53,9 +58,9 @@ def parse_secret_xml(xml):
     """A secret XML document as a dict: uuid, description, ephemeral, private, usage_type,
     usage_id."""
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise SecretError('the secret XML is not well-formed: %s' % exc)
+        root = parse_xml(xml, 'the secret XML')
+    except VirtError as exc:
+        raise SecretError(exc.msg)
     if root.tag != 'secret':
         raise SecretError('the secret XML has root element <%s>; expected <secret>' % root.tag)
     usage = root.find('usage')
@@ -77,15 +82,16 @@ def parse_secret_xml(xml):
 
 
 def build_secret_xml(uuid=None, description=None, ephemeral=False, private=False, usage_type=None, usage_id=None):
-    root = ET.Element('secret', dict(ephemeral='yes' if ephemeral else 'no', private='yes' if private else 'no'))
+    require_lxml()
+    root = etree.Element('secret', dict(ephemeral='yes' if ephemeral else 'no', private='yes' if private else 'no'))
     if uuid:
-        ET.SubElement(root, 'uuid').text = uuid
+        etree.SubElement(root, 'uuid').text = uuid
     if description:
-        ET.SubElement(root, 'description').text = description
+        etree.SubElement(root, 'description').text = description
     if usage_type:
-        usage = ET.SubElement(root, 'usage', dict(type=usage_type))
-        ET.SubElement(usage, USAGE[usage_type][1]).text = usage_id
-    return ET.tostring(root, encoding='unicode')
+        usage = etree.SubElement(root, 'usage', dict(type=usage_type))
+        etree.SubElement(usage, USAGE[usage_type][1]).text = usage_id
+    return etree.tostring(root, encoding='unicode')
 
 
 def _label(uuid=None, usage_type=None, usage_id=None):
