@@ -394,9 +394,10 @@ class Transfer:
         kind, start, end = item
         if kind == 'data':
             buf = src.pread(end - start, start)
+            # Hash first, while the data just read is still in the CPU cache.
+            self.hashmap.update(start, buf)
             if dst is not None:
                 dst.pwrite(buf, start)
-            self.hashmap.update(start, buf)
             with self._lock:
                 self.bytes_read += end - start
                 if dst is not None:
