@@ -513,12 +513,8 @@ class NetworkManager:
     def diff(self, before, after, before_xml, after_xml):
         if not self.diff_mode:
             return None
-        return dict(
-            before_header='%s (live)' % self.obj,
-            after_header='%s (desired)' % self.obj,
-            before=_diff_text(before, before_xml),
-            after=_diff_text(after, after_xml),
-        )
+        return _xmldiff.diff_view(self.obj, _xmldiff.facts_text(before, before_xml),
+                                  _xmldiff.facts_text(after, after_xml))
 
     def result(self, changed, net, diff=None):
         res = dict(
@@ -531,19 +527,6 @@ class NetworkManager:
         if diff is not None:
             res['diff'] = diff
         return res
-
-
-def _diff_text(facts, xml):
-    if facts is None:
-        return ''
-    lines = ['# %s: %s' % (k, _word(facts[k])) for k in ('state', 'autostart') if k in facts]
-    return '\n'.join(lines) + '\n' + (xml or '')
-
-
-def _word(value):
-    if isinstance(value, bool):
-        return 'yes' if value else 'no'
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -184,8 +184,7 @@ class NwfilterManager:
     def diff(self, before, after):
         if not self.diff_mode:
             return None
-        return dict(before_header='%s (live)' % self.obj,
-                    after_header='%s (desired)' % self.obj, before=before, after=after)
+        return _xmldiff.diff_view(self.obj, before, after)
 
     def result(self, changed, nwf, diff):
         res = dict(changed=changed, nwfilter=nwfilter_result(nwf), actions=self.actions)

@@ -492,10 +492,8 @@ class PoolManager:
     def diff(self, before, after, before_xml, after_xml):
         if not self.diff_mode:
             return None
-        return dict(before_header='%s (live)' % self.obj,
-                    after_header='%s (desired)' % self.obj,
-                    before=_diff_text(before, before_xml),
-                    after=_diff_text(after, after_xml))
+        return _xmldiff.diff_view(self.obj, _xmldiff.facts_text(before, before_xml),
+                                  _xmldiff.facts_text(after, after_xml))
 
     def result(self, changed, pool, diff):
         res = dict(
@@ -508,19 +506,6 @@ class PoolManager:
         if diff is not None:
             res['diff'] = diff
         return res
-
-
-def _diff_text(facts, xml, keys=('state', 'autostart')):
-    if facts is None:
-        return ''
-    lines = ['# %s: %s' % (k, _word(facts[k])) for k in keys if facts.get(k) is not None]
-    return '\n'.join(lines) + '\n' + (xml or '')
-
-
-def _word(value):
-    if isinstance(value, bool):
-        return 'yes' if value else 'no'
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -989,13 +974,12 @@ class VolumeManager:
         if not self.diff_mode:
             return None
         keys = ('capacity', 'format', 'backing', 'content')
-        return dict(before_header='%s (live)' % self.obj,
-                    after_header='%s (desired)' % self.obj,
-                    before=_diff_text(dict(before, state='present') if before else
-                                      dict(state='absent'), '', ('state',) + keys),
-                    after=_diff_text(dict(after, state=self.params['state'])
-                                     if after is not None else dict(state='absent'), '',
-                                     ('state',) + keys))
+        return _xmldiff.diff_view(
+            self.obj,
+            _xmldiff.facts_text(dict(before, state='present') if before else dict(state='absent'), '',
+                                ('state',) + keys),
+            _xmldiff.facts_text(dict(after, state=self.params['state']) if after is not None
+                                else dict(state='absent'), '', ('state',) + keys))
 
     def result(self, changed, vol, diff):
         facts = {}
