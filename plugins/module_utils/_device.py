@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, import kept
     from urlparse import urlparse  # type: ignore
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    ObjectManager,
     VirtError,
     domain_state,
     libvirt,
@@ -379,18 +380,13 @@ class Step:
         return '%s %s' % (self.action, self.scope)
 
 
-class DeviceManager:
+class DeviceManager(ObjectManager):
     """Compute the desired device per scope, compare with the domain, then apply (unless check
     mode). params: DEVICE_ARGS values. run() returns the result dictionary."""
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.sleep = sleep
         self.clock = clock
         self.done = []

@@ -16,6 +16,7 @@ import os
 import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    ObjectManager,
     VirtError,
     call_with_flags,
     domain_state,
@@ -162,7 +163,7 @@ def check_against_hypervisor(conn, desired):
 # ---------------------------------------------------------------------------------------------
 # The manager
 
-class DomainManager:
+class DomainManager(ObjectManager):
     """Compute the desired state, compare it with the live domain, then apply (unless check mode).
 
     params: the module's parameters (DOMAIN_ARGS). Returns the result dictionary from run().
@@ -170,12 +171,7 @@ class DomainManager:
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.sleep = sleep
         self.clock = clock
         self.actions = []

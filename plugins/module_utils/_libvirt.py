@@ -224,6 +224,20 @@ class Connection:
             pass
 
 
+class ObjectManager:
+    """What every state-driven manager (domains, devices, networks, filters, pools, volumes)
+    starts from: the connection, the module's parameters, check and diff mode, and where
+    warnings go. Subclasses compute the desired state, compare it with the live one, apply."""
+
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        self.connection = connection
+        self.conn = connection.conn
+        self.params = params
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.warn = warn or (lambda msg: None)
+
+
 class VirtModule:
     """AnsibleModule with the connection options merged in and the bindings checked.
 

@@ -20,6 +20,7 @@ __metaclass__ = type
 import copy
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    ObjectManager,
     VirtError,
     call_with_flags,
     is_error,
@@ -315,17 +316,12 @@ def simulate(root, updates):
 # ---------------------------------------------------------------------------------------------
 # The manager
 
-class NetworkManager:
+class NetworkManager(ObjectManager):
     """Compute the desired state, compare it with the live network, then apply (unless check
     mode). params: the module's parameters (NETWORK_ARGS). run() returns the result dict."""
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.actions = []
         self.updates = []
         self.restart_required = False

@@ -16,6 +16,7 @@ __metaclass__ = type
 import copy
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    ObjectManager,
     VirtError,
     call_with_flags,
     is_error,
@@ -113,17 +114,12 @@ class DesiredFilter:
         return _xmldiff.render(root)
 
 
-class NwfilterManager:
+class NwfilterManager(ObjectManager):
     """Compare the desired filter with the live one, then define or undefine (unless check
     mode). params: the module's parameters (NWFILTER_ARGS). run() returns the result dict."""
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.actions = []
 
     def run(self):

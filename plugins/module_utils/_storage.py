@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, import kept
     from urlparse import urlparse  # type: ignore
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    ObjectManager,
     VirtError,
     is_error,
     libvirt,
@@ -277,16 +278,11 @@ def target_missing(connection, pool_type, path):
 # ---------------------------------------------------------------------------------------------
 # Pools: the manager
 
-class PoolManager:
+class PoolManager(ObjectManager):
     """Compare the desired pool with the live one, then apply (unless check mode)."""
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.actions = []
         self.restart_required = False
         self.refreshed = False
@@ -650,16 +646,11 @@ def is_zeroed(connection, vol, obj):
 # ---------------------------------------------------------------------------------------------
 # Volumes: the manager
 
-class VolumeManager:
+class VolumeManager(ObjectManager):
     """Compare the desired volume with the live one, then apply (unless check mode)."""
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.actions = []
 
     def run(self):
