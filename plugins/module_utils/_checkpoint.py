@@ -472,7 +472,7 @@ def plan_offline_delete(dom, chk, children=False):
 def images_with_bitmap(path, bitmap):
     """The images of the backing chain of path that hold a bitmap called bitmap (a snapshot
     overlay holds copies of its backing image's bitmaps)."""
-    run = subprocess.run(['qemu-img', 'info', '--backing-chain', '--output=json', path],
+    run = subprocess.run(['qemu-img', 'info', '--backing-chain', '--output=json', '--', path],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if run.returncode != 0:
         raise CheckpointError('cannot read the bitmaps of %s: %s' % (path, run.stderr.decode('utf-8', 'replace').strip()))
@@ -487,7 +487,7 @@ def images_with_bitmap(path, bitmap):
 
 def add_bitmap(path, bitmap):
     """Add a persistent dirty bitmap to an image of a shut-off domain."""
-    run = subprocess.run(['qemu-img', 'bitmap', '--add', '--granularity', '65536', path, bitmap],
+    run = subprocess.run(['qemu-img', 'bitmap', '--add', '--granularity', '65536', '--', path, bitmap],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if run.returncode != 0:
         raise CheckpointError('cannot add bitmap %s to %s: %s'
@@ -497,7 +497,7 @@ def add_bitmap(path, bitmap):
 def remove_bitmap(path, bitmap, strict=False):
     """Remove a bitmap from an image of a shut-off domain; True if it was there. strict: raise
     when qemu-img fails (else quiet, for clean-up of leftovers that may be gone already)."""
-    run = subprocess.run(['qemu-img', 'bitmap', '--remove', path, bitmap], stdin=subprocess.DEVNULL,
+    run = subprocess.run(['qemu-img', 'bitmap', '--remove', '--', path, bitmap], stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if run.returncode != 0 and strict:
         raise CheckpointError('cannot remove bitmap %s from %s: %s'

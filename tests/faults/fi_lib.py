@@ -657,16 +657,27 @@ def watchdog_processes(domain_uuid):
 
 
 def run_dirs(repo, domain):
-    """This repository's socket directories for the domain under /run/virtops-libvirt."""
+    """This repository's socket directories for the domain under /run/virtops-libvirt: QEMU's
+    (<repository id>-<domain>-*) and the module's own qemu-nbd ones (.nbd-<repository id>-<domain>-*)."""
     if not os.path.isdir(SOCKET_ROOT) or not os.path.exists(os.path.join(repo, 'repository.json')):
         return []
     prefix = '%s-%s-' % (repo_short_id(repo), domain)
-    return [os.path.join(SOCKET_ROOT, n) for n in os.listdir(SOCKET_ROOT) if n.startswith(prefix)]
+    return [os.path.join(SOCKET_ROOT, n) for n in os.listdir(SOCKET_ROOT)
+            if n.startswith(prefix) or n.startswith('.nbd-' + prefix)]
+
+
+def staging_dir(repo, domain):
+    """Where QEMU writes the domain's push targets and scratch files: <repo>/.staging/<domain>."""
+    return os.path.join(repo, '.staging', domain)
 
 
 def staging_files(repo):
+    """Files (not the per-domain directories) under <repo>/.staging."""
     staging = os.path.join(repo, '.staging')
-    return sorted(os.listdir(staging)) if os.path.isdir(staging) else []
+    found = []
+    for base, dummy, files in os.walk(staging):
+        found.extend(os.path.relpath(os.path.join(base, f), staging) for f in files)
+    return sorted(found)
 
 
 # --- faults: what each case injected, survived and lost ------------------------------------------

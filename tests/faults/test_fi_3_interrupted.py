@@ -50,7 +50,7 @@ def _transfer_under_way(repo, domain, disk='vda', at_least=48 * MiB):
 
 def _push_under_way(repo, domain, disk='vda', at_least=48 * MiB):
     """The partial backup directory once QEMU's push target of disk holds at_least bytes, else None."""
-    staging = os.path.join(repo, '.staging')
+    staging = fi_lib.staging_dir(repo, domain)
     if not os.path.isdir(staging):
         return None
     for name in os.listdir(staging):

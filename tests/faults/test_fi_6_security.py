@@ -29,7 +29,8 @@ def _mode(path):
 
 
 def test_default_export_private_unix_socket(big, fault):
-    """While a pull backup runs: the export is a unix socket in a 0700 directory owned by QEMU's user, no TCP."""
+    """While a pull backup runs: the export is a unix socket in a 0700 directory owned by QEMU's user, no TCP;
+    the module's own qemu-nbd servers listen in a directory only root can enter, never in QEMU's."""
     big.start()
     repo = fi_lib.new_repo_path('private')
     run = fi_lib.ModuleRun('virt_backup', dict(domain=big.name, repository=repo))
@@ -56,11 +57,14 @@ def test_default_export_private_unix_socket(big, fault):
         assert _mode(sock_dir) == 0o700, oct(_mode(sock_dir))
         st = os.stat(sock_dir)
         assert st.st_uid == fi_lib.qemu_user()[0], (st.st_uid, st.st_gid)
-        # the qemu-nbd that writes the backup image listens in a private directory as well
-        writers = glob.glob(os.path.join(sock_dir, 'virtops-nbd-*'))
-        assert writers, 'no qemu-nbd socket directory in %s while the copy runs' % sock_dir
-        for sub in writers:
-            assert _mode(sub) == 0o700, (sub, oct(_mode(sub)))
+        # the qemu-nbd that writes the backup image listens in root's own directory: QEMU's user could
+        # otherwise swap its socket for a server of its own
+        assert not glob.glob(os.path.join(sock_dir, 'virtops-nbd-*')), os.listdir(sock_dir)
+        nbd_dirs = glob.glob(os.path.join(fi_lib.SOCKET_ROOT, '.nbd-%s-%s-*' % (fi_lib.repo_short_id(repo), big.name)))
+        writers = [w for d in nbd_dirs for w in glob.glob(os.path.join(d, 'virtops-nbd-*'))]
+        assert writers, 'no qemu-nbd socket directory in %s while the copy runs' % nbd_dirs
+        for sub in nbd_dirs + writers:
+            assert _mode(sub) == 0o700 and os.lstat(sub).st_uid == 0, (sub, oct(_mode(sub)), os.lstat(sub).st_uid)
         # QEMU listens on no TCP port
         pid = big.qemu_pid()
         assert not _tcp_listeners(pid), 'QEMU of %s listens on TCP: %s' % (big.name, _tcp_listeners(pid))
@@ -239,8 +243,8 @@ def test_tcp_tls_backup(small, pki, fault):
 
 
 def test_repository_modes(small, fault):
-    """Every file of a repository is 0600 and root's; directories 0700 (root 0711, .staging QEMU's); restored
-    images 0600 in a 0700 directory."""
+    """Every file of a repository is 0600 and root's; directories 0700 (root and .staging 0711, .staging/<domain>
+    QEMU's); restored images 0600 in a 0700 directory."""
     small.start()
     repo = fi_lib.new_repo_path('modes')
     fault.inject('file modes of a repository after a pull and a push backup and a restore')
@@ -252,11 +256,11 @@ def test_repository_modes(small, fault):
     for base, dirs, files in os.walk(repo):
         for name in dirs:
             path = os.path.join(base, name)
-            want = 0o700
+            want = 0o711 if name == '.staging' and base == repo else 0o700
             if _mode(path) != want:
                 bad.append('%s %o (want %o)' % (path, _mode(path), want))
             owner = os.lstat(path).st_uid
-            if owner != (qemu_uid if name == '.staging' and base == repo else 0):
+            if owner != (qemu_uid if base == os.path.join(repo, '.staging') else 0):
                 bad.append('%s owned by uid %d' % (path, owner))
         for name in files:
             path = os.path.join(base, name)

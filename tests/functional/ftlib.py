@@ -482,6 +482,15 @@ def checkpoint_prefix(repository):
     return 'virtops-%s-' % repo_id(repository).replace('-', '')[:8]
 
 
+def staging_files(repository):
+    """Files (not the per-domain directories) under <repository>/.staging."""
+    staging = os.path.join(str(repository), '.staging')
+    found = []
+    for base, dummy, files in os.walk(staging):
+        found.extend(os.path.relpath(os.path.join(base, f), staging) for f in files)
+    return sorted(found)
+
+
 def backup_dirs(repository, domain):
     """Every directory at backup level of the domain, complete or not."""
     ddir = Path(str(repository)) / domain
@@ -528,9 +537,7 @@ class Debris:
             assert backup_dirs(self.repository, self.guest.name) == self.backups, 'backup directories changed'
         if not self.existed:
             return
-        staging = self.repository / '.staging'
-        if staging.is_dir():
-            assert list(staging.iterdir()) == [], 'files left in %s' % staging
+        assert staging_files(self.repository) == [], 'files left in %s/.staging' % self.repository
         if self.guest is not None:
             ddir = self.repository / self.guest.name
             if ddir.is_dir():

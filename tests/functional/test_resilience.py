@@ -88,7 +88,7 @@ def test_stale_job_of_this_repository_is_aborted(guest, repo_with_full, workroot
     assert result['aborted_stale_job'] is True
     assert result['backup']['level'] == 'incremental' and result['backup']['parent'] == full['id']
     assert guest.job_type() == ftlib.libvirt.VIR_DOMAIN_JOB_NONE
-    assert os.listdir(str(repo / '.staging')) == []
+    assert ftlib.staging_files(repo) == []
 
 
 def test_job_of_someone_else_is_left_alone(guest, repo_with_full, workroot):
@@ -104,7 +104,7 @@ def test_job_of_someone_else_is_left_alone(guest, repo_with_full, workroot):
         assert [b.name for b in ftlib.backup_dirs(repo, guest.name)] == [full['id']]
     finally:
         guest.dom.abortJob()
-    assert os.listdir(str(repo / '.staging')) == []
+    assert ftlib.staging_files(repo) == []
 
 
 # -- libvirt forgets (run last: they take the shared domain's checkpoints away) -----------------

@@ -143,18 +143,31 @@ class BlockHashMap:
         return self.digest()
 
     @classmethod
-    def load(cls, path, size, block_size, expected_digest=None):
+    def load(cls, source, size, block_size, expected_digest=None, label=None):
+        """Read a map saved by save(). source: a path, or a file descriptor (closed here).
+
+        The map comes from a repository, which is untrusted: at most the bytes a map of this disk
+        can hold are decompressed (a small gzip of a huge stream is refused early, without memory).
+        """
+        label = label or (source if isinstance(source, str) else 'hash map')
+        if size <= 0 or block_size <= 0 or block_size % 512:
+            raise BlockHashError('hash map %s: disk size %r and block size %r are not usable' % (label, size, block_size))
+        expected = ((size + block_size - 1) // block_size) * DIGEST_SIZE
         data = bytearray()
         try:
-            with gzip.open(path, 'rb') as src:
-                while True:
-                    chunk = src.read(1 << 20)
+            raw = os.fdopen(source, 'rb') if isinstance(source, int) else open(source, 'rb')
+            with raw, gzip.GzipFile(fileobj=raw, mode='rb') as src:
+                while len(data) <= expected:
+                    chunk = src.read(min(1 << 20, expected + 1 - len(data)))
                     if not chunk:
                         break
                     data += chunk
         except (OSError, EOFError) as exc:
-            raise BlockHashError('cannot read hash map %s: %s' % (path, exc))
+            raise BlockHashError('cannot read hash map %s: %s' % (label, exc))
+        if len(data) > expected:
+            raise BlockHashError('hash map %s holds more than the %d bytes a %d-byte disk in %d-byte blocks needs'
+                                 % (label, expected, size, block_size))
         result = cls(size, block_size, data)
         if expected_digest and result.digest() != expected_digest:
-            raise BlockHashError('hash map %s does not match the digest its manifest records' % path)
+            raise BlockHashError('hash map %s does not match the digest its manifest records' % label)
         return result

@@ -25,9 +25,10 @@ try:
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import is_error
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, is_error
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
 from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images, _repository
 
 
 class Verdict:
@@ -42,7 +43,7 @@ class Verdict:
 def redefinable_xml(saved_xml, keep_parent):
     """The repository's checkpoint XML, ready for REDEFINE: no <domain> (its uuid may have changed
     since), and no <parent> when that parent is unknown to libvirt now."""
-    root = etree.fromstring(saved_xml.encode('utf-8'))
+    root = parse(saved_xml, 'checkpoint.xml')
     for elem in root.findall('domain'):
         root.remove(elem)
     parent = root.find('parent')
@@ -53,7 +54,7 @@ def redefinable_xml(saved_xml, keep_parent):
 
 def checkpoint_bitmaps(xml):
     """{disk: bitmap name} of the disks a checkpoint XML tracks."""
-    root = etree.fromstring(xml.encode('utf-8'))
+    root = parse(xml, 'checkpoint XML')
     result = {}
     for disk in root.findall('./disks/disk'):
         if disk.get('checkpoint', 'bitmap') == 'bitmap':
@@ -98,9 +99,18 @@ def check_base(dom, running, backup, disks, disk_paths):
     if not name:
         return Verdict(False, 'backup %s recorded no checkpoint' % backup.id)
     try:
-        saved = backup.read_text(backup.manifest.get('checkpoint_xml') or 'checkpoint.xml')
-    except (IOError, OSError):
+        saved = backup.read_text('checkpoint.xml')
+    except (IOError, OSError, ValueError, _repository.RepositoryError):
         saved = None
+    if saved is not None:
+        # The repository's copy is untrusted: it must be a checkpoint of exactly this name.
+        try:
+            root = parse(saved, 'checkpoint.xml of backup %s' % backup.id)
+        except VirtError as exc:
+            return Verdict(False, exc.msg)
+        if root.tag != 'domaincheckpoint' or root.findtext('name') != name:
+            return Verdict(False, 'checkpoint.xml of backup %s does not define checkpoint %s; it is not redefined'
+                                  % (backup.id, name))
     repaired = []
     ck = _checkpoint.lookup_checkpoint(dom, name)
     if ck is None:

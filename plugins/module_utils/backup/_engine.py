@@ -23,6 +23,7 @@ __metaclass__ = type
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 
@@ -231,6 +232,20 @@ def _run_dir(repo, domain, owner):
     return path
 
 
+def _nbd_dir(repo, domain):
+    """A directory for the sockets and pid files of this run's own qemu-nbd servers: root's alone.
+
+    Never inside the run directory, which QEMU's user owns: that user could replace a socket
+    there with a server of its own, and be read from or written to by root.
+    """
+    os.makedirs(SOCKET_ROOT, 0o711, exist_ok=True)
+    return tempfile.mkdtemp(prefix='.nbd-%s-%s-' % (repo.short_id, domain), dir=SOCKET_ROOT)
+
+
+def _staging(repo, domain):
+    return os.path.join(repo.path, _repository.STAGING, domain)
+
+
 def _push_target(staging, domain, backup_id, disk):
     return os.path.join(staging, '%s-%s-%s.qcow2' % (domain, backup_id, disk))
 
@@ -244,12 +259,14 @@ def _stale_leftovers(repo, domain):
     SOCKET_ROOT, that runs of this repository for this domain left behind (the run and its
     watchdog both died). Only called with the domain's lock held and no job of ours running."""
     found = []
-    staging = os.path.join(repo.path, _repository.STAGING)
     own_file = re.compile(r'^%s-\d{8}T\d{6}Z(-\d+)?-[^/]+\.qcow2$' % re.escape(domain))
-    if os.path.isdir(staging):
-        found.extend(os.path.join(staging, n) for n in sorted(os.listdir(staging)) if own_file.match(n))
-    # tempfile.mkdtemp adds 8 characters to the prefix _run_dir gives it.
-    own_dir = re.compile(r'^%s-%s-[a-z0-9_]{8}$' % (re.escape(repo.short_id), re.escape(domain)))
+    # The domain's own staging directory, and .staging itself where older versions worked. Names
+    # are only unlinked (never followed), so whatever QEMU's user put there cannot redirect it.
+    for staging in (_staging(repo, domain), os.path.join(repo.path, _repository.STAGING)):
+        if _repository.real_dir(staging):
+            found.extend(os.path.join(staging, n) for n in sorted(os.listdir(staging)) if own_file.match(n))
+    # tempfile.mkdtemp adds 8 characters to the prefix _run_dir and _nbd_dir give it.
+    own_dir = re.compile(r'^(\.nbd-)?%s-%s-[a-z0-9_]{8}$' % (re.escape(repo.short_id), re.escape(domain)))
     if os.path.isdir(SOCKET_ROOT):
         found.extend(os.path.join(SOCKET_ROOT, n) for n in sorted(os.listdir(SOCKET_ROOT)) if own_dir.match(n))
     return found
@@ -300,7 +317,13 @@ def take_backup(conn, request, check_mode=False):
         raise VirtError(str(exc))
 
     if check_mode:
-        return _predicted(request, plan_backup(dom, repo, request, disks, skipped, running, True), quiesce)
+        try:
+            repo.check_owner()
+        except _repository.RepositoryError as exc:
+            raise VirtError(str(exc))
+        plan = plan_backup(dom, repo, request, disks, skipped, running, True)
+        _check_base_chain(repo, plan, request.domain)
+        return _predicted(request, plan, quiesce)
 
     # A first backup that fails before writing anything leaves no empty domain directory behind.
     new_domain_dir = not os.path.isdir(repo.domain_dir(request.domain))
@@ -314,11 +337,29 @@ def take_backup(conn, request, check_mode=False):
         qcow2_paths = dict((d.name, d.source) for d in all_disks if d.format == 'qcow2')
         cleaned = _remove_debris(dom, repo, request.domain, qcow2_paths)
         plan = plan_backup(dom, repo, request, disks, skipped, running)
+        _check_base_chain(repo, plan, request.domain)
         result = _run(conn, dom, repo, request, plan, live_xml, running, quiesce)
         result.update(cleaned)
         return result
     finally:
         repo.unlock(request.domain, lock_fd, remove_empty=new_domain_dir)
+
+
+def _check_base_chain(repo, plan, domain):
+    """An incremental continues a chain that must be intact as the manifests describe it: every
+    layer's header and the parent's integrity map are checked before the job begins."""
+    for disk in plan.disks:
+        parent = plan.disk_parent(disk.name)
+        if parent is None:
+            continue
+        try:
+            with _repository.open_chain(repo.lineage(parent), disk.name):
+                pass
+            _repository.load_map(parent, parent.disk(disk.name))
+        except (_repository.RepositoryError, _images.ImageError, _blockhash.BlockHashError) as exc:
+            raise VirtError('cannot take an %s backup of domain %s on backup %s: %s. Nothing was changed; take '
+                            'level full to start a new chain, or repair the repository' % (
+                                plan.level, domain, parent.id, exc))
 
 
 def _remove_debris(dom, repo, domain, disk_paths):
@@ -382,14 +423,16 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
     try:
         backup_path = repo.backup_dir(request.domain, chain, backup_id)
         run_dir = scratch.add(_run_dir(repo, request.domain, owner))
+        nbd_dir = scratch.add(_nbd_dir(repo, request.domain))
         # The watchdog also removes the files QEMU works with: push targets and scratch files.
-        staging = os.path.join(repo.path, _repository.STAGING)
+        staging = _staging(repo, request.domain)
         qemu_files = [f for d in plan.disks for f in (
             _push_target(staging, request.domain, backup_id, d.name),
             _scratch_file(request.scratch_dir or staging, request.domain, backup_id, d.name))]
         watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name, _job_markers(repo, request.domain),
-                                    [backup_path, run_dir] + qemu_files,
-                                    [] if running else list(disk_paths.values()), thaw=bool(quiesce)).start()
+                                    [run_dir, nbd_dir] + qemu_files,
+                                    [] if running else list(disk_paths.values()), thaw=bool(quiesce),
+                                    backup_path=backup_path).start()
         with libvirt_call('reading the definition', label):
             persistent = dom.isPersistent()
             saved_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
@@ -406,7 +449,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
 
         ctx = dict(dom=dom, repo=repo, request=request, plan=plan, job=job, backup_path=backup_path,
                    sizes=sizes, owner=owner, scratch=scratch, deadline=deadline, backup_id=backup_id,
-                   run_dir=run_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce)
+                   run_dir=run_dir, nbd_dir=nbd_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce)
         if not running:
             disk_results = _offline(ctx, description, out)
         else:
@@ -425,7 +468,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
 
         if request.verify:
             for entry in disk_results:
-                _verify_disk(backup_path, entry, request.workers, run_dir)
+                _verify_disk(repo, plan, backup_path, entry, request.workers, nbd_dir)
 
         finished = _repository.utcnow()
         manifest = dict(
@@ -501,13 +544,10 @@ def _parent_map(plan, disk_name, size):
     if parent is None:
         return _blockhash.BlockHashMap(size)
     entry = parent.disk(disk_name)
-    integrity = entry['integrity']
     if entry['virtual_size'] != size:
         raise VirtError('disk %s changed size since backup %s (%d -> %d bytes); take a full backup' % (
             disk_name, parent.id, entry['virtual_size'], size))
-    return _blockhash.BlockHashMap.load(
-        os.path.join(parent.path, integrity['map']), entry['virtual_size'], integrity['block_size'],
-        entry['image_digest'])
+    return _repository.load_map(parent, entry)
 
 
 def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):
@@ -542,7 +582,7 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
     hashmap = _parent_map(plan, disk.name, size)
     t0 = time.time()
     with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
-                              workdir=ctx['run_dir']) as writer:
+                              workdir=ctx['nbd_dir']) as writer:
         transfer = _nbdio.Transfer(source_export, size, hashmap, writer.export(), workers=ctx['request'].workers,
                                    write_zeroes=parent is not None, timeout=_time_left(ctx['deadline']))
         transfer.run(contexts, select)
@@ -553,7 +593,7 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
 
 def _pull(ctx, ck_xml, out):
     plan, request = ctx['plan'], ctx['request']
-    scratch_dir = request.scratch_dir or ctx['repo'].staging_dir(ctx['owner'])
+    scratch_dir = request.scratch_dir or ctx['repo'].staging_dir(request.domain, ctx['owner'])
     socket = os.path.join(ctx['run_dir'], 'nbd.sock')
     scratch_files = dict(
         (d.name, ctx['scratch'].add(_scratch_file(scratch_dir, request.domain, ctx['backup_id'], d.name)))
@@ -605,7 +645,7 @@ def _offline(ctx, description, out):
             raise VirtError('checkpoint %s records no bitmap for disk %s' % (plan.since, disk.name))
         try:
             reader = _nbdio.QemuNbdServer(disk.source, readonly=True, clients=request.workers,
-                                          bitmap=since_bitmap, workdir=ctx['run_dir'])
+                                          bitmap=since_bitmap, workdir=ctx['nbd_dir'])
         except _nbdio.NbdIoError as exc:
             raise VirtError('cannot read disk %s of shut-off domain %s (was it started meanwhile?): %s' % (
                 disk.name, request.domain, exc))
@@ -627,7 +667,7 @@ def _offline(ctx, description, out):
 
 def _push(ctx, ck_xml, out):
     plan, request = ctx['plan'], ctx['request']
-    staging = ctx['repo'].staging_dir(ctx['owner'])
+    staging = ctx['repo'].staging_dir(request.domain, ctx['owner'])
     targets = {}
     backings = {}
     for disk in plan.disks:
@@ -636,8 +676,7 @@ def _push(ctx, ck_xml, out):
         # The backing file is named as it will be seen from the backup directory; QEMU does
         # not open it during the job.
         backings[disk.name] = _relative_backing(parent, disk.name) if parent else None
-        _images.create(target, ctx['sizes'][disk.name], backings[disk.name])
-        os.chmod(target, 0o600)
+        _create_push_target(target, ctx['sizes'][disk.name], backings[disk.name], ctx['owner'])
         targets[disk.name] = target
     t0 = time.time()
     ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.full_disks), ck_xml, reuse_external=True,
@@ -648,21 +687,22 @@ def _push(ctx, ck_xml, out):
     for disk in plan.disks:
         size = ctx['sizes'][disk.name]
         image_name = '%s.qcow2' % disk.name
-        image_path = os.path.join(ctx['backup_path'], image_name)
-        os.rename(targets[disk.name], image_path)
-        os.chown(image_path, 0, 0)
-        os.chmod(image_path, 0o600)
+        _take_push_target(targets[disk.name], ctx['backup_path'], image_name, ctx['owner'])
         hashmap = _parent_map(plan, disk.name, size)
         incremental = plan.disk_parent(disk.name) is not None
-        # QEMU wrote the image; hash what it wrote: the image's own clusters, read through its chain.
-        with _nbdio.QemuNbdServer(image_path, readonly=True, clients=request.workers, allocation_depth=True,
-                                  workdir=ctx['run_dir']) as reader:
-            transfer = _nbdio.Transfer(reader.export(), size, hashmap, workers=request.workers,
-                                       timeout=_time_left(ctx['deadline']))
-            if incremental:
-                transfer.run([_nbdio.ALLOCATION_DEPTH], _nbdio.select_top_layer)
-            else:
-                transfer.run([], _nbdio.select_all)
+        # QEMU wrote the image; hash what it wrote: the image's own clusters, read through its chain
+        # (opened layer by layer, as the manifests describe it).
+        with _new_image_chain(ctx['repo'], plan, ctx['backup_path'], image_name, disk.name, size,
+                              backings[disk.name]) as chain:
+            with _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=request.workers,
+                                      allocation_depth=True, workdir=ctx['nbd_dir'], pass_fds=chain.fds,
+                                      label=chain.label) as reader:
+                transfer = _nbdio.Transfer(reader.export(), size, hashmap, workers=request.workers,
+                                           timeout=_time_left(ctx['deadline']))
+                if incremental:
+                    transfer.run([_nbdio.ALLOCATION_DEPTH], _nbdio.select_top_layer)
+                else:
+                    transfer.run([], _nbdio.select_all)
         written = transfer.bytes_read
         dirty = transfer.selected_bytes if incremental else transfer.bytes_read
         results.append(_finish_disk(ctx, disk, image_name, backings[disk.name], hashmap, job_seconds,
@@ -670,12 +710,72 @@ def _push(ctx, ck_xml, out):
     return results
 
 
-def _verify_disk(backup_path, entry, workers, workdir):
+def _create_push_target(target, size, backing, owner):
+    """Create a push target in the domain's staging directory (which QEMU's user owns): by root,
+    O_EXCL and without following a link planted under its name, then handed to QEMU's user by fd."""
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        _images.create(target, size, backing, fd=fd)
+        if owner:
+            os.fchown(fd, owner[0], owner[1])
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _take_push_target(target, backup_path, image_name, owner):
+    """Move a finished push target into the backup directory, as root's, private.
+
+    The staging directory belongs to QEMU's user, who may have swapped the file: it is opened
+    without following links and must be a regular file of QEMU's user (or root) with one link;
+    after the rename, the name in the backup directory must still be that very file.
+    """
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise VirtError('cannot open the push target %s after the job: %s (a symbolic link or a missing file is '
+                        'refused)' % (target, exc.strerror or exc))
+    try:
+        st = os.fstat(fd)
+        owners = set([0] + ([owner[0]] if owner else []))
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid not in owners:
+            raise VirtError('the push target %s is not the file this run created (type %o, %d links, owner %d); '
+                            'nothing taken from it' % (target, stat.S_IFMT(st.st_mode), st.st_nlink, st.st_uid))
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, 0o600)
+        final = os.path.join(backup_path, image_name)
+        os.rename(target, final)
+        now = os.lstat(final)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            os.unlink(final)
+            raise VirtError('the push target %s was replaced while it was being moved; nothing taken from it' % target)
+    finally:
+        os.close(fd)
+
+
+def _new_image_chain(repo, plan, backup_path, image_name, disk_name, size, backing):
+    """The chain of a disk's new image: its own file, then its parent's chain from the repository."""
+    fd = os.open(os.path.join(backup_path, image_name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    layers = [_images.Layer(fd, os.path.join(backup_path, image_name), size, backing)]
+    parent = plan.disk_parent(disk_name)
+    if parent is not None:
+        try:
+            below = _repository.open_chain(repo.lineage(parent), disk_name)
+        except BaseException:
+            os.close(fd)
+            raise
+        layers += below.layers
+    return _images.ImageChain(layers)
+
+
+def _verify_disk(repo, plan, backup_path, entry, workers, workdir):
     image = os.path.join(backup_path, entry['image'])
-    ok, message = _images.check(image)
-    if not ok:
-        raise VirtError('verification of %s failed: qemu-img check: %s' % (image, message))
-    actual = _images.hash_image(image, entry['virtual_size'], entry['integrity']['block_size'], workers=workers,
-                                workdir=workdir)
+    with _new_image_chain(repo, plan, backup_path, entry['image'], entry['name'], entry['virtual_size'],
+                          entry['backing']) as chain:
+        ok, message = _images.check(chain)
+        if not ok:
+            raise VirtError('verification of %s failed: qemu-img check: %s' % (image, message))
+        actual = _images.hash_image(chain, entry['virtual_size'], entry['integrity']['block_size'], workers=workers,
+                                    workdir=workdir)
     if actual.digest() != entry['image_digest']:
         raise VirtError('verification of %s failed: the image does not hold what was read from the domain' % image)

@@ -112,11 +112,17 @@ class Export:
 
 
 class QemuNbdServer:
-    """A qemu-nbd process exporting one image on a private unix socket, for several clients."""
+    """A qemu-nbd process exporting one image on a private unix socket, for several clients.
+
+    image: a path, or (fmt None) a json: description whose files are the descriptors in pass_fds.
+    The socket and pid file live in a new 0700 directory of ours inside workdir, which must be a
+    directory only root can write (never one of QEMU's user): that user could otherwise swap the
+    socket for its own server.
+    """
 
     def __init__(self, image, fmt='qcow2', readonly=True, clients=DEFAULT_WORKERS, allocation_depth=False,
-                 bitmap=None, workdir=None, force_share=False):
-        self.image = image
+                 bitmap=None, workdir=None, pass_fds=(), label=None):
+        self.image = label or image
         self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-', dir=workdir)
         os.chmod(self.tmpdir, 0o700)
         self.socket = os.path.join(self.tmpdir, 'nbd.sock')
@@ -142,19 +148,18 @@ class QemuNbdServer:
         if allocation_depth:
             cmd += ['--allocation-depth']
         if bitmap:
-            cmd += ['--bitmap', bitmap]
-        if readonly and force_share:
-            # Read an image that a running domain has open (a restored disk in use) without
-            # taking its lock; qemu-nbd of QEMU 7.2 has no --force-share, the file driver can.
-            cmd += ['--image-opts', 'driver=%s,file.driver=file,file.filename=%s,file.locking=off'
-                    % (fmt, image.replace(',', ',,'))]
+            cmd += ['--bitmap=%s' % bitmap]
+        if fmt is None:
+            # Already a complete description (json:, see _images.ImageChain); no probing, no names.
+            cmd += ['--', image]
         elif direct:
-            cmd += ['--image-opts', 'driver=%s,file.driver=file,file.filename=%s,file.aio=native,'
+            cmd += ['--image-opts', '--', 'driver=%s,file.driver=file,file.filename=%s,file.aio=native,'
                     'cache.direct=on,cache.no-flush=on' % (fmt, image.replace(',', ',,'))]
         else:
-            cmd += ['--format', fmt, image]
+            cmd += ['--format', fmt, '--', image]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+                                     pass_fds=tuple(pass_fds))
         self._wait_ready()
 
     def _wait_ready(self, timeout=30):
@@ -307,6 +312,12 @@ class Transfer:
         Returns after every byte is copied and flushed; raises NbdIoError on any failure.
         """
         planner = self.source.connect([BASE_ALLOCATION] + [c for c in contexts if c != BASE_ALLOCATION])
+        exported = planner.get_size()
+        if exported != self.size:
+            # The whole disk and nothing else: a longer or shorter image is not this disk.
+            _close(planner)
+            raise NbdIoError('the NBD export of %s holds %d bytes, but the disk is %d bytes (its virtual size)'
+                             % (self.source.describe(), exported, self.size))
         threads = [threading.Thread(target=self._worker, name='virtops-nbd-%d' % i) for i in range(self.workers)]
         for t in threads:
             t.daemon = True

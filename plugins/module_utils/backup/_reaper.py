@@ -60,6 +60,9 @@ if dom is not None and args.get('thaw'):
         dom.fsThaw(None, 0)
     except libvirt.libvirtError:
         pass
+# The run may have died after its commit point: then the backup exists, and neither it nor the
+# checkpoint it records is touched; only scratch files and socket directories go.
+committed = bool(args.get('backup_path')) and os.path.lexists(os.path.join(args['backup_path'], 'manifest.json'))
 if dom is not None:
     try:
         stats = dom.jobStats(0)
@@ -73,27 +76,31 @@ if dom is not None:
                     time.sleep(0.1)
     except libvirt.libvirtError:
         pass
+def remove_bitmaps():
+    for path in args['images']:
+        subprocess.call(['qemu-img', 'bitmap', '--remove', '--', path, args['checkpoint']],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+if dom is not None and not committed:
     try:
         ck = dom.checkpointLookupByName(args['checkpoint'], 0)
         if dom.isActive():
             ck.delete(0)
         else:
-            for path in args['images']:
-                subprocess.call(['qemu-img', 'bitmap', '--remove', path, args['checkpoint']],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            remove_bitmaps()
             ck.delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
     except libvirt.libvirtError:
         if not dom.isActive():
-            for path in args['images']:
-                subprocess.call(['qemu-img', 'bitmap', '--remove', path, args['checkpoint']],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            remove_bitmaps()
 for pid in args.get('pids', []):
     try:
         os.kill(pid, 15)
     except OSError:
         pass
-for path in args['paths']:
-    if os.path.isdir(path):
+paths = list(args['paths'])
+if args.get('backup_path') and not committed:
+    paths.append(args['backup_path'])
+for path in paths:
+    if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
         try:
@@ -106,9 +113,11 @@ for path in args['paths']:
 class Watchdog:
     """Start before the job; call done() once the run committed or cleaned up after itself."""
 
-    def __init__(self, uri, domain_uuid, checkpoint, markers, paths, images, thaw=False):
+    def __init__(self, uri, domain_uuid, checkpoint, markers, paths, images, thaw=False, backup_path=None):
+        """paths: removed when the run died; backup_path: the backup directory, removed only while
+        it holds no manifest (a run killed after its commit point leaves a complete backup)."""
         self.args = dict(uri=uri, domain_uuid=domain_uuid, checkpoint=checkpoint, markers=list(markers),
-                         paths=list(paths), images=list(images), thaw=bool(thaw))
+                         paths=list(paths), images=list(images), thaw=bool(thaw), backup_path=backup_path)
         self.proc = None
 
     def start(self):

@@ -30,6 +30,8 @@ import shutil
 import stat
 import uuid
 
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _images
+
 FORMAT = 'virtops.libvirt/backup-repository'
 FORMAT_VERSION = 1
 MANIFEST_FORMAT = 'virtops.libvirt/backup'
@@ -43,6 +45,17 @@ LEVELS = ('full', 'incremental', 'differential')
 # Names that become path components: no separators, no dot-dot, no hidden files.
 SAFE_NAME = re.compile(r'^[A-Za-z0-9_+:@-][A-Za-z0-9_.+:@-]{0,199}$')
 BACKUP_ID = re.compile(r'^\d{8}T\d{6}Z(-\d+)?$')
+# Disk target names (vda, sdb, hdc, xvda): also command-line arguments, so no leading '-'.
+DISK_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,63}$')
+CHECKPOINT_NAME = re.compile(r'^virtops-[0-9a-f]{8}-\d{8}T\d{6}Z(-\d+)?$')
+UUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+HEX_DIGEST = re.compile(r'^[0-9a-f]{64}$')
+MODES = ('pull', 'push', 'offline')
+DOMAIN_XML = 'domain.xml'
+CHECKPOINT_XML = 'checkpoint.xml'
+# Metadata files are small; a larger one is not ours and is not read into memory.
+MAX_METADATA = 16 * 1024 * 1024
+MAX_VIRTUAL_SIZE = 1 << 60
 
 
 class RepositoryError(Exception):
@@ -86,7 +99,7 @@ def check_name(kind, name):
 def write_file(path, data, mode=0o600):
     """Write data to path atomically (temporary file, fsync, rename); files are 0600."""
     tmp = '%s.tmp-%d' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, 'wb') as out:
             out.write(data if isinstance(data, bytes) else data.encode('utf-8'))
@@ -126,12 +139,91 @@ def make_dir(path, mode=0o700):
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise
-    if not os.path.isdir(path):
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise RepositoryError('%s is a symbolic link: a repository holds none, and none is followed' % path)
+    if not stat.S_ISDIR(st.st_mode):
         raise RepositoryError('%s exists and is not a directory' % path)
 
 
+def real_dir(path):
+    """True for a directory that is not a symbolic link."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def is_link(path):
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def open_under(root, parts, flags=os.O_RDONLY, mode=0o600):
+    """Open root/parts[0]/.../parts[-1] without following a symbolic link in any component below root.
+
+    Every component is opened relative to the previous one (O_NOFOLLOW), so a link planted in
+    the repository, or swapped in while we work, is refused instead of followed. Returns an fd.
+    """
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nxt = _open_at(fd, root, part, os.O_RDONLY | os.O_DIRECTORY)
+            os.close(fd)
+            fd = nxt
+        return _open_at(fd, root, parts[-1], flags, mode)
+    finally:
+        os.close(fd)
+
+
+def _open_at(dir_fd, root, name, flags, mode=0o600):
+    if not name or '/' in name or name in ('.', '..'):
+        raise RepositoryError('%r is not a file name inside %s' % (name, root))
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(dir_fd, name):
+            raise RepositoryError('%s in %s is a symbolic link: a repository holds none, and none is followed'
+                                  % (name, root))
+        raise
+
+
+def _is_link(dir_fd, name):
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def open_regular(root, parts):
+    """A read-only fd of a regular file under root (no link followed); RepositoryError otherwise."""
+    path = os.path.join(root, *parts)
+    try:
+        fd = open_under(root, parts)
+    except OSError as exc:
+        raise RepositoryError('cannot open %s: %s' % (path, exc.strerror or exc))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise RepositoryError('%s is not a regular file' % path)
+    return fd
+
+
+def read_small(root, parts, limit=MAX_METADATA):
+    """The bytes of a metadata file under root, at most limit of them."""
+    fd = open_regular(root, parts)
+    with os.fdopen(fd, 'rb') as src:
+        data = src.read(limit + 1)
+    if len(data) > limit:
+        raise RepositoryError('%s is larger than %d bytes: not a file this collection wrote'
+                              % (os.path.join(root, *parts), limit))
+    return data
+
+
 class Backup:
-    """One complete backup, read from its manifest."""
+    """One complete backup, read from its manifest (validated: see validate_manifest)."""
 
     def __init__(self, path, manifest):
         self.path = path
@@ -157,9 +249,14 @@ class Backup:
     def image(self, disk):
         return os.path.join(self.path, disk['image'])
 
+    def open_file(self, name):
+        """A read-only fd of a file of this backup (no link followed)."""
+        return open_regular(self.path, [name])
+
     def read_text(self, name):
-        with open(os.path.join(self.path, name), 'r') as src:
-            return src.read()
+        if name not in (DOMAIN_XML, CHECKPOINT_XML):
+            raise RepositoryError('backup %s: %r is not a metadata file of the format' % (self.id, name))
+        return read_small(self.path, [name]).decode('utf-8')
 
     def summary(self):
         m = self.manifest
@@ -170,18 +267,20 @@ class Backup:
             disks=[dict(name=d['name'], virtual_size=d['virtual_size'], dirty_bytes=d.get('dirty_bytes'),
                         bytes_written=d.get('bytes_written'), image=os.path.join(self.path, d['image']))
                    for d in m['disks']],
-            size=sum(d.get('file_size', 0) for d in m['disks']),
+            size=sum(d.get('file_size') or 0 for d in m['disks']),
         )
 
 
 def load_manifest(path):
-    """The manifest in backup directory path; RepositoryError when it is unreadable or not ours."""
+    """The manifest in backup directory path; RepositoryError when it is unreadable, not ours, or
+    any field is not what the format allows (validate_manifest)."""
     file_name = os.path.join(path, MANIFEST)
     try:
-        with open(file_name, 'r') as src:
-            manifest = json.load(src)
+        manifest = json.loads(read_small(path, [MANIFEST]).decode('utf-8'))
     except ValueError as exc:
         raise RepositoryError('manifest %s is corrupted: %s' % (file_name, exc))
+    except RepositoryError as exc:
+        raise RepositoryError('cannot read manifest: %s' % exc)
     except OSError as exc:
         raise RepositoryError('cannot read manifest %s: %s' % (file_name, exc))
     if not isinstance(manifest, dict) or manifest.get('format') != MANIFEST_FORMAT:
@@ -195,7 +294,161 @@ def load_manifest(path):
             raise RepositoryError('manifest %s lacks %r' % (file_name, key))
     if manifest['complete'] is not True or manifest['level'] not in LEVELS:
         raise RepositoryError('manifest %s does not describe a complete backup' % file_name)
+    validate_manifest(manifest, file_name)
     return manifest
+
+
+class _Field:
+    """Raises the one error every bad manifest field gives: the file, the field, the value, the rule."""
+
+    def __init__(self, file_name):
+        self.file_name = file_name
+
+    def bad(self, field, value, rule):
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + '...'
+        raise RepositoryError('manifest %s: field %s is %s, but %s. The repository may have been damaged or '
+                              'tampered with; nothing was changed' % (self.file_name, field, shown, rule))
+
+    def match(self, field, value, pattern, rule):
+        if not isinstance(value, str) or not pattern.match(value) or '..' in value:
+            self.bad(field, value, rule)
+        return value
+
+    def size(self, field, value, minimum=1):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or value > MAX_VIRTUAL_SIZE:
+            self.bad(field, value, 'it must be an integer of at least %d' % minimum)
+        return value
+
+    def optional_count(self, field, value):
+        if value is not None:
+            self.size(field, value, minimum=0)
+
+
+def validate_manifest(m, file_name):
+    """Check every field a reader uses against what the format defines (docs/repository-format.md).
+
+    The repository is untrusted input: a field that names a file, a size or an id is used only when
+    it is exactly what this collection would have written there.
+    """
+    f = _Field(file_name)
+    backup_id = f.match('id', m['id'], BACKUP_ID, 'a backup id is YYYYMMDDTHHMMSSZ with an optional -N')
+    f.match('chain', m['chain'], BACKUP_ID, 'a chain id is the id of its full backup')
+    if m['mode'] not in MODES:
+        f.bad('mode', m['mode'], 'it is one of %s' % ', '.join(MODES))
+    if m['level'] == 'full':
+        if m.get('parent') is not None:
+            f.bad('parent', m.get('parent'), 'a full backup has none')
+        if m['chain'] != backup_id:
+            f.bad('chain', m['chain'], 'a full backup starts its own chain (%s)' % backup_id)
+    else:
+        f.match('parent', m.get('parent'), BACKUP_ID, 'an %s backup names its parent by backup id' % m['level'])
+    if not isinstance(m['started'], str):
+        f.bad('started', m['started'], 'it is an ISO 8601 time')
+    try:
+        parse_time(m['started'])
+    except RepositoryError:
+        f.bad('started', m['started'], 'it is an ISO 8601 time')
+    if 'domain' in m:
+        f.match('domain', m['domain'], SAFE_NAME, 'a domain name is a safe path component')
+    if m.get('repository_id') is not None:
+        f.match('repository_id', m['repository_id'], UUID, 'a repository id is a UUID')
+    if m.get('checkpoint') is not None:
+        f.match('checkpoint', m['checkpoint'], CHECKPOINT_NAME, 'checkpoints are named virtops-<repository>-<backup id>')
+    if m.get('since_checkpoint') is not None:
+        f.match('since_checkpoint', m['since_checkpoint'], CHECKPOINT_NAME,
+                'checkpoints are named virtops-<repository>-<backup id>')
+    for key, fixed in (('domain_xml', DOMAIN_XML), ('checkpoint_xml', CHECKPOINT_XML)):
+        if m.get(key) is not None and m[key] != fixed:
+            f.bad(key, m[key], 'the format names it %s' % fixed)
+    disks = m['disks']
+    if not isinstance(disks, list) or not disks:
+        f.bad('disks', disks, 'it is a list of at least one disk')
+    seen = set()
+    for i, disk in enumerate(disks):
+        where = 'disks[%d]' % i
+        if not isinstance(disk, dict):
+            f.bad(where, disk, 'it is an object')
+        name = f.match(where + '.name', disk.get('name'), DISK_NAME,
+                       'a disk name holds letters, digits and _ . + : @ -, starts with a letter, digit or _, '
+                       'and holds no "/" or ".."')
+        if name in seen:
+            f.bad(where + '.name', name, 'each disk appears once')
+        seen.add(name)
+        if disk.get('image') != '%s.qcow2' % name:
+            f.bad(where + '.image', disk.get('image'), 'the format names the image of disk %s %s.qcow2'
+                  % (name, name))
+        size = f.size(where + '.virtual_size', disk.get('virtual_size'))
+        disk_full = m['level'] == 'full' or disk.get('level') == 'full'
+        if disk.get('level') is not None and disk['level'] not in LEVELS:
+            f.bad(where + '.level', disk['level'], 'it is one of %s' % ', '.join(LEVELS))
+        expected_backing = None if disk_full else '../%s/%s.qcow2' % (m.get('parent'), name)
+        if disk.get('backing') != expected_backing:
+            f.bad(where + '.backing', disk.get('backing'), 'the format gives %s here' % (
+                'no backing file' if expected_backing is None else expected_backing))
+        integrity = disk.get('integrity')
+        if not isinstance(integrity, dict):
+            f.bad(where + '.integrity', integrity, 'it is an object')
+        if integrity.get('algorithm') != _blockhash.ALGORITHM:
+            f.bad(where + '.integrity.algorithm', integrity.get('algorithm'), 'this format hashes with %s'
+                  % _blockhash.ALGORITHM)
+        block_size = _blockhash.choose_block_size(size)
+        if integrity.get('block_size') != block_size:
+            f.bad(where + '.integrity.block_size', integrity.get('block_size'),
+                  'the format hashes a %d-byte disk in %d-byte blocks' % (size, block_size))
+        if integrity.get('map') != '%s.blockhash.gz' % name:
+            f.bad(where + '.integrity.map', integrity.get('map'), 'the format names the map of disk %s '
+                  '%s.blockhash.gz' % (name, name))
+        f.match(where + '.image_digest', disk.get('image_digest'), HEX_DIGEST, 'it is a SHA-256 digest in hex')
+        for key in ('file_size', 'dirty_bytes', 'bytes_read', 'bytes_written', 'zero_bytes'):
+            f.optional_count('%s.%s' % (where, key), disk.get(key))
+    skipped = m.get('skipped_disks') or []
+    if not isinstance(skipped, list) or not all(
+            isinstance(s, dict) and isinstance(s.get('name'), str) for s in skipped):
+        f.bad('skipped_disks', skipped, 'it is a list of {name, reason}')
+
+
+def load_map(backup, disk):
+    """The integrity map a backup recorded for disk (bounded read, digest checked)."""
+    integrity = disk['integrity']
+    label = os.path.join(backup.path, integrity['map'])
+    try:
+        fd = backup.open_file(integrity['map'])
+    except RepositoryError as exc:
+        raise _blockhash.BlockHashError('cannot read hash map: %s' % exc)
+    return _blockhash.BlockHashMap.load(fd, disk['virtual_size'], integrity['block_size'], disk['image_digest'],
+                                        label=label)
+
+
+def open_chain(lineage, name):
+    """The image chain of disk name at the point in time lineage[0] holds (lineage: newest first),
+    opened layer by layer as the manifests describe it (_images.ImageChain)."""
+    layers = []
+    try:
+        for backup in lineage:
+            disk = backup.disk(name)
+            if disk is None:
+                raise _images.ImageError('backup %s holds no disk %s, but a later backup of its chain backs onto it'
+                                         % (backup.id, name))
+            label = backup.image(disk)
+            try:
+                fd = backup.open_file(disk['image'])
+            except RepositoryError as exc:
+                raise _images.ImageError(str(exc))
+            layers.append(_images.Layer(fd, label, disk['virtual_size'], disk.get('backing')))
+            if disk.get('backing') is None:
+                break
+        else:
+            raise _images.ImageError('the chain of disk %s in backup %s ends without a full image'
+                                     % (name, lineage[0].id))
+        return _images.ImageChain(layers)
+    except BaseException:
+        for layer in layers:
+            if layer.fd is not None:
+                os.close(layer.fd)
+                layer.fd = None
+        raise
 
 
 def check_new_repository(path):
@@ -223,7 +476,7 @@ class Repository:
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RepositoryError('repository %s exists and is not a directory' % self.path)
         marker = os.path.join(self.path, REPOSITORY_FILE)
-        if not os.path.exists(marker):
+        if not os.path.lexists(marker):
             if not create:
                 raise RepositoryError('%s is not a backup repository (no %s)' % (self.path, REPOSITORY_FILE))
             self._create(marker)
@@ -265,12 +518,14 @@ class Repository:
 
     def _read_info(self, marker):
         try:
-            with open(marker, 'r') as src:
-                info = json.load(src)
-        except (OSError, ValueError) as exc:
+            info = json.loads(read_small(self.path, [REPOSITORY_FILE]).decode('utf-8'))
+        except (OSError, ValueError, RepositoryError) as exc:
             raise RepositoryError('cannot read %s: %s' % (marker, exc))
         if not isinstance(info, dict) or info.get('format') != FORMAT or not info.get('id'):
             raise RepositoryError('%s is not a virtops.libvirt repository marker' % marker)
+        if not isinstance(info['id'], str) or not UUID.match(info['id']):
+            raise RepositoryError('%s: field id is %r, but a repository id is a UUID. The repository may have '
+                                  'been damaged or tampered with; nothing was changed' % (marker, info['id']))
         if not isinstance(info.get('format_version'), int) or info['format_version'] > FORMAT_VERSION:
             raise RepositoryError('repository %s has format version %r; this collection reads up to %d'
                                   % (self.path, info.get('format_version'), FORMAT_VERSION))
@@ -283,29 +538,47 @@ class Repository:
     def check_writable(self):
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RepositoryError('repository %s is not writable' % self.path)
+        self.check_owner()
+
+    def check_owner(self):
+        """The repository root belongs to the user this module runs as (root) and nobody else can
+        write it: every path below it is then ours, not one another user could swap or plant."""
+        st = os.stat(self.path)
+        if st.st_uid != os.geteuid():
+            raise RepositoryError('repository %s is owned by uid %d; it must be owned by root (uid %d), the user '
+                                  'this module runs as, so that no other user can change what it holds. Nothing '
+                                  'was changed' % (self.path, st.st_uid, os.geteuid()))
+        if st.st_mode & 0o022:
+            raise RepositoryError('repository %s is writable by group or others (mode %04o); it must not be '
+                                  '(0711 is right: others may traverse it, not list or change it). Nothing was '
+                                  'changed' % (self.path, stat.S_IMODE(st.st_mode)))
 
     # -- layout -------------------------------------------------------------------------------
 
     def domain_dir(self, domain):
         return os.path.join(self.path, check_name('domain name', domain))
 
-    def staging_dir(self, owner):
-        """The staging directory QEMU writes into: owned by QEMU's user, 0700 (see LAB-NOTES)."""
-        path = os.path.join(self.path, STAGING)
+    def staging_dir(self, domain, owner):
+        """The directory QEMU writes this domain's push targets and scratch files into.
+
+        <repository>/.staging belongs to root (0711); inside it, one directory per domain belongs
+        to that domain's QEMU user (its DAC owner can differ per domain), 0700 (see LAB-NOTES).
+        Owner and mode are set through file descriptors opened without following links, so a
+        link planted by QEMU's user (or in a tampered repository) is refused, never chowned.
+        """
+        staging = os.path.join(self.path, STAGING)
+        make_dir(staging, 0o711)
+        _own_dir(staging, self.path, STAGING, (os.geteuid(), os.getegid()), 0o711)
+        path = os.path.join(staging, check_name('domain name', domain))
         make_dir(path, 0o700)
-        if owner is not None:
-            uid, gid = owner
-            st = os.stat(path)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(path, uid, gid)
-        os.chmod(path, 0o700)
+        _own_dir(path, staging, domain, owner, 0o700)
         return path
 
     def domains(self):
         names = []
         for name in sorted(os.listdir(self.path)):
             full = os.path.join(self.path, name)
-            if not name.startswith('.') and SAFE_NAME.match(name) and os.path.isdir(full):
+            if not name.startswith('.') and SAFE_NAME.match(name) and (real_dir(full) or is_link(full)):
                 names.append(name)
         return names
 
@@ -313,15 +586,26 @@ class Repository:
         """Complete backups of domain, oldest first. Unreadable manifests go to errors, if given."""
         ddir = self.domain_dir(domain)
         found = []
+        if is_link(ddir):
+            raise RepositoryError('%s is a symbolic link: a repository holds none, and none is followed' % ddir)
         if not os.path.isdir(ddir):
             return found
+
+        def linked(path):
+            if is_link(path):
+                if errors is not None:
+                    errors.append('%s is a symbolic link: a repository holds none, and none is followed' % path)
+                return True
+            return False
+
         for chain in sorted(os.listdir(ddir)):
             cdir = os.path.join(ddir, chain)
-            if chain.startswith('.') or not os.path.isdir(cdir):
+            if chain.startswith('.') or linked(cdir) or not os.path.isdir(cdir):
                 continue
             for bid in sorted(os.listdir(cdir)):
                 bdir = os.path.join(cdir, bid)
-                if not BACKUP_ID.match(bid) or not os.path.isfile(os.path.join(bdir, MANIFEST)):
+                if not BACKUP_ID.match(bid) or linked(bdir) or not os.path.isdir(bdir) \
+                        or not os.path.lexists(os.path.join(bdir, MANIFEST)):
                     continue
                 try:
                     manifest = load_manifest(bdir)
@@ -387,7 +671,7 @@ class Repository:
         ddir = self.domain_dir(domain)
         make_dir(ddir, 0o700)
         path = os.path.join(ddir, LOCK)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -456,13 +740,13 @@ class Repository:
             return removed
         for chain in os.listdir(ddir):
             cdir = os.path.join(ddir, chain)
-            if chain.startswith('.') or not os.path.isdir(cdir):
+            if chain.startswith('.') or not real_dir(cdir):
                 continue
             for bid in os.listdir(cdir):
                 bdir = os.path.join(cdir, bid)
-                if not os.path.isdir(bdir) or not BACKUP_ID.match(bid):
+                if not real_dir(bdir) or not BACKUP_ID.match(bid):
                     continue
-                if not os.path.exists(os.path.join(bdir, MANIFEST)):
+                if not os.path.lexists(os.path.join(bdir, MANIFEST)):
                     shutil.rmtree(bdir, ignore_errors=True)
                     removed.append(bdir)
             if not os.listdir(cdir):
@@ -472,6 +756,23 @@ class Repository:
     def remove_chain(self, domain, chain):
         cdir = os.path.join(self.domain_dir(domain), check_name('chain', chain))
         shutil.rmtree(cdir)
+
+
+def _own_dir(path, parent, name, owner, mode):
+    """Give the directory name in parent its owner and mode, through a descriptor opened without
+    following links (parent is ours, so the entry cannot be swapped between the check and the change)."""
+    try:
+        fd = open_under(parent, [name], os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise RepositoryError('cannot open %s: %s' % (path, exc.strerror or exc))
+    try:
+        st = os.fstat(fd)
+        if owner is not None and (st.st_uid, st.st_gid) != tuple(owner):
+            os.fchown(fd, owner[0], owner[1])
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def file_mode_ok(path):

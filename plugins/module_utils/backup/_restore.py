@@ -10,17 +10,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-
-try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - the modules report missing lxml
-    etree = None
+import stat
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, libvirt_call
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
     _images,
+    _nbdio,
     _repository,
+    _saved_xml,
 )
 
 
@@ -31,26 +30,18 @@ def _repo(path):
         raise VirtError(str(exc))
 
 
-def expected_map(backup, disk):
-    integrity = disk['integrity']
-    return _blockhash.BlockHashMap.load(os.path.join(backup.path, integrity['map']), disk['virtual_size'],
-                                        integrity['block_size'], disk['image_digest'])
-
-
-def verify_point(repo, backup, disk, image=None, fmt='qcow2', force_share=False):
-    """Prove that image (default: the backup's own chain) holds exactly what the backup recorded.
+def verify_point(backup, disk, chain):
+    """Prove that an ImageChain holds exactly what the backup recorded for disk.
 
     Returns a dict: ok, message, and the offset of the first differing block when not ok.
     """
-    image = image or backup.image(disk)
     try:
-        expected = expected_map(backup, disk)
-        actual = _images.hash_image(image, disk['virtual_size'], disk['integrity']['block_size'], fmt=fmt,
-                                    force_share=force_share)
-    except (_blockhash.BlockHashError, _images.ImageError) as exc:
+        expected = _repository.load_map(backup, disk)
+        actual = _images.hash_image(chain, disk['virtual_size'], disk['integrity']['block_size'])
+    except (_blockhash.BlockHashError, _images.ImageError, _nbdio.NbdIoError) as exc:
         return dict(ok=False, message=str(exc))
     except Exception as exc:  # pylint: disable=broad-except
-        return dict(ok=False, message='cannot read %s: %s' % (image, exc))
+        return dict(ok=False, message='cannot read %s: %s' % (chain.label, exc))
     bad = expected.first_difference(actual)
     if bad is None:
         return dict(ok=True, message='every block matches the integrity data (%s)' % disk['image_digest'][:16])
@@ -72,16 +63,58 @@ def _resolve(repo, domain, spec):
                             'their backup directories aside). Nothing was changed'
                             % (repo.path, domain, '; '.join(errors), spec or 'latest'))
         backup = repo.find(domain, spec)
-        repo.lineage(backup)
+        lineage = repo.lineage(backup)
     except _repository.RepositoryError as exc:
         raise VirtError('%s%s' % (exc, ' (unreadable: %s)' % '; '.join(errors) if errors else ''))
-    return backup
+    return backup, lineage
+
+
+def _check_dest(dest):
+    """dest as a real path; refused when another user could change what is in it."""
+    if not os.path.isabs(dest):
+        raise VirtError('dest %r must be an absolute path' % dest)
+    real = os.path.realpath(dest)
+    if os.path.lexists(real) and not os.path.isdir(real):
+        raise VirtError('dest %s exists and is not a directory' % dest)
+    probe = real
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    # The nearest existing directory: restored disks (guest data) go only where nobody else can
+    # add, swap or read files.
+    st = os.stat(probe)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise VirtError('dest %s: %s is %s; restored disks are written only into a directory that no other user '
+                        'can change. Choose another dest, or create it (owned by root, not writable by group or '
+                        'others) first' % (dest, probe, 'owned by uid %d' % st.st_uid if st.st_uid != os.geteuid()
+                                          else 'writable by group or others (mode %04o)' % stat.S_IMODE(st.st_mode)))
+    return real
+
+
+def _existing(dest_dir, name, fmt, backup, disk):
+    """Whether dest already holds disk of backup, bit-exact: True, or the reason it does not."""
+    path = os.path.join(dest_dir, name)
+    if _repository.real_dir(path):
+        raise VirtError('%s is a directory; cannot restore disk %s there' % (path, disk['name']))
+    try:
+        chain = _images.open_file(path, fmt, disk['virtual_size'])
+    except _images.ImageError as exc:
+        return str(exc)
+    with chain:
+        busy = _images.in_use(chain)
+        if busy:
+            chain.close()
+            chain = _images.open_file(path, fmt, disk['virtual_size'], locking=False)
+        check = verify_point(backup, disk, chain)
+    if busy and not check['ok']:
+        raise VirtError('%s is in use (a running domain has it open) and does not hold disk %s of backup %s; stop '
+                        'that domain or choose another dest' % (path, disk['name'], backup.id))
+    return True if check['ok'] else check['message']
 
 
 def restore(conn_factory, params, check_mode):
     repo = _repo(params['repository'])
     domain = params['domain']
-    backup = _resolve(repo, domain, params['backup'])
+    backup, lineage = _resolve(repo, domain, params['backup'])
     fmt = params['format']
     wanted = params.get('disks')
     names = [d['name'] for d in backup.disks]
@@ -91,11 +124,7 @@ def restore(conn_factory, params, check_mode):
             raise VirtError('backup %s of domain %s holds no disk %s (it holds: %s)' % (
                 backup.id, domain, ', '.join(unknown), ', '.join(names)))
         names = [n for n in names if n in wanted]
-    dest = params['dest']
-    if not os.path.isabs(dest):
-        raise VirtError('dest %r must be an absolute path' % dest)
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise VirtError('dest %s exists and is not a directory' % dest)
+    dest = _check_dest(params['dest'])
     new_name = params.get('new_name')
     if params.get('define'):
         if not new_name:
@@ -105,33 +134,36 @@ def restore(conn_factory, params, check_mode):
         except _repository.RepositoryError as exc:
             raise VirtError(str(exc))
 
+    # Every layer of every chain is checked (headers, sizes, integrity map) before anything is
+    # written, in check mode too: a tampered repository fails here, with nothing changed.
+    for name in names:
+        try:
+            with _repository.open_chain(lineage, name):
+                pass
+            _repository.load_map(backup, backup.disk(name))
+        except (_images.ImageError, _blockhash.BlockHashError) as exc:
+            raise VirtError('cannot restore disk %s of backup %s of domain %s: %s' % (name, backup.id, domain, exc))
+
     out_fmt = 'qcow2' if fmt == 'qcow2' else 'raw'
     planned = [dict(name=n, path=os.path.join(dest, '%s.%s' % (n, out_fmt))) for n in names]
     # A disk restored before and still bit-exact is left alone: a second run changes nothing.
     todo = []
     for entry in planned:
         entry['verified'] = False
-        if os.path.isdir(entry['path']):
-            raise VirtError('%s is a directory; cannot restore disk %s there' % (entry['path'], entry['name']))
-        if os.path.exists(entry['path']):
-            busy = _images.in_use(entry['path'])
-            check = verify_point(repo, backup, backup.disk(entry['name']), image=entry['path'],
-                                 fmt=out_fmt, force_share=busy)
-            if busy and not check['ok']:
-                raise VirtError('%s is in use (a running domain has it open) and does not hold disk %s of '
-                                'backup %s; stop that domain or choose another dest' % (
-                                    entry['path'], entry['name'], backup.id))
-            if check['ok']:
+        disk = backup.disk(entry['name'])
+        if os.path.lexists(entry['path']):
+            found = _existing(dest, os.path.basename(entry['path']), out_fmt, backup, disk)
+            if found is True:
                 entry['verified'] = True
-                entry['digest'] = backup.disk(entry['name'])['image_digest']
+                entry['digest'] = disk['image_digest']
                 continue
             if not params.get('force'):
                 raise VirtError('%s exists and does not hold disk %s of backup %s (%s); remove it or set '
-                                'force: true to overwrite it' % (entry['path'], entry['name'], backup.id,
-                                                                 check['message']))
+                                'force: true to overwrite it' % (entry['path'], entry['name'], backup.id, found))
         todo.append(entry)
     conn = None
     define = bool(params.get('define'))
+    new_xml, warnings = None, []
     if define:
         conn = conn_factory()
         existing = conn.lookup_domain(new_name)
@@ -141,107 +173,95 @@ def restore(conn_factory, params, check_mode):
             else:
                 raise VirtError('a domain named %s exists already on %s and does not use the restored disks: '
                                 'choose another new_name' % (new_name, conn.uri))
+        if define:
+            # Refusals come before anything is written, and check mode predicts them.
+            try:
+                saved = backup.read_text(_repository.DOMAIN_XML)
+            except (_repository.RepositoryError, OSError, ValueError) as exc:
+                raise VirtError('cannot read the domain definition saved with backup %s: %s' % (backup.id, exc))
+            new_xml, warnings = _saved_xml.new_domain_xml(
+                saved, new_name, dict((p['name'], p['path']) for p in planned), out_fmt,
+                trust=bool(params.get('trust_saved_xml')))
 
     result = dict(changed=bool(todo) or define, backup=backup.summary(), disks=planned, domain=None)
+    if warnings:
+        result['warnings'] = warnings
     if check_mode:
         return result
 
     created_dest = not os.path.isdir(dest)
     if created_dest:
         os.makedirs(dest, 0o700)
+    dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     written = []
+    partials = []
     try:
         for entry in todo:
             disk = backup.disk(entry['name'])
-            tmp = entry['path'] + '.partial'
-            _images.convert(backup.image(disk), tmp, out_fmt)
-            check = verify_point(repo, backup, disk, image=tmp, fmt=out_fmt)
-            if not check['ok']:
-                raise VirtError('restored disk %s of backup %s is not bit-exact: %s' % (
-                    entry['name'], backup.id, check['message']))
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, entry['path'])
-            written.append(entry['path'])
+            name = os.path.basename(entry['path'])
+            partial = name + '.partial'
+            try:
+                os.unlink(partial, dir_fd=dest_fd)    # debris of an interrupted restore (never followed)
+            except FileNotFoundError:
+                pass
+            # Private from the first byte, and never through a link planted under the name.
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dest_fd)
+            partials.append(partial)
+            try:
+                with _repository.open_chain(lineage, entry['name']) as chain:
+                    _images.convert(chain, fd, os.path.join(dest, partial), out_fmt, disk['virtual_size'])
+                restored = _images.ImageChain([_images.Layer(os.dup(fd), os.path.join(dest, partial),
+                                                             disk['virtual_size'])], fmt=out_fmt)
+                with restored:
+                    check = verify_point(backup, disk, restored)
+                if not check['ok']:
+                    raise VirtError('restored disk %s of backup %s is not bit-exact: %s' % (
+                        entry['name'], backup.id, check['message']))
+                os.fchmod(fd, 0o600)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(partial, name, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)
+            partials.remove(partial)
+            written.append(name)
             entry['verified'] = True
             entry['digest'] = disk['image_digest']
         if define:
-            result['domain'] = _define(conn, backup, new_name, planned, out_fmt)
+            with libvirt_call('defining the restored domain', new_name):
+                dom = conn.conn.defineXML(new_xml)
+            result['domain'] = dict(name=new_name, uuid=dom.UUIDString(), xml=dom.XMLDesc(0))
         elif params.get('define'):
             dom = conn.lookup_domain(new_name)
             result['domain'] = dict(name=new_name, uuid=dom.UUIDString(), xml=dom.XMLDesc(0))
     except BaseException:
-        for path in written:
+        for name in written + partials:
             try:
-                os.unlink(path)
+                os.unlink(name, dir_fd=dest_fd)
             except OSError:
                 pass
-        for entry in todo:
-            try:
-                os.unlink(entry['path'] + '.partial')
-            except OSError:
-                pass
+        os.close(dest_fd)
+        dest_fd = None
         if created_dest:
             try:
                 os.rmdir(dest)      # only when empty: what this run made
             except OSError:
                 pass
         raise
+    finally:
+        if dest_fd is not None:
+            os.close(dest_fd)
     return result
 
 
 def _points_at(dom, disk_paths):
-    root = etree.fromstring(dom.XMLDesc(0).encode('utf-8'))
+    root = parse(dom.XMLDesc(0), 'the definition of domain %s' % dom.name())
     found = {}
     for elem in root.findall('./devices/disk'):
         target, source = elem.find('target'), elem.find('source')
         if target is not None and source is not None:
             found[target.get('dev')] = source.get('file')
     return all(found.get(name) == path for name, path in disk_paths.items())
-
-
-def new_domain_xml(saved_xml, new_name, disk_paths, fmt):
-    """The saved definition as a new domain: new name, no uuid, no MACs, its own UEFI variable store,
-    disks on the restored images."""
-    root = etree.fromstring(saved_xml.encode('utf-8'))
-    root.find('name').text = new_name
-    for tag in ('uuid',):
-        elem = root.find(tag)
-        if elem is not None:
-            root.remove(elem)
-    for mac in root.findall('./devices/interface/mac'):
-        mac.getparent().remove(mac)
-    # The UEFI variable store is per domain: the original's path would be shared (and deleted by
-    # `undefine --nvram` of either). Without a path, libvirt makes <new name>_VARS.fd from the template.
-    for nvram in root.findall('./os/nvram'):
-        nvram.text = None
-        for child in list(nvram):
-            nvram.remove(child)
-        nvram.attrib.pop('type', None)
-    for elem in root.findall('./devices/disk'):
-        target = elem.find('target')
-        name = target.get('dev') if target is not None else None
-        if name in disk_paths:
-            elem.set('type', 'file')
-            for child in elem.findall('source') + elem.findall('backingStore'):
-                elem.remove(child)
-            source = etree.Element('source', file=disk_paths[name])
-            driver = elem.find('driver')
-            if driver is None:
-                driver = etree.SubElement(elem, 'driver', name='qemu')
-            driver.set('type', fmt)
-            driver.addnext(source)
-        elif elem.get('device', 'disk') in ('disk', 'lun'):
-            # A disk that was not backed up would point at the original domain's storage.
-            elem.getparent().remove(elem)
-    return etree.tostring(root, encoding='unicode')
-
-
-def _define(conn, backup, new_name, planned, fmt):
-    xml = new_domain_xml(backup.read_text('domain.xml'), new_name, dict((p['name'], p['path']) for p in planned),
-                         fmt)
-    with libvirt_call('defining the restored domain', new_name):
-        dom = conn.conn.defineXML(xml)
-    return dict(name=new_name, uuid=dom.UUIDString(), xml=dom.XMLDesc(0))
 
 
 def describe(params):
@@ -258,7 +278,8 @@ def describe(params):
         try:
             backups = repo.backups(name, errors)
         except _repository.RepositoryError as exc:
-            raise VirtError(str(exc))
+            backups = []
+            errors.append(str(exc))
         chains = {}
         for backup in backups:
             entry = backup.summary()
@@ -282,13 +303,27 @@ def describe(params):
 
 
 def _verify_backup(repo, backup):
+    """Every disk of one backup: its chain as the manifests describe it, qemu-img check of its own
+    image, and the integrity data. Any problem is a failed check with its reason, never an error."""
     disks = []
+    try:
+        lineage = repo.lineage(backup)
+    except _repository.RepositoryError as exc:
+        return dict(ok=False, message=str(exc), disks=[])
     for disk in backup.disks:
         image = backup.image(disk)
-        ok, message = _images.check(image)
-        entry = dict(name=disk['name'], image=image, qemu_img_check=message, ok=ok)
-        if ok:
-            point = verify_point(repo, backup, disk)
-            entry.update(ok=point['ok'], integrity=point['message'])
+        entry = dict(name=disk['name'], image=image, ok=False)
+        try:
+            with _repository.open_chain(lineage, disk['name']) as chain:
+                ok, message = _images.check(chain)
+                entry.update(qemu_img_check=message, ok=ok)
+                if ok:
+                    point = verify_point(backup, disk, chain)
+                    entry.update(ok=point['ok'], integrity=point['message'])
+                    message = point['message']
+        except (_images.ImageError, _blockhash.BlockHashError, _nbdio.NbdIoError, OSError) as exc:
+            message = str(exc)
+        if not entry['ok']:
+            entry['message'] = message
         disks.append(entry)
     return dict(ok=all(d['ok'] for d in disks), disks=disks)

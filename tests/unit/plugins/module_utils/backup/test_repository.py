@@ -16,9 +16,19 @@ import pytest
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _repository as r
 
 
+def disk_entry(name='vda', size=64 * 1024 * 1024, parent=None):
+    return dict(name=name, virtual_size=size, image='%s.qcow2' % name,
+                backing='../%s/%s.qcow2' % (parent, name) if parent else None, file_size=196608,
+                integrity=dict(algorithm='sha256', block_size=65536, map='%s.blockhash.gz' % name),
+                image_digest='ab' * 32)
+
+
 def manifest(bid, chain, level='full', parent=None, started='2026-11-26T01:00:00.000000Z', **extra):
     m = dict(format=r.MANIFEST_FORMAT, format_version=r.MANIFEST_VERSION, complete=True, id=bid, chain=chain,
-             domain='vm1', level=level, mode='pull', parent=parent, started=started, disks=[], checkpoint='ck-' + bid)
+             domain='vm1', level=level, mode='pull', parent=parent, started=started,
+             disks=[disk_entry(parent=parent)], checkpoint='virtops-0123abcd-' + bid,
+             repository_id='e02f39a2-1111-4222-8333-444455556666', domain_xml='domain.xml',
+             checkpoint_xml='checkpoint.xml')
     m.update(extra)
     return m
 
@@ -133,3 +143,125 @@ def test_new_ids_are_unique_and_sort_in_time_order(repo):
     second = repo.new_backup_id('vm1', moment)
     assert second == first + '-1'
     assert repo.new_backup_id('vm1', moment, taken=lambda bid: bid == second) == first + '-2'
+
+
+BAD_FIELDS = [
+    ('disks[0].name', lambda m: m['disks'][0].update(name='../x')),
+    ('disks[0].name', lambda m: m['disks'][0].update(name='/abs/x')),
+    ('disks[0].name', lambda m: m['disks'][0].update(name='-fraw')),
+    ('disks[0].image', lambda m: m['disks'][0].update(image='/root/secret')),
+    ('disks[0].image', lambda m: m['disks'][0].update(image='../../other.qcow2')),
+    ('disks[0].integrity.map', lambda m: m['disks'][0]['integrity'].update(map='/etc/shadow')),
+    ('disks[0].integrity.block_size', lambda m: m['disks'][0]['integrity'].update(block_size=512)),
+    ('disks[0].integrity.algorithm', lambda m: m['disks'][0]['integrity'].update(algorithm='md5')),
+    ('disks[0].virtual_size', lambda m: m['disks'][0].update(virtual_size=0)),
+    ('disks[0].virtual_size', lambda m: m['disks'][0].update(virtual_size=-1)),
+    ('disks[0].virtual_size', lambda m: m['disks'][0].update(virtual_size='64M')),
+    ('disks[0].virtual_size', lambda m: m['disks'][0].update(virtual_size=True)),
+    ('disks[0].backing', lambda m: m['disks'][0].update(backing='/root/secret')),
+    ('disks[0].image_digest', lambda m: m['disks'][0].update(image_digest='x')),
+    ('disks', lambda m: m.update(disks=[])),
+    ('checkpoint_xml', lambda m: m.update(checkpoint_xml='/etc/passwd')),
+    ('domain_xml', lambda m: m.update(domain_xml='../domain.xml')),
+    ('repository_id', lambda m: m.update(repository_id='not-a-uuid')),
+    ('checkpoint', lambda m: m.update(checkpoint='-fraw')),
+    ('parent', lambda m: m.update(parent='20261126T000000Z')),
+    ('mode', lambda m: m.update(mode='telepathy')),
+    ('started', lambda m: m.update(started=12)),
+]
+
+
+@pytest.mark.parametrize('field,damage', BAD_FIELDS, ids=['%s-%d' % (f, i) for i, (f, _d) in enumerate(BAD_FIELDS)])
+def test_a_bad_manifest_field_is_reported_with_file_and_field(repo, field, damage):
+    path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    mpath = os.path.join(path, r.MANIFEST)
+    m = json.load(open(mpath))
+    damage(m)
+    open(mpath, 'w').write(json.dumps(m))
+    errors = []
+    assert repo.backups('vm1', errors) == []
+    assert len(errors) == 1
+    assert mpath in errors[0] and ('field %s ' % field) in errors[0], errors[0]
+
+
+def test_ids_that_do_not_match_their_directories_are_refused(repo):
+    path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    mpath = os.path.join(path, r.MANIFEST)
+    m = json.load(open(mpath))
+    m['id'] = m['chain'] = '20261126T020000Z'
+    m['checkpoint'] = 'virtops-0123abcd-20261126T020000Z'
+    open(mpath, 'w').write(json.dumps(m))
+    errors = []
+    assert repo.backups('vm1', errors) == [] and 'names backup' in errors[0]
+
+
+def test_symbolic_links_in_the_repository_are_reported_not_followed(repo, tmp_path):
+    path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    outside = tmp_path / 'outside'
+    os.rename(path, str(outside))
+    os.symlink(str(outside), path)
+    errors = []
+    assert repo.backups('vm1', errors) == []
+    assert 'symbolic link' in errors[0]
+    # The manifest as a link: refused as well.
+    os.unlink(path)
+    os.rename(str(outside), path)
+    mpath = os.path.join(path, r.MANIFEST)
+    os.rename(mpath, str(tmp_path / 'm.json'))
+    os.symlink(str(tmp_path / 'm.json'), mpath)
+    errors = []
+    assert repo.backups('vm1', errors) == [] and 'symbolic link' in errors[0], errors
+    # Partial clean-up never follows a link either.
+    os.unlink(mpath)
+    os.rename(path, str(outside))
+    os.symlink(str(outside), path)
+    assert repo.remove_partials('vm1') == []
+    assert outside.exists()
+
+
+def test_repository_id_must_be_a_uuid(repo):
+    marker = os.path.join(repo.path, r.REPOSITORY_FILE)
+    info = json.load(open(marker))
+    info['id'] = '../../x'
+    open(marker, 'w').write(json.dumps(info))
+    with pytest.raises(r.RepositoryError, match='UUID'):
+        r.Repository(repo.path)
+
+
+def test_repository_root_must_be_ours_and_not_writable_by_others(repo):
+    repo.check_owner()
+    os.chmod(repo.path, 0o777)
+    with pytest.raises(r.RepositoryError, match='writable by group or others'):
+        repo.check_owner()
+    os.chmod(repo.path, 0o711)
+    os.chown(repo.path, 65534, 65534)
+    try:
+        with pytest.raises(r.RepositoryError, match='owned by uid 65534'):
+            repo.check_owner()
+    finally:
+        os.chown(repo.path, 0, 0)
+
+
+def test_staging_is_root_owned_with_one_directory_per_domain(repo):
+    path = repo.staging_dir('vm1', (65534, 65534))
+    staging = os.path.join(repo.path, r.STAGING)
+    assert (os.stat(staging).st_uid, stat.S_IMODE(os.stat(staging).st_mode)) == (0, 0o711)
+    st = os.stat(path)
+    assert path == os.path.join(staging, 'vm1') and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o700)
+
+
+def test_a_symlinked_staging_directory_is_refused_and_its_target_untouched(repo, tmp_path):
+    target = tmp_path / 'elsewhere'
+    target.mkdir(mode=0o755)
+    os.symlink(str(target), os.path.join(repo.path, r.STAGING))
+    with pytest.raises(r.RepositoryError, match='symbolic link'):
+        repo.staging_dir('vm1', (65534, 65534))
+    st = os.stat(str(target))
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755) and os.listdir(str(target)) == []
+    # A link in place of the domain's own directory is refused as well.
+    os.unlink(os.path.join(repo.path, r.STAGING))
+    os.mkdir(os.path.join(repo.path, r.STAGING), 0o711)
+    os.symlink(str(target), os.path.join(repo.path, r.STAGING, 'vm1'))
+    with pytest.raises(r.RepositoryError, match='symbolic link'):
+        repo.staging_dir('vm1', (65534, 65534))
+    assert os.stat(str(target)).st_uid == 0
