@@ -200,6 +200,7 @@ import re
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils import _inventory
@@ -325,7 +326,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for record in source['domains']:
                 if not self._wanted(record):
                     continue
-                host = self._host_name(record)
+                # Everything in a record is data a guest (agent addresses, interface names) or
+                # whoever edits the domain (name, title, description, tags) chose: marked unsafe,
+                # so Ansible never templates it. Here, not when reading, because the cache is
+                # plain JSON and gives back plain strings.
+                host = wrap_var(self._host_name(record))
                 if host in taken:
                     msg = ('libvirt inventory: host name %s of domain %s on %s is already taken by domain %s on %s' % (
                         host, record['name'], record['uri'], taken[host]['name'], taken[host]['uri']))
@@ -336,9 +341,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 taken[host] = record
                 self.inventory.add_host(host)
                 for key in HOST_VARS:
-                    self.inventory.set_variable(host, 'libvirt_%s' % key, record[key])
+                    self.inventory.set_variable(host, 'libvirt_%s' % key, wrap_var(record[key]))
                 if record['address']:
-                    self.inventory.set_variable(host, 'ansible_host', record['address'])
+                    self.inventory.set_variable(host, 'ansible_host', wrap_var(record['address']))
                 for group in self._groups_of(record):
                     self.inventory.add_group(group)
                     self.inventory.add_child(group, host)

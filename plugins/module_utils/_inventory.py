@@ -6,6 +6,8 @@
 """Domains of libvirt hosts as inventory records: what the inventory plugin virtops.libvirt.libvirt
 reads from each URI (plain, JSON-serialisable dicts, so they can be cached), the tags of the
 collection's metadata namespace, and the choice of one address to reach a domain at.
+The records hold what guests and domain editors wrote; the plugin marks them unsafe (templates
+stay text), not this file: module_utils cannot import ansible.utils, and the cache wants plain data.
 Raises VirtError; never exits."""
 
 from __future__ import absolute_import, division, print_function

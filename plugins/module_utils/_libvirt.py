@@ -238,16 +238,34 @@ class ObjectManager:
         self.warn = warn or (lambda msg: None)
 
 
+class _SecretsModule(AnsibleModule):
+    """AnsibleModule that adds the secrets found inside its parameters (secrets(params), such as
+    the passwords in an XML option) to its no_log values as soon as it reads the parameters: its
+    constructor already shows them, when it fails on a bad option and when it logs the invocation
+    on the host (journal, syslog)."""
+
+    def __init__(self, secrets=None, **kwargs):
+        self._find_secrets = secrets
+        super(_SecretsModule, self).__init__(**kwargs)
+
+    def _load_params(self):
+        super(_SecretsModule, self)._load_params()
+        if self._find_secrets is not None:
+            self.no_log_values.update(self._find_secrets(self.params))
+
+
 class VirtModule:
     """AnsibleModule with the connection options merged in and the bindings checked.
 
     Composition, not inheritance: modules use .module for everything AnsibleModule offers.
+    secrets: a function of the module's parameters that returns values to mask in everything
+    the module returns or logs (see _xmldiff.xml_option_secrets).
     """
 
-    def __init__(self, argument_spec, connect=True, **kwargs):
+    def __init__(self, argument_spec, connect=True, secrets=None, **kwargs):
         spec = dict(CONNECTION_ARGS)
         spec.update(argument_spec)
-        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.module = _SecretsModule(secrets=secrets, argument_spec=spec, **kwargs)
         if libvirt is None:
             self.module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'),
                                   exception=LIBVIRT_IMPORT_ERROR)

@@ -42,6 +42,7 @@ import difflib
 import fnmatch
 import os
 import re
+from xml.sax.saxutils import escape
 
 try:
     from urllib.parse import urlparse
@@ -452,6 +453,49 @@ def unified_diff(before, after, before_header='before', after_header='after'):
     lines = difflib.unified_diff(before.splitlines(True), after.splitlines(True),
                                  before_header, after_header)
     return ''.join(line if line.endswith('\n') else line + '\n' for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets in the user's XML
+
+# Where libvirt XML holds a secret in clear: graphics passwd (VNC, SPICE, RDP) and any other
+# passwd or password attribute, the text (or value) of <secret>, <passwd> and <password>, and the
+# cookies of network disk sources. What names a secret (<secret usage=... uuid=...>) is not one.
+SECRET_ATTRIBUTES = ('passwd', 'password')
+SECRET_ELEMENTS = ('secret', 'passwd', 'password', 'cookie')
+_SECRET_ATTRIBUTE = re.compile(r'''\b(?:passwd|password)\s*=\s*(?:"([^"]*)"|'([^']*)')''', re.IGNORECASE)
+
+
+def secrets(text):
+    """The secrets written in XML text, for a module's no_log values: each as parsed and as XML
+    escapes it (diffs show the escaped form), and each password attribute as written, found by
+    pattern, so that XML too broken to parse (whose failure echoes it) hides them as well."""
+    if not isinstance(text, str) or not text.strip():
+        return set()
+    found = set(m.group(1) or m.group(2) for m in _SECRET_ATTRIBUTE.finditer(text))
+    try:
+        root = parse(text)
+    except (VirtError, ValueError):
+        root = None
+    for elem in root.iter() if root is not None else ():
+        for value in _secrets_of(elem):
+            found.update((value, escape(value, {'"': '&quot;'}), escape(value, {"'": '&apos;'})))
+    # An empty password hides nothing, and masking blanks would garble every result.
+    return set(value for value in found if value.strip())
+
+
+def _secrets_of(elem):
+    if not isinstance(elem.tag, str):
+        return []
+    values = [v for k, v in elem.attrib.items() if _local(k).lower() in SECRET_ATTRIBUTES]
+    if _local(elem.tag).lower() in SECRET_ELEMENTS:
+        values += [(elem.text or '').strip(), elem.get('value') or '']
+    return values
+
+
+def xml_option_secrets(params):
+    """secrets() of a module's xml option (VirtModule's secrets hook)."""
+    return secrets(params.get('xml'))
 
 
 # ---------------------------------------------------------------------------------------------

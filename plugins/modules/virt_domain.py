@@ -62,6 +62,7 @@ options:
       - Only what it sets is compared with the live definition. A C(<uuid>) is optional; the
         existing domain's uuid is kept.
       - Without it, the module manages only the run state and autostart of an existing domain.
+      - Passwords in the XML (graphics passwd and the like) are masked in the output.
     type: str
   state:
     description:
@@ -243,6 +244,7 @@ removed_volumes:
 '''
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import xml_option_secrets
 from ansible_collections.virtops.libvirt.plugins.module_utils._domain import (
     DOMAIN_ARGS,
     DomainManager,
@@ -260,6 +262,7 @@ def main():
         argument_spec=DOMAIN_ARGS,
         supports_check_mode=True,
         required_one_of=[('name', 'xml')],
+        secrets=xml_option_secrets,
     )
     vm.run(run)
 

@@ -71,6 +71,7 @@ options:
       - The device, as one libvirt device element (the child of C(<devices>) in the domain
         XML), for example C(<disk>), C(<interface>), C(<hostdev>), C(<controller>), C(<rng>).
       - Exactly one device; give one task per device.
+      - Passwords in the XML (graphics passwd and the like) are masked in the output.
     type: str
     required: true
   state:
@@ -217,6 +218,7 @@ msg:
 '''
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import xml_option_secrets
 from ansible_collections.virtops.libvirt.plugins.module_utils._device import (
     DEVICE_ARGS,
     DeviceManager,
@@ -230,7 +232,7 @@ def run(vm):
 
 
 def main():
-    vm = VirtModule(argument_spec=DEVICE_ARGS, supports_check_mode=True)
+    vm = VirtModule(argument_spec=DEVICE_ARGS, supports_check_mode=True, secrets=xml_option_secrets)
     vm.run(run)
 
 

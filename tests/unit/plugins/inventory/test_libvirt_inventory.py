@@ -344,3 +344,114 @@ def test_agent_source_needs_a_read_write_connection(tmp_path, lab):
     web = hostvars(inv, lab['web'])
     assert web['libvirt_interfaces'][0]['addresses'][0]['source'] == 'agent'
     assert web['ansible_host'] == web['libvirt_interfaces'][0]['addresses'][0]['address']
+
+
+# ---------------------------------------------------------------------------------------------
+# Guest-controlled values are data, never templates (issue 10). Title, description and metadata
+# are written by whoever edits the domain, addresses and interface names come from the guest
+# (agent) or its DHCP client: Ansible must not template them on the controller. Ansible before
+# 2.19 templates every plain string of a host variable when a play reads it; AnsibleUnsafe
+# (wrap_var) stops that. From 2.19 on, strings are untrusted unless tagged TrustedAsTemplate.
+
+try:
+    from ansible.template import is_trusted_as_template, trust_as_template  # 2.19 and later
+except ImportError:
+    from ansible.utils.unsafe_proxy import AnsibleUnsafe
+
+    def is_trusted_as_template(value):
+        return not isinstance(value, AnsibleUnsafe)
+
+    def trust_as_template(value):
+        return value
+
+from ansible.template import Templar  # noqa: E402
+from ansible.vars.manager import VariableManager  # noqa: E402
+
+SEVEN_SIX = '{{ 7 * 6 }}'
+LOOKUP = "{{ lookup('pipe', 'echo PWNED') }}"
+
+
+@pytest.fixture
+def hostile():
+    """A running domain whose name, title, description and tags are templates."""
+    conn = libvirt.open(URI)
+    name = PREFIX + SEVEN_SIX
+    dom = conn.defineXML(DOMAIN.format(
+        name=name,
+        extra='<title>%s</title><description>%s</description>' % (SEVEN_SIX, LOOKUP) +
+              TAGS.format(tags='<vo:tag>%s</vo:tag><vo:tag>%s</vo:tag>' % (SEVEN_SIX, LOOKUP)),
+        interfaces=iface('default', '52:54:00:aa:00:09')))
+    dom.create()
+    yield name
+    dom.destroy()
+    dom.undefine()
+    conn.close()
+
+
+def strings_in(value):
+    """Every string in a nested structure of dicts and lists, keys included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def assert_untrusted(host, hostvars_, expected=()):
+    """The host name and every string of the plugin's variables are unsafe; expected are among them."""
+    assert not is_trusted_as_template(host.name)
+    names = [k for k in hostvars_ if k.startswith('libvirt_')] + ['ansible_host']
+    assert 'libvirt_tags' in names and 'libvirt_interfaces' in names
+    checked = []
+    for key in names:
+        for text in strings_in(hostvars_[key]):
+            assert not is_trusted_as_template(text), (key, text)
+            checked.append(text)
+    for text in expected:
+        assert text in checked
+
+
+def test_guest_values_are_unsafe(tmp_path, lab, hostile):
+    options = dict(include_names=['^' + PREFIX], read_only=False, address_sources=['agent', 'lease'],
+                   cache=True, cache_plugin='ansible.builtin.jsonfile',
+                   cache_connection=str(tmp_path / 'cache'), cache_timeout=3600)
+    inv = inventory(tmp_path, **options)
+    evil = hostvars(inv, hostile)
+    assert evil['libvirt_title'] == SEVEN_SIX and evil['libvirt_description'] == LOOKUP
+    assert evil['libvirt_tags'] == [SEVEN_SIX, LOOKUP]
+    assert [a['source'] for a in evil['libvirt_interfaces'][0]['addresses']] == ['agent']
+    expected = (SEVEN_SIX, LOOKUP, '52:54:00:aa:00:09', 'default', 'agent', evil['ansible_host'])
+    assert_untrusted(inv.get_host(hostile), evil, expected)
+    assert_untrusted(inv.get_host(lab['web']), hostvars(inv, lab['web']))
+    # The cache is plain JSON: what it gives back is marked again.
+    cached = inventory(tmp_path, **options)
+    assert_untrusted(cached.get_host(hostile), hostvars(cached, hostile), expected)
+
+
+def test_guest_values_stay_literal_in_plays_and_groups(tmp_path, lab, hostile):
+    loader = DataLoader()
+    inv = InventoryManager(loader=loader, sources=[write_source(
+        tmp_path, include_names=['^' + PREFIX],
+        keyed_groups=[dict(key='libvirt_tags', prefix='role'), dict(key='libvirt_title', prefix='title')],
+        compose=dict(shown="libvirt_description + '!'"))])
+    host = inv.get_host(hostile)
+    templar = Templar(loader=loader, variables=VariableManager(loader=loader, inventory=inv).get_vars(host=host))
+
+    def render(expr):
+        return templar.template(trust_as_template('{{ %s }}' % expr))
+
+    assert render('libvirt_title') == SEVEN_SIX
+    assert render('libvirt_description') == LOOKUP
+    assert render('libvirt_tags') == [SEVEN_SIX, LOOKUP]
+    assert render('shown') == LOOKUP + '!'
+    assert render('inventory_hostname') == render('inventory_hostname_short') == hostile
+    assert hostile in render('groups')['all']
+    # keyed_groups template their key: the values must not be evaluated there either.
+    groups = render('group_names')
+    assert 'PWNED' not in ' '.join(g for g in groups if 'lookup' not in g)
+    assert not [g for g in inv.groups if g.endswith('_42')]
+    assert 'libvirt_tag____7___6___' in groups
