@@ -226,9 +226,13 @@ def _run_dir(repo, domain, owner):
     os.makedirs(SOCKET_ROOT, 0o711, exist_ok=True)
     os.chmod(SOCKET_ROOT, 0o711)
     path = tempfile.mkdtemp(prefix='%s-%s-' % (repo.short_id, domain), dir=SOCKET_ROOT)
-    if owner:
-        os.chown(path, owner[0], owner[1])
-    os.chmod(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if owner:
+            os.fchown(fd, owner[0], owner[1])
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path
 
 
