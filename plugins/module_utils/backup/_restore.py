@@ -82,12 +82,15 @@ def _check_dest(dest):
     # The nearest existing directory: restored disks (guest data) go only where nobody else can
     # add, swap or read files.
     st = os.stat(probe)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise VirtError('dest %s: %s is %s; restored disks are written only into a directory that no other user '
-                        'can change. Choose another dest, or create it (owned by root, not writable by group or '
-                        'others) first' % (dest, probe, 'owned by uid %d' % st.st_uid if st.st_uid != os.geteuid()
-                                          else 'writable by group or others (mode %04o)' % stat.S_IMODE(st.st_mode)))
-    return real
+    if st.st_uid != os.geteuid():
+        problem = 'owned by uid %d' % st.st_uid
+    elif st.st_mode & 0o022:
+        problem = 'writable by group or others (mode %04o)' % stat.S_IMODE(st.st_mode)
+    else:
+        return real
+    raise VirtError('dest %s: %s is %s; restored disks are written only into a directory that no other user can '
+                    'change. Choose another dest, or create it (owned by root, not writable by group or others) '
+                    'first' % (dest, probe, problem))
 
 
 def _existing(dest_dir, name, fmt, backup, disk):
