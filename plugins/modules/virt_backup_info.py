@@ -85,11 +85,16 @@ domains:
           description:
             - Backups oldest first, each with C(id), C(level), C(reason), C(mode), C(parent), C(checkpoint),
               C(time), C(duration), C(size), C(path), C(disks), and with O(verify) a C(verify) result
-              (C(ok), and per disk C(qemu_img_check) and C(integrity)).
+              (C(ok), and per disk C(ok), C(qemu_img_check), C(integrity), and C(message), the reason, when
+              the disk failed: an image whose header names a backing or data file the format does not
+              give it, a wrong size, a damaged or oversized integrity map, a symbolic link).
           type: list
           elements: dict
     errors:
-      description: Manifests that could not be read (corrupted, truncated, or from a newer format version).
+      description:
+        - Manifests that could not be read (corrupted, truncated, from a newer format version, a symbolic link)
+          or that hold a field the repository format does not allow there (the message names the file and
+          the field). The repository is untrusted input; see docs/repository-format.md.
       type: list
       elements: str
 verified_ok:
