@@ -18,6 +18,11 @@ description:
     recorded before the module returns; a disk that does not match is removed and the module fails.
   - Optionally defines a new domain from the definition saved with the backup, with a new name, a new
     uuid and new MAC addresses, its disks pointing at the restored images.
+  - The saved definition is untrusted input, like everything else in a repository. Unless
+    O(trust_saved_xml) is set, the module refuses to define a domain whose saved definition would reach
+    the host, and names every such element, CD-ROM and floppy media of the original domain (host files)
+    included. Graphics consoles and character devices that listened on anything but loopback
+    listen on C(127.0.0.1) in the new domain, always, each with a warning.
   - A disk already restored to the same path and still bit-exact is left alone, so a second identical
     run reports no change.
 extends_documentation_fragment:
@@ -71,6 +76,31 @@ options:
   new_name:
     description: Name of the domain O(define) creates.
     type: str
+  trust_saved_xml:
+    description:
+      - With O(define), define the saved definition even where it would give the new domain access to the
+        host. Without it, the module refuses (and lists) QEMU, LXC, Xen and bhyve command line
+        passthrough (C(qemu:commandline), C(qemu:capabilities), C(qemu:override), ...), host devices
+        (C(<hostdev>), SR-IOV and vDPA interfaces, host input, sound, TPM, smartcard and GPU), host
+        directories and files shared with the guest (C(<filesystem>) other than C(type=ram), C(nvdimm),
+        kernel, initrd, DTB or ACPI tables, firmware and variable store templates outside C(/usr/share/)),
+        host programs (an emulator other than C(qemu-system-*), C(qemu-kvm) or C(kvm) in the usual
+        directories, interface scripts, bootloaders), security labels that turn off or fix QEMU's
+        confinement, serial ports, consoles and channels on host files, devices, pipes and sockets (or
+        connecting to the host's own loopback), random number sources other than C(/dev/urandom),
+        C(/dev/random) and C(/dev/hwrng), C(<shmem>), C(<lease>), domain types other than C(kvm), C(qemu)
+        and C(hvf), and any other host path the definition names. It also lets the original domain's
+        CD-ROM and floppy media through.
+      - Off by default because a repository may come back from shared or remote storage, and whoever can
+        write it could otherwise make the new domain read or write any file or device of the host, run a
+        program as root, or escape confinement. Set it only for a repository that nobody else can write.
+        What it lets through is listed in a warning.
+      - Network access is not host access. Interfaces on networks and bridges, user networking and
+        C(direct) (macvtap) interfaces other than mode C(passthrough) are kept either way.
+      - Listeners move to loopback also with O(trust_saved_xml), because the saved definition holds no
+        console passwords.
+    type: bool
+    default: false
 requirements:
   - C(qemu-img) and C(qemu-nbd) (C(qemu-utils)), libnbd and lxml Python bindings
 seealso:
@@ -95,6 +125,15 @@ EXAMPLES = r'''
     dest: /var/lib/libvirt/images/web01-yesterday
     define: true
     new_name: web01-yesterday
+
+- name: Restore web01 as a new domain from a private repository whose definition passes QEMU arguments
+  virtops.libvirt.virt_restore:
+    repository: /srv/backup/vms
+    domain: web01
+    dest: /var/lib/libvirt/images/web01-restored
+    define: true
+    new_name: web01-restored
+    trust_saved_xml: true   # only for a repository nobody else can write
 
 - name: One disk, raw
   virtops.libvirt.virt_restore:
@@ -165,7 +204,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _res
 
 def run(vm):
     require_lxml()
-    return _restore.restore(lambda: vm.connection, vm.params, vm.check_mode)
+    result = _restore.restore(lambda: vm.connection, vm.params, vm.check_mode)
+    # What the restore moved or left out (and, with trust_saved_xml, let through) is shown as
+    # Ansible warnings; a warnings key passed to exit_json is deprecated.
+    for warning in result.pop('warnings', None) or []:
+        vm.module.warn(warning)
+    return result
 
 
 def main():
@@ -180,6 +224,7 @@ def main():
             force=dict(type='bool', default=False),
             define=dict(type='bool', default=False),
             new_name=dict(type='str'),
+            trust_saved_xml=dict(type='bool', default=False),
         ),
         required_if=[('define', True, ['new_name'])],
         supports_check_mode=True,

@@ -30,10 +30,9 @@ new_domain_xml() does three things:
    directories and files, host programs (emulator outside the usual places, interface scripts,
    bootloaders), non-default security labels, host sound and input devices, the host GPU, chardevs
    on host files, devices and sockets, and, as a backstop, any attribute or path-valued text naming
-   an absolute host path that none of the rules above allowed. CD-ROM and floppy media of the
-   original domain (host files) are ejected with a warning rather than refused: the drive stays, the
-   host file is not opened. With trust the media are kept and what would have been refused is
-   listed in one warning.
+   an absolute host path that none of the rules above allowed, CD-ROM and floppy media included
+   (an inserted ISO is a host file the guest would read). With trust the media are kept and what
+   would have been refused is listed in one warning.
 
 Judgement calls, documented:
 - Network access is not host access: interfaces of type network, bridge, user, ethernet (without
@@ -47,7 +46,12 @@ Judgement calls, documented:
   definitions of other drivers (an LXC container shares the host's root file system unless told
   otherwise) were not reviewed here. The test driver's type is accepted: it touches nothing.
 - Namespaced elements and attributes outside <metadata> are refused: libvirt reads some elements
-  and attributes by local name whatever their namespace, so they cannot be checked.
+  and attributes by local name whatever their namespace, so they cannot be checked. A DTD or an
+  entity reference is refused even with trust (libvirt never writes one).
+- Not refused, as they reach no host path or device: user networking (whose guests reach the host's
+  loopback through the gateway address, as with any user-networking domain), listening socket
+  interfaces (type server), passt port forwards, real-time vCPU scheduling, hugepages, cgroup
+  partitions and blkiotune device weights.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -131,7 +135,8 @@ class _Review:
         self.reported = set()
 
     def refuse(self, elem, why):
-        self.reported.add(elem)
+        if elem.getparent() is not None:    # the root refused still has its contents checked
+            self.reported.add(elem)
         self.problems.append('%s in %s: %s' % (_start_tag(elem), _location(elem), why))
         return True
 
@@ -258,7 +263,7 @@ def _as_new_domain(root, new_name, review):
 
 
 def _restore_disks(root, disk_paths, fmt, review):
-    """Disks on the restored images; disks not restored left out; removable media ejected (unless
+    """Disks on the restored images; disks not restored left out; removable media refused (unless
     trust). Returns the <source> elements this wrote (their paths are the restore's own)."""
     restored = set()
     for elem in root.findall('./devices/disk'):
@@ -290,13 +295,9 @@ def _restore_disks(root, disk_paths, fmt, review):
             if source is not None and (len(source.attrib) or len(source)):
                 medium = source.get('file') or source.get('dev') or source.get('dir') or source.get('volume') \
                     or source.get('name') or source.get('protocol') or 'a medium'
-                for child in elem.findall('source') + elem.findall('backingStore') + elem.findall('mirror') + \
-                        elem.findall('auth'):
-                    elem.remove(child)
-                elem.set('type', 'file')
-                review.warn('%s %s: ejected %s, which the original domain had inserted (a host file the new '
-                            'domain would open); insert it again if the new domain needs it'
-                            % (device, name or '(no target)', medium))
+                review.refuse(elem, 'the %s holds %s, a host file or device the new domain would open (eject it '
+                                    'from the original domain before its backup, or insert it again after the '
+                                    'restore)' % (device, medium))
     return restored
 
 
@@ -339,15 +340,14 @@ def _listen_on_loopback(root, review):
         if elem.get('listen') is not None:
             elem.set('listen', LOOPBACK)
         for listen in listens:
-            if listen.get('type') in ('address', 'network') and (listen.get('address') or
-                                                                  listen.get('type') == 'network'):
+            if listen.get('type') == 'network' or (listen.get('type') == 'address' and listen.get('address')):
                 listen.set('type', 'address')
                 listen.attrib.pop('network', None)
                 listen.set('address', LOOPBACK)
         review.warn('%s listened on %s: moved to %s. The saved definition carries no password, so the '
                     'console would be open to anyone who can reach the host; reach it through an SSH '
                     'tunnel, or give it a listen address and a password with virtops.libvirt.virt_domain'
-                    % (_device_name(elem), ', '.join(moved), LOOPBACK))
+                    % (_device_name(elem), ', '.join(sorted(set(moved), key=moved.index)), LOOPBACK))
     for elem in _chardevs(root):
         if elem.get('type') not in ('tcp', 'udp'):
             continue
@@ -691,6 +691,12 @@ def _acceleration(elem, review):
     return False
 
 
+def _video_driver(elem, review):
+    if elem.get('name') == 'vhostuser':
+        return review.refuse(elem, "runs a host helper (vhost-user-gpu) that renders on the host's GPU")
+    return False
+
+
 def _rom(elem, review):
     path = elem.get('file')
     if path and not _under(path, ROM_DIRS):
@@ -739,6 +745,7 @@ _CHECKS = {
     ('devices', 'audio'): _audio,
     ('devices', 'graphics'): _graphics,
     ('model', 'acceleration'): _acceleration,
+    ('video', 'driver'): _video_driver,
     (None, 'rom'): _rom,
     ('devices', 'disk'): _devices_disk,
 }
@@ -764,6 +771,8 @@ def _allowed_path(elem, attr, value, restored):
         return _under(value, FIRMWARE_DIRS)
     if tag == 'backend' and INTERFACE_BACKEND_DEVICES.get(attr) == value:
         return True
+    if tag == 'target' and attr == 'dir' and elem.getparent().tag == 'filesystem':
+        return True                     # where the guest mounts it, not a host path
     return False
 
 
