@@ -70,15 +70,31 @@ options:
     default: auto
   disks:
     description:
-      - Disk target names (for example V(vda)) to back up. Default is every disk that can be backed up
-        (qcow2, writable, not a CD-ROM). The others are listed in RV(backup.skipped_disks).
+      - Disk target names (for example V(vda)) to back up. Default is every disk that holds data: files,
+        block devices and network disks (iSCSI, NBD, RBD, Gluster), in qcow2, raw or any other format
+        QEMU reads. Only CD-ROMs, floppies, read-only disks and disks without a medium are left out by
+        themselves, each listed in RV(backup.skipped_disks) with the reason.
+      - A disk that holds data and cannot be backed up (for example a network disk of a shut-off
+        domain, or a C(vhostuser) disk) fails the run, with nothing changed, unless it is in O(exclude).
+      - qcow2 disks are tracked by checkpoints (dirty bitmaps, RV(backup.disks[].method=bitmap)). Disks in
+        other formats cannot hold bitmaps: they are read in full at every backup and each block is
+        compared with the previous backup's integrity data, so only changed blocks are stored
+        (RV(backup.disks[].method=compare)).
+    type: list
+    elements: str
+  exclude:
+    description:
+      - Disk target names to leave out on purpose; they are listed in RV(backup.skipped_disks) as
+        V(excluded).
     type: list
     elements: str
   scratch_dir:
     description:
       - Directory for the pull-mode scratch files (QEMU keeps the old data of blocks the guest writes
-        during the backup there). Must be reachable and writable by QEMU's user. Default is the
-        repository's staging directory.
+        during the backup there). Must be reachable and writable by QEMU's user, and visible to QEMU (a
+        file system mounted after the domain started is not, on hosts without mount propagation).
+        Default is C(/var/lib/virtops-libvirt/scratch/<domain>), a local directory outside the
+        repository, so a repository on a share mounted just before the run works.
     type: path
   timeout:
     description: Seconds the whole backup may take before it is aborted and cleaned up. V(0) means no limit.
@@ -268,6 +284,13 @@ backup:
         virtual_size:
           description: Size of the disk in bytes.
           type: int
+        method:
+          description:
+            - How the disk's changes were found. V(bitmap) (qcow2) - a dirty bitmap of the checkpoint;
+              V(compare) (other formats) - the whole disk read and compared block by block with the
+              parent's integrity data (RV(backup.disks[].bytes_read) shows the cost).
+          type: str
+          choices: [bitmap, compare]
         dirty_bytes:
           description: Bytes changed since the checkpoint (incremental, differential) or allocated (full).
           type: int
@@ -348,7 +371,7 @@ def run(vm):
             domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
             disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
             verify=params['verify'], workers=params['workers'], uri=params['uri'], tcp=tcp,
-            quiesce=params['quiesce'])
+            quiesce=params['quiesce'], exclude=params['exclude'])
     except _repository.RepositoryError as exc:
         raise VirtError(str(exc))
     conn = vm.connection
@@ -378,6 +401,7 @@ def main():
             mode=dict(type='str', default='pull', choices=['pull', 'push']),
             level=dict(type='str', default='auto', choices=['auto', 'full', 'incremental', 'differential']),
             disks=dict(type='list', elements='str'),
+            exclude=dict(type='list', elements='str'),
             scratch_dir=dict(type='path'),
             timeout=dict(type='int', default=0),
             verify=dict(type='bool', default=False),

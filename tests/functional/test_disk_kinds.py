@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to virtops.libvirt
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Disks a backup cannot take (raw, CD-ROM) are skipped with a reason, or refused when named."""
+"""Disks that hold nothing to back up (a CD-ROM) are skipped with a reason, or refused when named; raw disks
+are backed up by comparison; excluded disks are listed as such."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -35,25 +36,32 @@ def test_raw_disk_and_cdrom(workroot, conn, cleanup):
     conn.get().defineXML(XML.format(name=name, dir=place))
     repo = place / 'repo'
 
-    refused = ftlib.backup(name, repo, disks=['vdb'])
-    ftlib.failed(refused, 'disk vdb is in raw format', 'qcow2')
     refused = ftlib.backup(name, repo, disks=['vda', 'hdc'])
     ftlib.failed(refused, 'device hdc is a cdrom, not a disk')
     assert ftlib.backup_dirs(repo, name) == []
 
+    # Every disk that holds data by default: the raw one too (read in full, compared block by block).
     result = ok(ftlib.backup(name, repo))
+    b = result['backup']
+    assert dict((d['name'], d['method']) for d in b['disks']) == dict(vda='bitmap', vdb='compare')
+    assert [(d['name'], d['reason']) for d in b['skipped_disks']] == [('hdc', 'device hdc is a cdrom, not a disk')]
+
+    # Left out on purpose: listed as excluded.
+    result = ok(ftlib.backup(name, repo, exclude=['vdb']))
     b = result['backup']
     assert [d['name'] for d in b['disks']] == ['vda']
     skipped = dict((d['name'], d['reason']) for d in b['skipped_disks'])
-    assert sorted(skipped) == ['hdc', 'vdb']
-    assert 'raw format' in skipped['vdb'] and 'cdrom' in skipped['hdc']
+    assert skipped == dict(hdc='device hdc is a cdrom, not a disk', vdb='excluded')
 
+    # The saved definition holds a CD-ROM with a host file: refused unless the repository is trusted.
     copy = ftlib.unique('ft-kinds-copy')
     cleanup.domain(copy)
-    ok(ftlib.restore(name, repo, place / 'restored', define=True, new_name=copy))
+    refused = ftlib.restore(name, repo, place / 'restored', define=True, new_name=copy)
+    ftlib.failed(refused, 'cdrom holds %s' % (place / 'cd.iso'), 'trust_saved_xml')
+    ok(ftlib.restore(name, repo, place / 'restored', define=True, new_name=copy, trust_saved_xml=True))
     root = etree.fromstring(conn.get().lookupByName(copy).XMLDesc(0).encode())
     disks = dict((d.find('target').get('dev'), d.get('device')) for d in root.findall('./devices/disk'))
-    # The raw disk was not backed up: the copy must not point at the original's storage.
+    # The raw disk was not in this backup: the copy must not point at the original's storage.
     assert disks == dict(vda='disk', hdc='cdrom')
 
 

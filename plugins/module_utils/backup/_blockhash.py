@@ -110,6 +110,38 @@ class BlockHashMap:
             pos += length
             index += 1
 
+    def update_changed(self, offset, buf):
+        """update(), and the [start, end) byte ranges whose digest changed (adjacent ones merged):
+        what a disk without a bitmap must write into its incremental."""
+        first = offset // self.block_size
+        count = (len(buf) + self.block_size - 1) // self.block_size
+        before = bytes(self.data[first * DIGEST_SIZE:(first + count) * DIGEST_SIZE])
+        self.update(offset, buf)
+        return self._changed(first, count, before)
+
+    def set_zero_changed(self, start, end):
+        """set_zero(), and the byte ranges whose digest changed (blocks that were not zero before)."""
+        first = start // self.block_size
+        stop = min(self.blocks, (end + self.block_size - 1) // self.block_size)
+        before = bytes(self.data[first * DIGEST_SIZE:stop * DIGEST_SIZE])
+        self.set_zero(start, end)
+        return self._changed(first, stop - first, before)
+
+    def _changed(self, first, count, before):
+        ranges = []
+        after = memoryview(self.data)
+        for i in range(count):
+            pos = i * DIGEST_SIZE
+            index = first + i
+            if before[pos:pos + DIGEST_SIZE] != after[index * DIGEST_SIZE:(index + 1) * DIGEST_SIZE]:
+                start = index * self.block_size
+                end = start + self.block_length(index)
+                if ranges and ranges[-1][1] == start:
+                    ranges[-1] = (ranges[-1][0], end)
+                else:
+                    ranges.append((start, end))
+        return ranges
+
     def digest(self):
         """One digest for the whole disk: SHA-256 of the map."""
         return hashlib.sha256(self.data).hexdigest()

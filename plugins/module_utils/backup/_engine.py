@@ -59,7 +59,7 @@ class Request:
 
     def __init__(self, domain, repository, mode='pull', level='auto', disks=None, scratch_dir=None,
                  timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS, uri='qemu:///system',
-                 tcp=None, quiesce='never'):
+                 tcp=None, quiesce='never', exclude=None):
         self.domain = _repository.check_name('domain name', domain)
         self.repository = repository
         self.mode = mode
@@ -72,6 +72,7 @@ class Request:
         self.uri = uri
         self.tcp = tcp  # None (unix socket) or dict(bind_address, port, connect_address, tls_dir)
         self.quiesce = quiesce  # auto, always or never: freeze the guest's file systems (guest agent)
+        self.exclude = exclude  # disk target names left out on purpose
 
 
 class Plan:
@@ -98,6 +99,17 @@ class Plan:
     def disk_level(self, name):
         return 'full' if self.disk_parent(name) is None else self.level
 
+    @property
+    def tracked(self):
+        """Disks whose changes a dirty bitmap records (qcow2): the checkpoint covers these."""
+        return [d for d in self.disks if d.method == 'bitmap']
+
+    @property
+    def job_full_disks(self):
+        """Disks the job copies in full even when it is incremental: new since the parent, or
+        without a bitmap (compared with the parent's integrity data instead)."""
+        return set(self.full_disks) | set(d.name for d in self.disks if d.method == 'compare')
+
 
 def checkpoint_prefix(repo):
     # The repository id in the name lets two repositories track one domain independently.
@@ -108,24 +120,40 @@ def checkpoint_name(repo, backup_id):
     return checkpoint_prefix(repo) + backup_id
 
 
-def select_disks(domain_name, all_disks, wanted):
+def select_disks(domain_name, all_disks, wanted, exclude=None, running=True):
+    """The disks to back up, and the others with the reason each is left out.
+
+    By default every disk that holds data; only what holds nothing to back up (CD-ROM, floppy,
+    read-only, no medium) is left out by itself. A disk that holds data and cannot be backed up
+    fails the run unless the user excluded it: nothing is left out in silence.
+    """
     by_name = dict((d.name, d) for d in all_disks)
+    known = ', '.join(sorted(by_name)) or 'none'
+    exclude = list(exclude or [])
+    unknown = [n for n in list(wanted or []) + exclude if n not in by_name]
+    if unknown:
+        raise VirtError('domain %s has no disk %s (its disks: %s)' % (domain_name, ', '.join(unknown), known))
+
+    def problem(disk):
+        return disk.reason or (None if running else disk.offline_problem())
+
     if wanted:
-        unknown = [n for n in wanted if n not in by_name]
-        if unknown:
-            raise VirtError('domain %s has no disk %s (its disks: %s)' % (
-                domain_name, ', '.join(unknown), ', '.join(sorted(by_name)) or 'none'))
-        bad = [by_name[n] for n in wanted if not by_name[n].can_backup]
+        bad = [problem(by_name[n]) for n in wanted if problem(by_name[n])]
         if bad:
-            raise VirtError('cannot back up %s: %s' % (domain_name, '; '.join(d.reason for d in bad)))
-        chosen = [by_name[n] for n in sorted(set(wanted))]
+            raise VirtError('cannot back up %s: %s' % (domain_name, '; '.join(bad)))
+        chosen = [by_name[n] for n in sorted(set(wanted)) if n not in exclude]
     else:
-        chosen = [d for d in all_disks if d.can_backup]
+        stuck = [problem(d) for d in all_disks if d.skip is None and d.name not in exclude and problem(d)]
+        if stuck:
+            raise VirtError('cannot back up %s: %s. Nothing was changed; exclude such a disk (option exclude) to '
+                            'back up the others without it' % (domain_name, '; '.join(stuck)))
+        chosen = [d for d in all_disks if d.skip is None and d.name not in exclude]
     if not chosen:
-        raise VirtError('domain %s has no disk that can be backed up: %s' % (
-            domain_name, '; '.join(d.reason for d in all_disks if d.reason) or 'it has no disks'))
+        raise VirtError('domain %s has no disk to back up: %s' % (
+            domain_name, '; '.join(d.reason or '%s is excluded' % d.name for d in all_disks) or 'it has no disks'))
     names = set(d.name for d in chosen)
-    skipped = [(d.name, 'not selected' if d.can_backup else d.reason) for d in all_disks if d.name not in names]
+    skipped = [(d.name, 'excluded' if d.name in exclude else d.skip or 'not selected')
+               for d in all_disks if d.name not in names]
     return chosen, skipped
 
 
@@ -138,6 +166,7 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
     wanted = request.level
     chains = repo.chains(request.domain) if repo is not None else {}
     names = [d.name for d in disks]
+    by_name = dict((d.name, d) for d in disks)
     disk_paths = dict((d.name, d.source) for d in disks)
 
     def full(reason):
@@ -170,7 +199,13 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
             resized.append('%s (%d -> %d bytes)' % (name, recorded, size))
     if resized:
         return full('disk %s changed size since backup %s' % (', '.join(resized), base.id))
-    if check_only:
+    # Disks with dirty bitmaps continue from the base's checkpoint; the others are read in full and
+    # compared with the base's integrity data, and need no checkpoint.
+    tracked = [n for n in continuing if by_name[n].method == 'bitmap']
+    compared = [n for n in continuing if by_name[n].method == 'compare']
+    if not tracked:
+        verdict = _drift.Verdict(True)
+    elif check_only:
         ck = _checkpoint.lookup_checkpoint(dom, base.checkpoint) if base.checkpoint else None
         if ck is None:
             verdict = _drift.Verdict(True, repaired=['would redefine checkpoint %s from the repository'
@@ -178,21 +213,26 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
         else:
             verdict = _drift.Verdict(True)
     else:
-        verdict = _drift.check_base(dom, running, base, continuing, disk_paths)
+        verdict = _drift.check_base(dom, running, base, tracked, disk_paths)
     if not verdict.usable:
         return full(verdict.reason)
+    since = base.checkpoint if tracked else None
     since_bitmaps = {}
-    if not running and not check_only:
+    if tracked and not running and not check_only:
         ck = _checkpoint.lookup_checkpoint(dom, base.checkpoint)
         with libvirt_call('reading checkpoint %s' % base.checkpoint, 'domain %s' % request.domain):
             since_bitmaps = _drift.checkpoint_bitmaps(ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN))
     level = 'differential' if wanted == 'differential' else 'incremental'
-    reason = '%s: changes since %s backup %s (checkpoint %s)' % (level, base.level, base.id, base.checkpoint)
+    reason = '%s: changes since %s backup %s' % (level, base.level, base.id)
+    if since:
+        reason += ' (checkpoint %s)' % since
+    if compared:
+        reason += '; disk %s read in full and compared block by block' % ', '.join(compared)
     if new:
         reason += '; new disk %s copied in full' % ', '.join(new)
     if verdict.repaired:
         reason += '; %s' % '; '.join(verdict.repaired)
-    return Plan(level, reason, chain=base.chain, parent=base, since=base.checkpoint, disks=disks,
+    return Plan(level, reason, chain=base.chain, parent=base, since=since, disks=disks,
                 skipped=skipped, full_disks=new, repaired=verdict.repaired, since_bitmaps=since_bitmaps)
 
 
@@ -254,6 +294,32 @@ def _push_target(staging, domain, backup_id, disk):
     return os.path.join(staging, '%s-%s-%s.qcow2' % (domain, backup_id, disk))
 
 
+SCRATCH_ROOT = '/var/lib/virtops-libvirt/scratch'
+
+
+def _scratch_dir_path(domain):
+    return os.path.join(SCRATCH_ROOT, domain)
+
+
+def _scratch_dir(domain, owner):
+    """The default directory of pull-mode scratch files: local and outside the repository, so QEMU
+    sees it even when the repository is on a file system mounted after the domain started (QEMU's
+    mount namespace does not see such mounts on hosts without mount propagation). Root's 0711
+    parents, one directory per domain that belongs to its QEMU user, set up through descriptors."""
+    os.makedirs(SCRATCH_ROOT, 0o711, exist_ok=True)
+    parent = os.path.dirname(SCRATCH_ROOT)
+    try:
+        _repository.make_dir(SCRATCH_ROOT, 0o711)
+        _repository.own_dir(SCRATCH_ROOT, parent, os.path.basename(SCRATCH_ROOT), (os.geteuid(), os.getegid()),
+                            0o711)
+        path = _scratch_dir_path(domain)
+        _repository.make_dir(path, 0o700)
+        _repository.own_dir(path, SCRATCH_ROOT, domain, owner, 0o700)
+    except _repository.RepositoryError as exc:
+        raise VirtError('cannot prepare the scratch directory: %s' % exc)
+    return path
+
+
 def _scratch_file(scratch_dir, domain, backup_id, disk):
     return os.path.join(scratch_dir, '%s-%s-%s.scratch.qcow2' % (domain, backup_id, disk))
 
@@ -266,7 +332,7 @@ def _stale_leftovers(repo, domain):
     own_file = re.compile(r'^%s-\d{8}T\d{6}Z(-\d+)?-[^/]+\.qcow2$' % re.escape(domain))
     # The domain's own staging directory, and .staging itself where older versions worked. Names
     # are only unlinked (never followed), so whatever QEMU's user put there cannot redirect it.
-    for staging in (_staging(repo, domain), os.path.join(repo.path, _repository.STAGING)):
+    for staging in (_staging(repo, domain), os.path.join(repo.path, _repository.STAGING), _scratch_dir_path(domain)):
         if _repository.real_dir(staging):
             found.extend(os.path.join(staging, n) for n in sorted(os.listdir(staging)) if own_file.match(n))
     # tempfile.mkdtemp adds 8 characters to the prefix _run_dir and _nbd_dir give it.
@@ -296,7 +362,7 @@ def take_backup(conn, request, check_mode=False):
         live_xml = dom.XMLDesc(0)
     quiesce = _job.plan_quiesce(request.quiesce, live_xml, state, 'domain %s' % request.domain)
     all_disks = _job.domain_disks(live_xml)
-    disks, skipped = select_disks(request.domain, all_disks, request.disks)
+    disks, skipped = select_disks(request.domain, all_disks, request.disks, request.exclude, running)
     if not running and request.mode == 'push':
         # QEMU does not run to push anything: a shut-off domain is read through qemu-nbd.
         request.mode = 'offline'
@@ -338,7 +404,8 @@ def take_backup(conn, request, check_mode=False):
     except OSError as exc:
         raise VirtError('cannot lock domain %s in repository %s: %s' % (request.domain, repo.path, exc))
     try:
-        qcow2_paths = dict((d.name, d.source) for d in all_disks if d.format == 'qcow2')
+        qcow2_paths = dict((d.name, d.source) for d in all_disks
+                           if d.method == 'bitmap' and d.type in _job.LOCAL_TYPES)
         cleaned = _remove_debris(dom, repo, request.domain, qcow2_paths)
         plan = plan_backup(dom, repo, request, disks, skipped, running)
         _check_base_chain(repo, plan, request.domain)
@@ -415,10 +482,11 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
     backup_id = repo.new_backup_id(request.domain, started,
                                    taken=lambda bid: _checkpoint.lookup_checkpoint(dom, checkpoint_name(repo, bid)))
     chain = plan.chain or backup_id
-    ck_name = checkpoint_name(repo, backup_id)
+    # A checkpoint only when some disk keeps a dirty bitmap; compared disks need none.
+    ck_name = checkpoint_name(repo, backup_id) if plan.tracked else None
     label = 'domain %s' % request.domain
     owner = _job.qemu_owner(live_xml)
-    disk_paths = dict((d.name, d.source) for d in plan.disks)
+    disk_paths = dict((d.name, d.source) for d in plan.tracked)
     scratch = _Scratch()
     job = _job.BackupJob(dom, label)
     committed = False
@@ -432,17 +500,17 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         staging = _staging(repo, request.domain)
         qemu_files = [f for d in plan.disks for f in (
             _push_target(staging, request.domain, backup_id, d.name),
-            _scratch_file(request.scratch_dir or staging, request.domain, backup_id, d.name))]
-        watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name, _job_markers(repo, request.domain),
+            _scratch_file(request.scratch_dir or _scratch_dir_path(request.domain), request.domain, backup_id,
+                          d.name))]
+        watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name or '', _job_markers(repo, request.domain),
                                     [run_dir, nbd_dir] + qemu_files,
-                                    [] if running else list(disk_paths.values()), thaw=bool(quiesce),
+                                    [] if running else [d.source for d in plan.tracked], thaw=bool(quiesce),
                                     backup_path=backup_path).start()
         with libvirt_call('reading the definition', label):
             persistent = dom.isPersistent()
             saved_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
         _repository.write_file(os.path.join(backup_path, 'domain.xml'), saved_xml)
 
-        disk_names = [d.name for d in plan.disks]
         out = [name for name, _reason in plan.skipped]
         description = 'virtops.libvirt backup %s of chain %s in repository %s (%s)' % (
             backup_id, chain, repo.path, repo.id)
@@ -457,18 +525,22 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         if not running:
             disk_results = _offline(ctx, description, out)
         else:
-            ck_xml = _job.checkpoint_xml(ck_name, description, disk_names, out)
+            ck_xml = None
+            if ck_name:
+                ck_xml = _job.checkpoint_xml(ck_name, description, [d.name for d in plan.tracked],
+                                             out + [d.name for d in plan.disks if d.method == 'compare'])
             if request.mode == 'pull':
                 disk_results = _pull(ctx, ck_xml, out)
             else:
                 disk_results = _push(ctx, ck_xml, out)
             job.end()
 
-        ck = _checkpoint.lookup_checkpoint(dom, ck_name)
-        if ck is None:
-            raise VirtError('checkpoint %s vanished during the backup of %s' % (ck_name, request.domain))
-        with libvirt_call('reading checkpoint %s' % ck_name, label):
-            _repository.write_file(os.path.join(backup_path, 'checkpoint.xml'), ck.getXMLDesc(0))
+        if ck_name:
+            ck = _checkpoint.lookup_checkpoint(dom, ck_name)
+            if ck is None:
+                raise VirtError('checkpoint %s vanished during the backup of %s' % (ck_name, request.domain))
+            with libvirt_call('reading checkpoint %s' % ck_name, label):
+                _repository.write_file(os.path.join(backup_path, 'checkpoint.xml'), ck.getXMLDesc(0))
 
         if request.verify:
             for entry in disk_results:
@@ -483,7 +555,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             since_checkpoint=plan.since, checkpoint=ck_name,
             repository_id=repo.id, started=_repository.isoformat(started),
             finished=_repository.isoformat(finished), duration=round(time.time() - t0, 3),
-            domain_xml='domain.xml', checkpoint_xml='checkpoint.xml',
+            domain_xml='domain.xml', checkpoint_xml='checkpoint.xml' if ck_name else None,
             verified=bool(request.verify), quiesced=job.quiesced, disks=disk_results,
             skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped],
         )
@@ -511,7 +583,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         online=running, parent=manifest['parent'], checkpoint=ck_name, path=backup_path,
         quiesced=manifest['quiesced'], frozen_filesystems=job.frozen,
         started=manifest['started'], duration=manifest['duration'], verified=manifest['verified'],
-        disks=[dict((k, d[k]) for k in ('name', 'level', 'virtual_size', 'dirty_bytes', 'bytes_read',
+        disks=[dict((k, d[k]) for k in ('name', 'level', 'method', 'virtual_size', 'dirty_bytes', 'bytes_read',
                                         'bytes_written', 'throughput', 'image_digest')) for d in disk_results],
         skipped_disks=manifest['skipped_disks']), **_quiesce_warning(job, request))
 
@@ -535,7 +607,8 @@ def _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths):
         clean = False
     try:
         # Only this run's checkpoint: its name carries this backup's id.
-        _checkpoint.discard_checkpoint(dom, ck_name, disk_paths)
+        if ck_name:
+            _checkpoint.discard_checkpoint(dom, ck_name, disk_paths)
     except Exception:  # pylint: disable=broad-except
         clean = False
     if backup_path and os.path.isdir(backup_path):
@@ -561,7 +634,8 @@ def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, 
     os.chmod(image_path, 0o600)
     _repository.fsync_file(image_path)
     return dict(
-        name=disk.name, level=ctx['plan'].disk_level(disk.name), virtual_size=ctx['sizes'][disk.name],
+        name=disk.name, level=ctx['plan'].disk_level(disk.name), method=disk.method,
+        virtual_size=ctx['sizes'][disk.name],
         image=image_name, backing=backing, source=disk.source,
         dirty_bytes=dirty, bytes_read=read, bytes_written=written, zero_bytes=zero,
         throughput=int(read / seconds) if seconds > 0 else None,
@@ -575,36 +649,45 @@ def _time_left(deadline):
 
 
 def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
-    """Copy one disk from an NBD source into a new image of the backup (pull and offline)."""
+    """Copy one disk from an NBD source into a new image of the backup (pull and offline).
+
+    A disk without a bitmap (method compare) that continues a chain is read in full; only blocks
+    whose hash differs from the parent's integrity data are written into the new overlay.
+    """
     plan = ctx['plan']
     size = ctx['sizes'][disk.name]
     image_name = '%s.qcow2' % disk.name
     image_path = os.path.join(ctx['backup_path'], image_name)
     parent = plan.disk_parent(disk.name)
     backing = _relative_backing(parent, disk.name) if parent else None
+    compare = parent is not None and disk.method == 'compare'
     _images.create(image_path, size, backing)
     hashmap = _parent_map(plan, disk.name, size)
     t0 = time.time()
     with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
                               workdir=ctx['nbd_dir']) as writer:
         transfer = _nbdio.Transfer(source_export, size, hashmap, writer.export(), workers=ctx['request'].workers,
-                                   write_zeroes=parent is not None, timeout=_time_left(ctx['deadline']))
+                                   write_zeroes=parent is not None, timeout=_time_left(ctx['deadline']),
+                                   compare=compare)
         transfer.run(contexts, select)
-    dirty = transfer.selected_bytes if incremental else transfer.bytes_read
+    if compare:
+        dirty = transfer.bytes_written + transfer.changed_zero_bytes
+    else:
+        dirty = transfer.selected_bytes if incremental else transfer.bytes_read
     return _finish_disk(ctx, disk, image_name, backing, hashmap, time.time() - t0, dirty,
                         transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes)
 
 
 def _pull(ctx, ck_xml, out):
     plan, request = ctx['plan'], ctx['request']
-    scratch_dir = request.scratch_dir or ctx['repo'].staging_dir(request.domain, ctx['owner'])
+    scratch_dir = request.scratch_dir or _scratch_dir(request.domain, ctx['owner'])
     socket = os.path.join(ctx['run_dir'], 'nbd.sock')
     scratch_files = dict(
         (d.name, ctx['scratch'].add(_scratch_file(scratch_dir, request.domain, ctx['backup_id'], d.name)))
         for d in plan.disks)
     tcp = request.tcp
     server = (tcp['bind_address'], tcp['port']) if tcp else socket
-    ctx['job'].begin(_job.pull_backup_xml(plan.since, server, scratch_files, out, plan.full_disks), ck_xml,
+    ctx['job'].begin(_job.pull_backup_xml(plan.since, server, scratch_files, out, plan.job_full_disks), ck_xml,
                      quiesce=ctx['quiesce'])
     if not tcp and not _job.wait_for_path(socket):
         raise VirtError('the NBD export of %s did not appear at %s' % (request.domain, socket))
@@ -620,7 +703,7 @@ def _pull(ctx, ck_xml, out):
         export_name, bitmap = exports.get(disk.name, (disk.name, None))
         incremental = plan.disk_parent(disk.name) is not None
         contexts, select = [], _nbdio.select_all
-        if incremental:
+        if incremental and disk.method == 'bitmap':
             if not bitmap:
                 raise VirtError('the backup job of %s exports no dirty bitmap for disk %s' % (request.domain, disk.name))
             contexts = [_nbdio.dirty_bitmap_context(bitmap)]
@@ -630,25 +713,27 @@ def _pull(ctx, ck_xml, out):
 
 
 def _offline(ctx, description, out):
-    """A shut-off domain: add the new checkpoint's bitmaps to the images, read them through qemu-nbd
-    (dirty extents from the base checkpoint's bitmap), then redefine the checkpoint in libvirt.
+    """A shut-off domain: add the new checkpoint's bitmaps to the qcow2 images, read every disk
+    through qemu-nbd (qcow2: dirty extents from the base checkpoint's bitmap; other formats: all of
+    it, compared with the parent's integrity data), then redefine the checkpoint in libvirt.
 
     qemu-nbd holds the images' shared lock while it reads, so the domain cannot start and change
     them under the backup; the bitmaps are added first, so no write after the point in time is lost.
     """
     plan, request, dom = ctx['plan'], ctx['request'], ctx['dom']
     bitmaps = {}
-    for disk in plan.disks:
+    for disk in plan.tracked:
         _checkpoint.add_bitmap(disk.source, ctx['ck_name'])
         bitmaps[disk.name] = ctx['ck_name']
     results = []
     for disk in plan.disks:
         incremental = plan.disk_parent(disk.name) is not None
-        since_bitmap = plan.since_bitmaps.get(disk.name) if incremental else None
-        if incremental and not since_bitmap:
+        tracked = incremental and disk.method == 'bitmap'
+        since_bitmap = plan.since_bitmaps.get(disk.name) if tracked else None
+        if tracked and not since_bitmap:
             raise VirtError('checkpoint %s records no bitmap for disk %s' % (plan.since, disk.name))
         try:
-            reader = _nbdio.QemuNbdServer(disk.source, readonly=True, clients=request.workers,
+            reader = _nbdio.QemuNbdServer(disk.source, fmt=disk.format, readonly=True, clients=request.workers,
                                           bitmap=since_bitmap, workdir=ctx['nbd_dir'])
         except _nbdio.NbdIoError as exc:
             raise VirtError('cannot read disk %s of shut-off domain %s (was it started meanwhile?): %s' % (
@@ -658,14 +743,16 @@ def _offline(ctx, description, out):
                 raise VirtError('domain %s was started during its offline backup; run the backup again'
                                 % request.domain)
             contexts, select = [], _nbdio.select_all
-            if incremental:
+            if tracked:
                 contexts = [_nbdio.dirty_bitmap_context(since_bitmap)]
                 select = _nbdio.select_dirty(contexts[0])
             results.append(_copy_disk(ctx, disk, reader.export(), contexts, select, incremental))
-    xml = _job.offline_checkpoint_xml(ctx['ck_name'], description, bitmaps, out, _job.newest_checkpoint(dom),
-                                      time.time())
-    with libvirt_call('defining checkpoint %s' % ctx['ck_name'], 'domain %s' % request.domain):
-        dom.checkpointCreateXML(xml, libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
+    if bitmaps:
+        compared = [d.name for d in plan.disks if d.method == 'compare']
+        xml = _job.offline_checkpoint_xml(ctx['ck_name'], description, bitmaps, out + compared,
+                                          _job.newest_checkpoint(dom), time.time())
+        with libvirt_call('defining checkpoint %s' % ctx['ck_name'], 'domain %s' % request.domain):
+            dom.checkpointCreateXML(xml, libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
     return results
 
 
@@ -674,23 +761,31 @@ def _push(ctx, ck_xml, out):
     staging = ctx['repo'].staging_dir(request.domain, ctx['owner'])
     targets = {}
     backings = {}
+    compared = set()
     for disk in plan.disks:
         target = ctx['scratch'].add(_push_target(staging, request.domain, ctx['backup_id'], disk.name))
         parent = plan.disk_parent(disk.name)
         # The backing file is named as it will be seen from the backup directory; QEMU does
         # not open it during the job.
         backings[disk.name] = _relative_backing(parent, disk.name) if parent else None
-        _create_push_target(target, ctx['sizes'][disk.name], backings[disk.name], ctx['owner'])
+        if parent is not None and disk.method == 'compare':
+            # No bitmap: QEMU pushes the whole disk, which is then compared with the parent.
+            compared.add(disk.name)
+        _create_push_target(target, ctx['sizes'][disk.name],
+                            None if disk.name in compared else backings[disk.name], ctx['owner'])
         targets[disk.name] = target
     t0 = time.time()
-    ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.full_disks), ck_xml, reuse_external=True,
-                     quiesce=ctx['quiesce'])
+    ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.job_full_disks), ck_xml,
+                     reuse_external=True, quiesce=ctx['quiesce'])
     ctx['job'].wait(ctx['deadline'])
     job_seconds = time.time() - t0
     results = []
     for disk in plan.disks:
         size = ctx['sizes'][disk.name]
         image_name = '%s.qcow2' % disk.name
+        if disk.name in compared:
+            results.append(_compare_push_target(ctx, disk, targets[disk.name], image_name))
+            continue
         _take_push_target(targets[disk.name], ctx['backup_path'], image_name, ctx['owner'])
         hashmap = _parent_map(plan, disk.name, size)
         incremental = plan.disk_parent(disk.name) is not None
@@ -712,6 +807,21 @@ def _push(ctx, ck_xml, out):
         results.append(_finish_disk(ctx, disk, image_name, backings[disk.name], hashmap, job_seconds,
                                     dirty, written, written, transfer.zero_bytes))
     return results
+
+
+def _compare_push_target(ctx, disk, target, image_name):
+    """A whole disk QEMU pushed (no bitmap): taken back as a temporary full image in the backup
+    directory, then copied into the new overlay through the same compare as pull mode."""
+    full_name = '.%s.pushed.qcow2' % disk.name
+    full_path = ctx['scratch'].add(os.path.join(ctx['backup_path'], full_name))
+    _take_push_target(target, ctx['backup_path'], full_name, ctx['owner'])
+    with _images.ImageChain([_images.Layer(os.open(full_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC),
+                                           full_path, ctx['sizes'][disk.name])]) as chain:
+        with _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=ctx['request'].workers,
+                                  workdir=ctx['nbd_dir'], pass_fds=chain.fds, label=chain.label) as reader:
+            result = _copy_disk(ctx, disk, reader.export(), [], _nbdio.select_all, True)
+    os.unlink(full_path)
+    return result
 
 
 def _create_push_target(target, size, backing, owner):

@@ -29,52 +29,83 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse, require_lxml
+
+
+# Disk types whose data QEMU reads itself: a backup job of a running domain exports them whatever
+# their type and format; shut off, only local files and block devices can be read directly.
+BACKUP_TYPES = ('file', 'block', 'network', 'volume')
+LOCAL_TYPES = ('file', 'block')
 
 
 class Disk:
-    """A disk of the domain as the backup sees it."""
+    """A disk of the domain as the backup sees it.
 
-    def __init__(self, target, source, fmt, device, readonly, reason=None):
+    skip: why the disk holds nothing to back up (a CD-ROM, a floppy, read-only, no medium): left
+    out and listed, never an error. problem: why a disk that holds data cannot be backed up: an
+    error unless the user excludes it. method: how its changes are found, 'bitmap' (qcow2: a
+    persistent dirty bitmap per checkpoint) or 'compare' (any other format: read in full, each
+    block compared with the previous backup's integrity data).
+    """
+
+    def __init__(self, target, source, fmt, device, readonly, disk_type='file', skip=None, problem=None):
         self.name = target
         self.source = source
         self.format = fmt
         self.device = device
         self.readonly = readonly
-        self.reason = reason    # why it cannot be backed up, or None
+        self.type = disk_type
+        self.skip = skip
+        self.problem = problem
+
+    @property
+    def reason(self):
+        return self.skip or self.problem
 
     @property
     def can_backup(self):
         return self.reason is None
 
+    @property
+    def method(self):
+        return 'bitmap' if self.format == 'qcow2' else 'compare'
+
+    def offline_problem(self):
+        """Why this disk cannot be read while the domain is shut off, or None."""
+        if self.type not in LOCAL_TYPES:
+            return ('disk %s is a %s disk: with the domain shut off only local files and block devices can be '
+                    'read; start the domain to back it up, or exclude it' % (self.name, self.type))
+        return None
+
 
 def domain_disks(domain_xml):
-    """Every <disk> of the domain, each with the reason it cannot be backed up (or None)."""
-    root = etree.fromstring(domain_xml.encode('utf-8') if isinstance(domain_xml, str) else domain_xml)
+    """Every <disk> of the domain, each with why it is left out (skip) or cannot be backed up (problem)."""
+    root = parse(domain_xml, 'the domain definition')
     disks = []
     for elem in root.findall('./devices/disk'):
         target = elem.find('target')
         if target is None or not target.get('dev'):
             continue
+        name = target.get('dev')
         device = elem.get('device', 'disk')
+        disk_type = elem.get('type', 'file')
         driver = elem.find('driver')
         fmt = driver.get('type') if driver is not None else None
         source = elem.find('source')
         path = None
         if source is not None:
-            path = source.get('file') or source.get('dev') or source.get('name')
+            path = source.get('file') or source.get('dev') or source.get('name') or source.get('volume')
         readonly = elem.find('readonly') is not None
-        reason = None
+        skip = problem = None
         if device not in ('disk', 'lun'):
-            reason = 'device %s is a %s, not a disk' % (target.get('dev'), device)
+            skip = 'device %s is a %s, not a disk' % (name, device)
         elif path is None:
-            reason = 'disk %s has no source' % target.get('dev')
+            skip = 'disk %s has no source' % name
         elif readonly:
-            reason = 'disk %s is read-only' % target.get('dev')
-        elif fmt != 'qcow2':
-            reason = ('disk %s is in %s format: incremental backup needs qcow2, which can hold the '
-                      'checkpoint bitmaps' % (target.get('dev'), fmt or 'an unknown'))
-        disks.append(Disk(target.get('dev'), path, fmt, device, readonly, reason))
+            skip = 'disk %s is read-only' % name
+        elif disk_type not in BACKUP_TYPES:
+            problem = 'disk %s is a %s disk, which a backup job cannot export' % (name, disk_type)
+        disks.append(Disk(name, path, fmt or 'raw', device, readonly, disk_type, skip, problem))
     return disks
 
 

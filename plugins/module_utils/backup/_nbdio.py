@@ -290,13 +290,17 @@ class Transfer:
     """Copy (or only hash) what a source export holds into a destination, block hashes included."""
 
     def __init__(self, source, size, hashmap, destination=None, workers=DEFAULT_WORKERS,
-                 write_zeroes=False, timeout=None):
+                 write_zeroes=False, timeout=None, compare=False):
+        """compare: hashmap holds the parent's digests; only blocks whose digest differs are written
+        (a disk without a dirty bitmap, read in full). Otherwise everything read is written."""
         self.source = source
         self.destination = destination
         self.size = size
         self.hashmap = hashmap
         self.workers = max(1, workers)
         self.write_zeroes = write_zeroes
+        self.compare = compare
+        self.changed_zero_bytes = 0
         self.deadline = time.time() + timeout if timeout else None
         self.bytes_read = 0
         self.bytes_written = 0
@@ -406,19 +410,33 @@ class Transfer:
         if kind == 'data':
             buf = src.pread(end - start, start)
             # Hash first, while the data just read is still in the CPU cache.
-            self.hashmap.update(start, buf)
+            if self.compare:
+                ranges = self.hashmap.update_changed(start, buf)
+            else:
+                self.hashmap.update(start, buf)
+                ranges = [(start, end)]
+            written = 0
             if dst is not None:
-                dst.pwrite(buf, start)
+                view = memoryview(buf)
+                for s, e in ranges:
+                    dst.pwrite(view[s - start:e - start], s)
+                    written += e - s
             with self._lock:
                 self.bytes_read += end - start
-                if dst is not None:
-                    self.bytes_written += end - start
+                self.bytes_written += written
         else:
-            if dst is not None and self.write_zeroes:
-                dst.zero(end - start, start)
-            self.hashmap.set_zero(start, end)
+            if self.compare:
+                ranges = self.hashmap.set_zero_changed(start, end)
+            else:
+                self.hashmap.set_zero(start, end)
+                ranges = [(start, end)] if self.write_zeroes else []
+            if dst is not None and (self.write_zeroes or self.compare):
+                for s, e in ranges:
+                    dst.zero(e - s, s)
             with self._lock:
                 self.zero_bytes += end - start
+                if self.compare:
+                    self.changed_zero_bytes += sum(e - s for s, e in ranges)
 
 
 def select_dirty(bitmap_context):

@@ -80,7 +80,7 @@ def remove_bitmaps():
     for path in args['images']:
         subprocess.call(['qemu-img', 'bitmap', '--remove', '--', path, args['checkpoint']],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-if dom is not None and not committed:
+if dom is not None and not committed and args['checkpoint']:
     try:
         ck = dom.checkpointLookupByName(args['checkpoint'], 0)
         if dom.isActive():

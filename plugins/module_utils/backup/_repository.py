@@ -268,7 +268,18 @@ class Backup:
                         bytes_written=d.get('bytes_written'), image=os.path.join(self.path, d['image']))
                    for d in m['disks']],
             size=sum(d.get('file_size') or 0 for d in m['disks']),
+            firmware=_firmware_summary(m.get('firmware'), self.path),
         )
+
+
+def _firmware_summary(section, path):
+    """The firmware files of a backup as paths (virt_backup_info); None for a backup without them."""
+    if not section:
+        return None
+    nvram, tpm = section.get('nvram'), section.get('tpm')
+    return dict(loader=section.get('loader'), nvram=os.path.join(path, nvram['file']) if nvram else None,
+                tpm=os.path.join(path, tpm['dir']) if tpm else None,
+                tpm_version=tpm['version'] if tpm else None)
 
 
 def load_manifest(path):
@@ -381,6 +392,8 @@ def validate_manifest(m, file_name):
                   % (name, name))
         size = f.size(where + '.virtual_size', disk.get('virtual_size'))
         disk_full = m['level'] == 'full' or disk.get('level') == 'full'
+        if disk.get('method') not in (None, 'bitmap', 'compare'):
+            f.bad(where + '.method', disk['method'], 'it is bitmap or compare')
         if disk.get('level') is not None and disk['level'] not in LEVELS:
             f.bad(where + '.level', disk['level'], 'it is one of %s' % ', '.join(LEVELS))
         expected_backing = None if disk_full else '../%s/%s.qcow2' % (m.get('parent'), name)
@@ -407,6 +420,10 @@ def validate_manifest(m, file_name):
     if not isinstance(skipped, list) or not all(
             isinstance(s, dict) and isinstance(s.get('name'), str) for s in skipped):
         f.bad('skipped_disks', skipped, 'it is a list of {name, reason}')
+    if m.get('firmware') is not None:
+        # Imported here: _firmware imports this module.
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _firmware
+        _firmware.validate(m['firmware'], file_name)
 
 
 def load_map(backup, disk):
@@ -568,10 +585,10 @@ class Repository:
         """
         staging = os.path.join(self.path, STAGING)
         make_dir(staging, 0o711)
-        _own_dir(staging, self.path, STAGING, (os.geteuid(), os.getegid()), 0o711)
+        own_dir(staging, self.path, STAGING, (os.geteuid(), os.getegid()), 0o711)
         path = os.path.join(staging, check_name('domain name', domain))
         make_dir(path, 0o700)
-        _own_dir(path, staging, domain, owner, 0o700)
+        own_dir(path, staging, domain, owner, 0o700)
         return path
 
     def domains(self):
@@ -758,7 +775,7 @@ class Repository:
         shutil.rmtree(cdir)
 
 
-def _own_dir(path, parent, name, owner, mode):
+def own_dir(path, parent, name, owner, mode):
     """Give the directory name in parent its owner and mode, through a descriptor opened without
     following links (parent is ours, so the entry cannot be swapped between the check and the change)."""
     try:

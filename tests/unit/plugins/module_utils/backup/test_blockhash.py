@@ -102,3 +102,25 @@ def test_set_zero_up_to_a_short_last_block():
 def test_block_size_keeps_every_map_within_16_mib(size, block):
     assert bh.choose_block_size(size) == block
     assert (size + block - 1) // block * bh.DIGEST_SIZE <= 16 << 20
+
+
+def test_changed_ranges_are_what_a_compared_disk_writes():
+    """A disk without a bitmap is read in full; only blocks whose digest changed are written."""
+    from ansible_collections.virtops.libvirt.plugins.module_utils.backup._blockhash import BlockHashMap
+    block = 64 * 1024
+    size = 10 * block + 512           # a short last block
+    parent = BlockHashMap(size, block)
+    data = bytearray(size)
+    data[block:3 * block] = b'\x11' * (2 * block)
+    data[-100:] = b'\x22' * 100
+    parent.update(0, bytes(data))
+    child = parent.copy()
+    same = child.update_changed(0, bytes(data))
+    assert same == [] and child.data == parent.data
+    data[2 * block + 7] = 0x33                          # one byte in block 2
+    data[4 * block:6 * block] = b'\x44' * (2 * block)   # blocks 4 and 5, adjacent: one range
+    assert child.update_changed(0, bytes(data)) == [(2 * block, 3 * block), (4 * block, 6 * block)]
+    # Zeroes over blocks that held data are a change; over blocks that were zero already, none.
+    assert child.set_zero_changed(6 * block, 10 * block) == []
+    assert child.set_zero_changed(block, 3 * block) == [(block, 3 * block)]
+    assert child.set_zero_changed(10 * block, size) == [(10 * block, size)]
