@@ -248,3 +248,33 @@ def test_a_disk_that_cannot_be_read_fails_unless_excluded(whole_vm, workroot):
     result = ok(ftlib.backup(vm.name, repo, exclude=['vdd']))
     assert ('vdd', 'excluded') in [(s['name'], s['reason']) for s in result['backup']['skipped_disks']]
     assert sorted(d['name'] for d in result['backup']['disks']) == ['vda', 'vdb', 'vdc']
+
+
+def test_linked_clone_restores_its_whole_content(workroot, conn, cleanup):
+    """A qcow2 overlay on a base image (a linked clone): the backup holds what the guest sees, base
+    included, and the restore is one standalone image with that content."""
+    place = workroot / 'linked-clone'
+    place.mkdir(mode=0o755)
+    base, clone = place / 'base.qcow2', place / 'clone.qcow2'
+    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', base, str(SIZE))
+    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x61 0 3M', base)
+    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', clone)
+    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x62 1M 64k', clone)
+    name = ftlib.unique('ft-clone')
+    cleanup.domain(name)
+    conn.get().defineXML(
+        "<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm"
+        "</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>" % (name, clone))
+    expected = place / 'expected.raw'
+    ftlib.sh('qemu-img', 'convert', '-O', 'raw', clone, expected)
+    for running in (False, True):
+        if running:
+            conn.get().lookupByName(name).create()
+        repo = place / ('repo-%s' % ('running' if running else 'off'))
+        result = ok(ftlib.backup(name, repo))
+        assert result['backup']['disks'][0]['method'] == 'bitmap'
+        dest = place / ('restored-%s' % running)
+        ok(ftlib.restore(name, repo, dest))
+        ftlib.assert_same_content(expected, dest / 'vda.qcow2', 'qcow2')
+        assert 'backing-filename' not in ftlib.image_info(dest / 'vda.qcow2')
