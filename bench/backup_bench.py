@@ -64,6 +64,8 @@ TARGET_PULL_VS_NBDCOPY = 1.5      # virt_backup pull full <= 1.5 x nbdcopy
 TARGET_VNB_VS_PULL = 3.0          # virtnbdbackup full >= 3 x virt_backup pull full
 TARGET_INC_BIG_VS_SMALL = 1.3     # incremental on the big disk <= 1.3 x on the small disk
 TARGET_MODULE_RSS = 256 * MiB     # peak RSS of the module process, whatever the disk size
+TARGET_COMPARE_VS_NBDCOPY = 1.2   # compared incremental of a raw disk <= 1.2 x nbdcopy of its export to null:
+TARGET_COMPARE_GROWTH = 1.1       # repository growth of that incremental <= 1.1 x the bytes changed
 
 
 class BenchError(Exception):
@@ -397,12 +399,12 @@ class Bench:
 
     # -- disks and domains ----------------------------------------------------------------------
 
-    def make_disk(self, name, size, data, chunk=4 * MiB):
-        """A qcow2 image of virtual size `size` holding `data` bytes of random data, in `chunk`
-        pieces spread evenly over the disk (the first MiB stays zero: the firmware reads it)."""
+    def make_disk(self, name, size, data, chunk=4 * MiB, fmt='qcow2'):
+        """An image (qcow2, or raw) of virtual size `size` holding `data` bytes of random data, in
+        `chunk` pieces spread evenly over the disk (the first MiB stays zero: the firmware reads it)."""
         t0 = time.monotonic()
-        raw = self.path('images', name + '.raw')
-        image = self.path('images', name + '.qcow2')
+        raw = self.path('images', name + '.raw.tmp')
+        image = self.path('images', name + '.' + fmt)
         pieces = max(1, data // chunk)
         stride = (size - MiB) // pieces
         stride -= stride % (64 * KiB)
@@ -415,14 +417,17 @@ class Bench:
                 os.pwrite(fd, os.urandom(chunk), MiB + i * stride)
         finally:
             os.close(fd)
-        run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, image], 'building %s' % image)
-        os.unlink(raw)
+        if fmt == 'raw':
+            os.rename(raw, image)
+        else:
+            run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, image], 'building %s' % image)
+            os.unlink(raw)
         os.chmod(image, 0o644)
         log('  made %s: %s, %s random data in %s pieces (%.1f s)' % (
             os.path.basename(image), human(size), human(data), human(chunk), time.monotonic() - t0))
         return image
 
-    def start_domain(self, name, image):
+    def start_domain(self, name, image, fmt='qcow2'):
         xml = """<domain type='qemu'>
   <name>%s</name>
   <memory unit='MiB'>64</memory>
@@ -430,13 +435,13 @@ class Bench:
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
+      <driver name='qemu' type='%s'/>
       <source file='%s'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     <memballoon model='none'/>
   </devices>
-</domain>""" % (name, image)
+</domain>""" % (name, fmt, image)
         t0 = time.monotonic()
         self.domains.append(name)
         for attempt in (1, 2):     # once more after a libvirtd restart
@@ -557,12 +562,13 @@ class Bench:
             res.note += ' (expected about %s)' % human_bytes(data_bytes)
         return res
 
-    def nbdcopy(self, kind, case, name, data_bytes):
-        """A pull-mode backup job begun here (no checkpoint), its export copied by nbdcopy to a raw file."""
+    def nbdcopy(self, kind, case, name, data_bytes, to_null=False):
+        """A pull-mode backup job begun here (no checkpoint), its export copied by nbdcopy to a raw file
+        (to_null: read only, to nbdcopy's null: destination)."""
         n = self.next_id()
         sock = self.path('qemu', '%d-nbdcopy.sock' % n)
         scratch = self.path('qemu', '%d-nbdcopy.scratch.qcow2' % n)
-        target = self.path('out', '%d-nbdcopy.raw' % n)
+        target = 'null:' if to_null else self.path('out', '%d-nbdcopy.raw' % n)
         xml = ("<domainbackup mode='pull'><server transport='unix' socket='%s'/><disks>"
                "<disk name='vda' backup='yes' type='file'><scratch file='%s'/></disk></disks></domainbackup>"
                % (sock, scratch))
@@ -576,19 +582,20 @@ class Bench:
                     raise BenchError('the NBD export of %s did not appear at %s' % (name, sock))
                 time.sleep(0.01)
             t1 = time.monotonic()
-            m = measure(['nbdcopy', '--flush', 'nbd+unix:///vda?socket=%s' % sock, target], self.args.timeout,
-                        self.path('out', '%d-nbdcopy' % n))
+            m = measure(['nbdcopy'] + ([] if to_null else ['--flush']) + ['nbd+unix:///vda?socket=%s' % sock, target],
+                        self.args.timeout, self.path('out', '%d-nbdcopy' % n))
             if m.code != 0:
                 raise BenchError('nbdcopy failed (exit %d): %s' % (m.code, m.err.strip()))
             t2 = time.monotonic()
         finally:
             self.end_job(name)
         t3 = time.monotonic()
-        allocated = os.stat(target).st_blocks * 512
-        for path in (target, scratch):
+        allocated = 0 if to_null else os.stat(target).st_blocks * 512
+        for path in ([] if to_null else [target]) + [scratch]:
             if os.path.exists(path):
                 os.unlink(path)
-        res = Result(kind, case, 'nbdcopy (pull export -> raw)', t3 - t0, data_bytes, m.cpu, m.rss_kib)
+        res = Result(kind, case, 'nbdcopy (pull export -> %s)' % ('null' if to_null else 'raw'), t3 - t0, data_bytes,
+                     m.cpu, m.rss_kib)
         res.copy_seconds = m.seconds
         res.note = 'copy alone %.2f s, job begin %.2f s, abort %.2f s, %s allocated' % (
             m.seconds, t1 - t0, t3 - t2, human_bytes(allocated))
@@ -704,6 +711,34 @@ class Bench:
         for name, _size, _repo in setup.values():
             self.stop_domain(name)
 
+    def case_compare(self):
+        """A raw disk (no dirty bitmap): each incremental reads it in full and compares every block with
+        the previous backup's integrity data. Against nbdcopy reading the same kind of export to null:,
+        the least any tool must do to find changes without a bitmap; and the repository growth against
+        the bytes written."""
+        a = self.args
+        name = self.start_domain(PREFIX + 'compare', self.make_disk('compare', a.full_size, a.full_data, fmt='raw'),
+                                 fmt='raw')
+        time.sleep(2)
+        repo = self.path('repos', 'compare')
+        case = 'setup: full of the raw %s disk, %s random data' % (human(a.full_size), human(a.full_data))
+        log('case %s' % case)
+        self.record(self.attempt('virt_backup setup full', name, lambda: self.virt_backup(
+            'setup', case, name, repo, 'pull', 'full', a.full_data)))
+        case = 'compare: %s changed on a raw %s disk' % (human(a.inc_dirty), human(a.full_size))
+        log('case %s' % case)
+        for rep in range(a.inc_repeat):
+            self.attempt('writing into %s' % name, name, lambda: self.dirty(name, a.full_size, a.inc_dirty, seed=rep + 1))
+            res = self.attempt('virt_backup compared incremental', name, lambda: self.virt_backup(
+                'compare', case, name, repo, 'pull', 'incremental', a.inc_dirty))
+            image = os.path.join(res.module['path'], 'vda.qcow2')
+            res.growth = os.path.getsize(image)
+            res.note += ', image %s' % human_bytes(res.growth)
+            self.record(res)
+            self.record(self.attempt('nbdcopy', name, lambda: self.nbdcopy('compare', case, name, a.full_data,
+                                                                          to_null=True)))
+        self.stop_domain(name)
+
     def case_probe(self):
         a = self.args
         size, data = a.probe_size, 64 * MiB
@@ -795,6 +830,19 @@ class Bench:
                         self.median_seconds('inc-big', 'virt_backup') / self.median_seconds('inc-small', 'virt_backup'),
                         human(a.inc_dirty), small.seconds, human(a.inc_small), big.seconds, human(a.inc_big),
                         small.module['duration'], big.module['duration'], small.cpu, big.cpu))
+        compared = self.best('compare', 'virt_backup pull incremental')
+        null_copy = self.best('compare', 'nbdcopy')
+        if compared and null_copy:
+            ratio = compared.seconds / null_copy.seconds
+            verdict('compared incremental (raw) / nbdcopy to null', '%.2f' % ratio, ratio <= TARGET_COMPARE_VS_NBDCOPY,
+                    '<= %.1f' % TARGET_COMPARE_VS_NBDCOPY, 'medians %.2f; %s changed on a raw %s disk; CPU %.2f s / %.2f s'
+                    % (self.median_seconds('compare', 'virt_backup') / self.median_seconds('compare', 'nbdcopy'),
+                       human(a.inc_dirty), human(a.full_size), compared.cpu, null_copy.cpu))
+            growth = max(r.growth for r in self.results if r.kind == 'compare' and hasattr(r, 'growth'))
+            ratio = growth / float(a.inc_dirty)
+            verdict('repository growth / bytes changed (raw)', '%.2f' % ratio, ratio <= TARGET_COMPARE_GROWTH,
+                    '<= %.1f' % TARGET_COMPARE_GROWTH, 'largest incremental image %s for %s changed' % (
+                        human_bytes(growth), human(a.inc_dirty)))
         modules = [r for r in self.results if r.tool.startswith('virt_backup')]
         if modules:
             peak = max(modules, key=lambda r: r.rss_kib)
@@ -907,7 +955,7 @@ def parse_args(argv):
     p.add_argument('--inc-dirty', type=parse_size, help='data written before each incremental (64M)')
     p.add_argument('--probe-size', type=parse_size,
                    help='virtual size of the sparse memory-probe disk (1T); 0 skips the probe')
-    p.add_argument('--only', choices=['full', 'incremental', 'probe'], action='append',
+    p.add_argument('--only', choices=['full', 'incremental', 'compare', 'probe'], action='append',
                    help='run only this case (repeatable)')
     p.add_argument('--workers', type=int, default=4, help="virt_backup's workers option (4, its default)")
     p.add_argument('--timeout', type=int, default=900, help='seconds any one tool may take (900)')
@@ -957,11 +1005,13 @@ def main(argv=None):
             os.setpriority(os.PRIO_PROCESS, 0, args.nice)    # inherited by every tool started from here
         log('machine: %s; load average %s%s' % (machine_line(bench.connect()), ' '.join(loadavg()),
                                                 '; nice %d' % args.nice if args.nice else ''))
-        only = args.only or ['full', 'incremental', 'probe']
+        only = args.only or ['full', 'incremental', 'compare', 'probe']
         if 'full' in only:
             bench.case_full()
         if 'incremental' in only:
             bench.case_incremental()
+        if 'compare' in only:
+            bench.case_compare()
         if 'probe' in only and args.probe_size:
             bench.case_probe()
         code = 0 if bench.report(started, datetime.datetime.now()) else 1
