@@ -471,7 +471,7 @@ def _predicted(request, plan, quiesce):
     return dict(changed=True, backup=dict(
         id=None, chain=plan.chain, level=plan.level, reason=plan.reason, mode=request.mode, quiesced=bool(quiesce),
         parent=plan.parent.id if plan.parent else None,
-        disks=[dict(name=d.name, level=plan.disk_level(d.name)) for d in plan.disks],
+        disks=[dict(name=d.name, level=plan.disk_level(d.name), method=d.method) for d in plan.disks],
         skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped]))
 
 
