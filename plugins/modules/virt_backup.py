@@ -70,14 +70,14 @@ options:
     default: auto
   disks:
     description:
-      - Disk target names (for example V(vda)) to back up. Default is every disk that holds data: files,
-        block devices and network disks (iSCSI, NBD, RBD, Gluster), in qcow2, raw or any other format
-        QEMU reads. Only CD-ROMs, floppies, read-only disks and disks without a medium are left out by
+      - Disk target names (for example V(vda)) to back up. Default is every disk that holds data (files,
+        block devices and network disks such as iSCSI, NBD, RBD or Gluster), in qcow2, raw or any other
+        format QEMU reads. Only CD-ROMs, floppies, read-only disks and disks without a medium are left out by
         themselves, each listed in RV(backup.skipped_disks) with the reason.
       - A disk that holds data and cannot be backed up (for example a network disk of a shut-off
         domain, or a C(vhostuser) disk) fails the run, with nothing changed, unless it is in O(exclude).
       - qcow2 disks are tracked by checkpoints (dirty bitmaps, RV(backup.disks[].method=bitmap)). Disks in
-        other formats cannot hold bitmaps: they are read in full at every backup and each block is
+        other formats cannot hold bitmaps, so they are read in full at every backup and each block is
         compared with the previous backup's integrity data, so only changed blocks are stored
         (RV(backup.disks[].method=compare)).
     type: list

@@ -86,7 +86,7 @@ domains:
             - Backups oldest first, each with C(id), C(level), C(reason), C(mode), C(parent), C(checkpoint),
               C(time), C(duration), C(size), C(path), C(disks), and with O(verify) a C(verify) result
               (C(ok), and per disk C(ok), C(qemu_img_check), C(integrity), and C(message), the reason, when
-              the disk failed: an image whose header names a backing or data file the format does not
+              the disk failed, such as an image whose header names a backing or data file the format does not
               give it, a wrong size, a damaged or oversized integrity map, a symbolic link).
           type: list
           elements: dict
