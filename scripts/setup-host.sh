@@ -31,6 +31,9 @@ packages=(
   # iscsi-direct storage pools (libiscsi inside libvirtd), a user-space iSCSI target for the
   # virt_pool_iscsi integration target, and QEMU's iSCSI block driver for disks in such pools
   libvirt-daemon-driver-storage-iscsi-direct tgt qemu-block-extra
+  # UEFI firmware (OVMF) and the emulated TPM (swtpm, swtpm_setup) of UEFI guests, whose variable
+  # store and TPM state every backup saves
+  ovmf swtpm swtpm-tools
 )
 daemon_log=/var/log/libvirt/virtops-daemon-start.log
 
@@ -70,7 +73,9 @@ install_packages() {
   # libvirtd loads its storage backends and probes QEMU's block drivers when it starts: a
   # daemon already running does not see what was just installed.
   for p in "${missing[@]}"; do
-    case $p in libvirt-daemon-driver-*|qemu-block-extra) restart_libvirtd=1 ;; esac
+    # libvirtd also picks swtpm's user (tss, made by swtpm-tools) when it starts, and
+    # runs swtpm as root when that user did not exist then.
+    case $p in libvirt-daemon-driver-*|qemu-block-extra|swtpm|swtpm-tools) restart_libvirtd=1 ;; esac
   done
 }
 restart_libvirtd=0
@@ -268,9 +273,25 @@ kvm_device_mode() {
   fi
 }
 
+# swtpm_setup keeps its local CA in /var/lib/swtpm-localca, which Debian's swtpm-tools makes
+# tss:root 0750 (and its files are then tss's).
+# Where swtpm_setup once ran as root (libvirtd started before tss existed), files there are root's
+# and every later swtpm_setup, run as tss, fails ("Need read/write rights on
+# /var/lib/swtpm-localca/.lock.swtpm-localca"): a UEFI+TPM domain can then not start.
+swtpm_localca_owner() {
+  local dir=/var/lib/swtpm-localca
+  [ -d "$dir" ] && [ ! -L "$dir" ] || return 0
+  getent passwd tss >/dev/null || return 0
+  if [ -n "$(find "$dir" ! -user tss -print -quit)" ]; then
+    chown -R --no-dereference tss "$dir"
+    log "$dir given to tss (the owner Debian's swtpm-tools intends)"
+  fi
+}
+
 lock_setup
 install_packages
 kvm_device_mode
+swtpm_localca_owner
 start_daemons
 make_venv
 ansible_test_pip_standin

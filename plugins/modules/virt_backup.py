@@ -167,6 +167,8 @@ notes:
     repository directory and the NBD socket. From another host (a backup host with a remote O(uri)), only
     running domains can be backed up, in pull mode with O(transport=tcp), O(tls=true) and a O(scratch_dir)
     on the hypervisor.
+  - Every backup also saves the domain's UEFI variable store (NVRAM) and the state of its emulated TPM, with
+    their SHA-256 in the manifest; M(virtops.libvirt.virt_restore) writes them back.
   - Shut-off domains are backed up too. The module adds the new checkpoint's bitmaps to the qcow2 images
     with C(qemu-img bitmap), reads them through C(qemu-nbd) (which keeps the domain from starting
     meanwhile), and redefines the checkpoint in libvirt, so offline and online backups mix in one chain.
@@ -310,6 +312,15 @@ backup:
       description: Disks not backed up, each with the reason.
       type: list
       elements: dict
+    firmware:
+      description:
+        - The UEFI variable store and emulated TPM state saved with the backup, null when the domain has
+          neither. C(loader) is the firmware code the domain uses (recorded, not copied); C(nvram) (C(file),
+          C(size), C(sha256), C(source)) and C(tpm) (C(version), C(dir), C(files)) are null when there is
+          nothing to save yet (a domain never started).
+        - A running domain's state is copied when the job starts (inside the guest agent freeze when there is
+          one), a shut-off domain's before its disks are read; docs/backup.md says what consistency this gives.
+      type: dict
 removed_partial:
   description: Directories of earlier interrupted backups of this domain that this run removed.
   returned: success

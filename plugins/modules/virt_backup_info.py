@@ -15,7 +15,8 @@ description:
   - Lists the domains of a backup repository written by M(virtops.libvirt.virt_backup), each with its
     chains and their backups. Only complete backups (with a valid manifest) are listed.
   - With O(verify), checks every image with C(qemu-img check) and reads every point in time back to
-    compare it, block by block, with the integrity data recorded at backup time.
+    compare it, block by block, with the integrity data recorded at backup time, and checks the saved UEFI
+    variable store and TPM state files against their sizes and SHA-256 digests.
   - Needs no libvirt connection. The repository alone is read.
 extends_documentation_fragment:
   - virtops.libvirt.connection
@@ -84,10 +85,14 @@ domains:
         backups:
           description:
             - Backups oldest first, each with C(id), C(level), C(reason), C(mode), C(parent), C(checkpoint),
-              C(time), C(duration), C(size), C(path), C(disks), and with O(verify) a C(verify) result
+              C(time), C(duration), C(size), C(path), C(disks), C(firmware) (null, or the C(loader) and the
+              paths of the saved UEFI variable store C(nvram) and TPM state directory C(tpm), null when not
+              saved, and C(tpm_version)), and with O(verify) a C(verify) result
               (C(ok), and per disk C(ok), C(qemu_img_check), C(integrity), and C(message), the reason, when
               the disk failed, such as an image whose header names a backing or data file the format does not
-              give it, a wrong size, a damaged or oversized integrity map, a symbolic link).
+              give it, a wrong size, a damaged or oversized integrity map, a symbolic link; for a backup with
+              firmware state, C(firmware), per file C(name), C(path), C(ok) and C(message), its size and
+              SHA-256 compared with the manifest).
           type: list
           elements: dict
     errors:

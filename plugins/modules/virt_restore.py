@@ -16,15 +16,22 @@ description:
     images C(<dest>/<disk target>.<format>) (for example C(vda.qcow2)).
   - Every restored disk is read back and compared, block by block, with the integrity data the backup
     recorded before the module returns; a disk that does not match is removed and the module fails.
+  - The UEFI variable store and the emulated TPM's state saved with the backup (if any) are restored too,
+    as C(<dest>/nvram.fd) and the directory C(<dest>/tpm/), each checked against the size and SHA-256 the
+    backup recorded, before and while it is copied.
   - Optionally defines a new domain from the definition saved with the backup, with a new name, a new
-    uuid and new MAC addresses, its disks pointing at the restored images.
+    uuid and new MAC addresses, its disks pointing at the restored images. It uses the restored variable
+    store (not a fresh copy of the template), and the restored TPM state is installed where libvirt keeps
+    the state of the new uuid (C(/var/lib/libvirt/swtpm/<uuid>/)), so the guest keeps its boot entries
+    and Secure Boot keys, and secrets sealed in its TPM still unseal. QEMU's user must be able to reach
+    O(dest) for the domain to start (create it with mode 0711 or 0755 first).
   - The saved definition is untrusted input, like everything else in a repository. Unless
     O(trust_saved_xml) is set, the module refuses to define a domain whose saved definition would reach
     the host, and names every such element, CD-ROM and floppy media of the original domain (host files)
     included. Graphics consoles and character devices that listened on anything but loopback
     listen on C(127.0.0.1) in the new domain, always, each with a warning.
-  - A disk already restored to the same path and still bit-exact is left alone, so a second identical
-    run reports no change.
+  - A disk (or firmware file) already restored to the same path and still bit-exact is left alone, so a
+    second identical run reports no change.
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
@@ -66,7 +73,9 @@ options:
     type: list
     elements: str
   force:
-    description: Overwrite files in O(dest) that exist and do not hold the backup's data.
+    description:
+      - Overwrite files in O(dest) that exist and do not hold the backup's data (disks, C(nvram.fd), the state
+        files in C(tpm/); TPM state files there that the backup does not have are removed).
     type: bool
     default: false
   define:
@@ -181,6 +190,20 @@ disks:
     digest:
       description: Digest of the disk's integrity data that the image matched.
       type: str
+nvram:
+  description:
+    - Path of the restored UEFI variable store, C(<dest>/nvram.fd); null when the backup has none (a domain
+      without UEFI firmware, or one that had never started). With O(define) the new domain uses it.
+  returned: always
+  type: str
+  sample: /var/lib/libvirt/images/web01-restored/nvram.fd
+tpm:
+  description:
+    - Path of the directory holding the restored TPM state files, C(<dest>/tpm); null when the backup has
+      none. With O(define) they are also installed as the new domain's TPM state.
+  returned: always
+  type: str
+  sample: /var/lib/libvirt/images/web01-restored/tpm
 domain:
   description: The domain defined with O(define); null otherwise.
   returned: always

@@ -451,8 +451,10 @@ def remove_domain(lv, name):
             dom = lv.get().lookupByName(name)
             if dom.isActive():
                 dom.destroy()
+            # NVRAM: libvirt refuses to undefine a UEFI domain whose variable store exists otherwise.
             dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
             break
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN or time.time() > deadline:

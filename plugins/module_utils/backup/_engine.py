@@ -42,6 +42,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
     _drift,
+    _firmware,
     _images,
     _job,
     _nbdio,
@@ -519,10 +520,20 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             with libvirt_call('reading the size of disk %s' % disk.name, label):
                 sizes[disk.name] = dom.blockInfo(disk.name, 0)[0]
 
+        # UEFI variables and TPM state: taken when the job starts (inside the freeze), or before the
+        # disks of a shut-off domain are read.
+        fw_state = _firmware.firmware_state(live_xml, dom.UUIDString())
+        firmware = {}
+
+        def capture_firmware():
+            firmware['section'] = _firmware.capture(fw_state, backup_path)
+
         ctx = dict(dom=dom, repo=repo, request=request, plan=plan, job=job, backup_path=backup_path,
                    sizes=sizes, owner=owner, scratch=scratch, deadline=deadline, backup_id=backup_id,
-                   run_dir=run_dir, nbd_dir=nbd_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce)
+                   run_dir=run_dir, nbd_dir=nbd_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce,
+                   at_start=capture_firmware)
         if not running:
+            capture_firmware()
             disk_results = _offline(ctx, description, out)
         else:
             ck_xml = None
@@ -558,6 +569,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             domain_xml='domain.xml', checkpoint_xml='checkpoint.xml' if ck_name else None,
             verified=bool(request.verify), quiesced=job.quiesced, disks=disk_results,
             skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped],
+            firmware=firmware.get('section'),
         )
         repo.commit(backup_path, manifest)
         committed = True
@@ -568,7 +580,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             # libvirtd answers again, as if this process had died.
             watchdog.abandon()
         if isinstance(exc, (_nbdio.NbdIoError, _images.ImageError, _blockhash.BlockHashError,
-                            _repository.RepositoryError, OSError)):
+                            _repository.RepositoryError, _firmware.FirmwareError, OSError)):
             raise VirtError('backup of domain %s failed: %s' % (request.domain, exc))
         if isinstance(exc, libvirt.libvirtError):
             raise translate(exc, 'backup', 'domain %s' % request.domain)
@@ -585,7 +597,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         started=manifest['started'], duration=manifest['duration'], verified=manifest['verified'],
         disks=[dict((k, d[k]) for k in ('name', 'level', 'method', 'virtual_size', 'dirty_bytes', 'bytes_read',
                                         'bytes_written', 'throughput', 'image_digest')) for d in disk_results],
-        skipped_disks=manifest['skipped_disks']), **_quiesce_warning(job, request))
+        skipped_disks=manifest['skipped_disks'], firmware=manifest['firmware']), **_quiesce_warning(job, request))
 
 
 def _quiesce_warning(job, request):
@@ -688,7 +700,7 @@ def _pull(ctx, ck_xml, out):
     tcp = request.tcp
     server = (tcp['bind_address'], tcp['port']) if tcp else socket
     ctx['job'].begin(_job.pull_backup_xml(plan.since, server, scratch_files, out, plan.job_full_disks), ck_xml,
-                     quiesce=ctx['quiesce'])
+                     quiesce=ctx['quiesce'], at_start=ctx['at_start'])
     if not tcp and not _job.wait_for_path(socket):
         raise VirtError('the NBD export of %s did not appear at %s' % (request.domain, socket))
 
@@ -776,7 +788,7 @@ def _push(ctx, ck_xml, out):
         targets[disk.name] = target
     t0 = time.time()
     ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.job_full_disks), ck_xml,
-                     reuse_external=True, quiesce=ctx['quiesce'])
+                     reuse_external=True, quiesce=ctx['quiesce'], at_start=ctx['at_start'])
     ctx['job'].wait(ctx['deadline'])
     job_seconds = time.time() - t0
     results = []

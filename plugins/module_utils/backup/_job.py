@@ -241,13 +241,15 @@ class BackupJob:
         self.quiesced = False
         self.quiesce_error = None
 
-    def begin(self, backup_xml, checkpoint_xml_text, reuse_external=False, quiesce=None):
+    def begin(self, backup_xml, checkpoint_xml_text, reuse_external=False, quiesce=None, at_start=None):
         """Start the job (and its checkpoint).
 
         quiesce: None, or 'auto' / 'always' to freeze the guest's file systems through the guest
         agent for the instant the job starts (the point in time the backup holds) and thaw them
         right after, whatever happened. When the freeze fails, 'always' fails before the job
         starts; 'auto' goes on without it (self.quiesce_error says why). Sets self.quiesced.
+        at_start: called once the job has begun, before the thaw (the firmware state of the same
+        point in time).
         """
         flags = libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL if reuse_external else 0
         frozen = False
@@ -262,6 +264,8 @@ class BackupJob:
                 self.quiesce_error = exc.msg
         try:
             self._begin(backup_xml, checkpoint_xml_text, flags)
+            if at_start is not None:
+                at_start()
         finally:
             if frozen:
                 self.thaw()

@@ -12,10 +12,16 @@ __metaclass__ = type
 import os
 import stat
 
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - reported by VirtModule
+    libvirt = None
+
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, libvirt_call
 from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
+    _firmware,
     _images,
     _nbdio,
     _repository,
@@ -84,13 +90,34 @@ def _check_dest(dest):
     st = os.stat(probe)
     if st.st_uid != os.geteuid():
         problem = 'owned by uid %d' % st.st_uid
-    elif st.st_mode & 0o022:
+    elif st.st_mode & 0o022 and not (probe != real and st.st_mode & stat.S_ISVTX):
         problem = 'writable by group or others (mode %04o)' % stat.S_IMODE(st.st_mode)
     else:
+        # A sticky directory such as /tmp is fine for a dest this run creates: nobody else can
+        # remove or rename what root makes there (_make_dest checks what it finds instead).
         return real
     raise VirtError('dest %s: %s is %s; restored disks are written only into a directory that no other user can '
                     'change. Choose another dest, or create it (owned by root, not writable by group or others) '
                     'first' % (dest, probe, problem))
+
+
+def _make_dest(dest):
+    """Create dest and its missing parents, 0700, one mkdir at a time; a name that appeared meanwhile
+    (planted by someone else in a sticky directory) must be a real directory of ours nobody else can
+    write, or the restore stops."""
+    missing = []
+    path = dest
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise VirtError('%s appeared while the restore created it, and is not a directory of root that '
+                                'nobody else can write: nothing was restored' % path)
 
 
 def _existing(dest_dir, name, fmt, backup, disk):
@@ -164,6 +191,14 @@ def restore(conn_factory, params, check_mode):
                 raise VirtError('%s exists and does not hold disk %s of backup %s (%s); remove it or set '
                                 'force: true to overwrite it' % (entry['path'], entry['name'], backup.id, found))
         todo.append(entry)
+    # The UEFI variable store and the TPM state of the backup, always: checked in the repository
+    # (size, SHA-256) before anything is written, and left alone when dest holds them already.
+    firmware = backup.manifest.get('firmware')
+    try:
+        fw_plan = _firmware.plan_restore(backup, firmware, dest, force=bool(params.get('force')))
+    except _firmware.FirmwareError as exc:
+        raise VirtError('cannot restore the firmware state of backup %s of domain %s: %s' % (backup.id, domain, exc))
+    fw_changes = bool(fw_plan['todo'] or fw_plan['stale'])
     conn = None
     define = bool(params.get('define'))
     new_xml, warnings = None, []
@@ -184,9 +219,10 @@ def restore(conn_factory, params, check_mode):
                 raise VirtError('cannot read the domain definition saved with backup %s: %s' % (backup.id, exc))
             new_xml, warnings = _saved_xml.new_domain_xml(
                 saved, new_name, dict((p['name'], p['path']) for p in planned), out_fmt,
-                trust=bool(params.get('trust_saved_xml')))
+                trust=bool(params.get('trust_saved_xml')), nvram_path=fw_plan['nvram'])
 
-    result = dict(changed=bool(todo) or define, backup=backup.summary(), disks=planned, domain=None)
+    result = dict(changed=bool(todo) or define or fw_changes, backup=backup.summary(), disks=planned,
+                  nvram=fw_plan['nvram'], tpm=fw_plan['tpm'], domain=None)
     if warnings:
         result['warnings'] = warnings
     if check_mode:
@@ -194,10 +230,13 @@ def restore(conn_factory, params, check_mode):
 
     created_dest = not os.path.isdir(dest)
     if created_dest:
-        os.makedirs(dest, 0o700)
+        _make_dest(dest)
     dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     written = []
     partials = []
+    fw_done = None
+    new_dom = None
+    tpm_installed = None
     try:
         for entry in todo:
             disk = backup.disk(entry['name'])
@@ -230,14 +269,27 @@ def restore(conn_factory, params, check_mode):
             written.append(name)
             entry['verified'] = True
             entry['digest'] = disk['image_digest']
+        if fw_changes:
+            try:
+                fw_done = _firmware.restore_files(backup, firmware, dest, dest_fd, force=bool(params.get('force')))
+            except (_firmware.FirmwareError, OSError) as exc:
+                raise VirtError('cannot restore the firmware state of backup %s of domain %s: %s'
+                                % (backup.id, domain, exc))
         if define:
             with libvirt_call('defining the restored domain', new_name):
                 dom = conn.conn.defineXML(new_xml)
+            new_dom = dom
+            if fw_plan['tpm']:
+                tpm_installed = _install_tpm(dom, firmware['tpm'], fw_plan['tpm'], result)
             result['domain'] = dict(name=new_name, uuid=dom.UUIDString(), xml=dom.XMLDesc(0))
         elif params.get('define'):
             dom = conn.lookup_domain(new_name)
             result['domain'] = dict(name=new_name, uuid=dom.UUIDString(), xml=dom.XMLDesc(0))
     except BaseException:
+        if new_dom is not None:
+            _undefine(new_dom, tpm_installed)
+        if fw_done is not None:
+            _firmware.undo(dest_fd, fw_done)
         for name in written + partials:
             try:
                 os.unlink(name, dir_fd=dest_fd)
@@ -255,6 +307,37 @@ def restore(conn_factory, params, check_mode):
         if dest_fd is not None:
             os.close(dest_fd)
     return result
+
+
+def _install_tpm(dom, saved, restored_dir, result):
+    """The restored TPM state where libvirt looks for it for the new domain's uuid; the state
+    directory, or None (with a warning) when the new definition has no matching emulated TPM."""
+    uuid = dom.UUIDString()
+    wanted = _firmware.firmware_state(dom.XMLDesc(0), uuid)['tpm']
+    if wanted is None or wanted['version'] != saved['version']:
+        result.setdefault('warnings', []).append(
+            'the backup holds the state of a TPM %s, but the new domain has %s: its TPM state was not installed '
+            '(it is in %s)' % (saved['version'], 'a TPM %s' % wanted['version'] if wanted else 'no emulated TPM',
+                               restored_dir))
+        return None
+    try:
+        return _firmware.install_tpm_state(uuid, restored_dir, saved['version'])
+    except (_firmware.FirmwareError, OSError) as exc:
+        _firmware.remove_tpm_state(uuid)
+        raise VirtError('cannot install the TPM state of the restored domain %s: %s' % (dom.name(), exc))
+
+
+def _undefine(dom, tpm_installed):
+    """Undo a define of this run: the domain, and the TPM state installed for it. The restored
+    variable store is removed with the other restored files, not by libvirt."""
+    uuid = dom.UUIDString()
+    try:
+        # KEEP_NVRAM: libvirt refuses to undefine a domain whose store exists without a choice.
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+    except libvirt.libvirtError:
+        pass        # the error being raised says what went wrong first
+    if tpm_installed:
+        _firmware.remove_tpm_state(uuid)
 
 
 def _points_at(dom, disk_paths):
@@ -329,4 +412,8 @@ def _verify_backup(repo, backup):
         if not entry['ok']:
             entry['message'] = message
         disks.append(entry)
-    return dict(ok=all(d['ok'] for d in disks), disks=disks)
+    firmware = _firmware.verify(backup, backup.manifest.get('firmware'))
+    result = dict(ok=all(d['ok'] for d in disks) and all(f['ok'] for f in firmware), disks=disks)
+    if firmware:
+        result['firmware'] = firmware
+    return result

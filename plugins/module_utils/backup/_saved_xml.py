@@ -16,7 +16,8 @@ libvirt makes for it in its own directories.
 new_domain_xml() does three things:
 
 1. Rewrites the definition as a new domain (always): new name, no uuid, a new VM generation id,
-   no MAC addresses, its own UEFI variable store, disks on the restored images; disks that were not
+   no MAC addresses, its own UEFI variable store (the restored copy when the backup has one, else a
+   new one from the template), disks on the restored images; disks that were not
    restored are left out (with a warning). Runtime paths libvirt generated for the original domain
    (guest agent sockets, pty paths) are dropped: they belong to the original.
 2. Moves listeners to loopback (always, also with trust): graphics (VNC, SPICE, RDP) and
@@ -101,21 +102,25 @@ FREE_TEXT = ('description', 'title', 'cmdline', 'sysinfo', 'launchSecurity', 'se
              'blkiotune', 'genid', 'uuid', 'name')
 
 
-def new_domain_xml(saved_xml, new_name, disk_paths, fmt, trust=False):
+def new_domain_xml(saved_xml, new_name, disk_paths, fmt, trust=False, nvram_path=None):
     """The definition saved with a backup as a new domain named new_name, its disks
-    {target dev: path} on the restored images (driver type fmt).
+    {target dev: path} on the restored images (driver type fmt). nvram_path: the restored UEFI
+    variable store the new domain uses (instead of a fresh copy of the template).
 
     -> (xml_text, warnings list). Raises VirtError when the saved XML is broken, or (unless trust)
     when it would reach the host (see the module docstring)."""
     root = _parse(saved_xml)
     review = _Review(trust)
-    _as_new_domain(root, new_name, review)
+    _as_new_domain(root, new_name, review, nvram_path)
     restored = _restore_disks(root, disk_paths, fmt, review)
     _drop_runtime_paths(root)
     _listen_on_loopback(root, review)
     if not trust:
         _drop_socket_paths(root, review)
     _check(root, review, restored)
+    if nvram_path:
+        # After the checks: the path is the restore's own file, not one the saved XML named.
+        _use_nvram(root, nvram_path)
     if review.problems:
         if not trust:
             raise VirtError(
@@ -235,7 +240,7 @@ def _loopback(host):
 # ---------------------------------------------------------------------------------------------
 # Rewriting (always)
 
-def _as_new_domain(root, new_name, review):
+def _as_new_domain(root, new_name, review, nvram_path=None):
     name = root.find('name')
     if name is None:
         name = etree.Element('name')
@@ -256,10 +261,30 @@ def _as_new_domain(root, new_name, review):
         for child in list(nvram):
             nvram.remove(child)
         nvram.attrib.pop('type', None)
+        if nvram_path:
+            nvram.attrib.pop('template', None)      # the restored store exists: no template is copied
         template = nvram.get('template')
         if template and not _under(template, FIRMWARE_DIRS):
             review.refuse(nvram, 'the new UEFI variable store would be a copy of the host file %s (only '
                                  'templates under %s are allowed)' % (template, ', '.join(FIRMWARE_DIRS)))
+
+
+def _use_nvram(root, path):
+    if not posixpath.isabs(path) or posixpath.normpath(path) != path:
+        raise VirtError('the restored UEFI variable store %r is not a normalised absolute path' % path)
+    os_elem = root.find('os')
+    if os_elem is None:
+        os_elem = etree.SubElement(root, 'os')
+    nvram = os_elem.find('nvram')
+    if nvram is None:
+        # A shut-off domain with firmware autoselection has no <nvram> in its definition (libvirt 9.0).
+        nvram = etree.Element('nvram')
+        loader = os_elem.find('loader')
+        if loader is not None:
+            loader.addnext(nvram)
+        else:
+            os_elem.append(nvram)
+    nvram.text = path
 
 
 def _restore_disks(root, disk_paths, fmt, review):
