@@ -735,8 +735,8 @@ class Bench:
             res.growth = os.path.getsize(image)
             res.note += ', image %s' % human_bytes(res.growth)
             self.record(res)
-            self.record(self.attempt('nbdcopy', name, lambda: self.nbdcopy('compare', case, name, a.full_data,
-                                                                          to_null=True)))
+            self.record(self.attempt('nbdcopy', name,
+                                     lambda: self.nbdcopy('compare', case, name, a.full_data, to_null=True)))
         self.stop_domain(name)
 
     def case_probe(self):
