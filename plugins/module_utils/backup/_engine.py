@@ -857,7 +857,7 @@ def _take_push_target(target, backup_path, image_name, owner):
     after the rename, the name in the backup directory must still be that very file.
     """
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise VirtError('cannot open the push target %s after the job: %s (a symbolic link or a missing file is '
                         'refused)' % (target, exc.strerror or exc))

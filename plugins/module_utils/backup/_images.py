@@ -180,7 +180,7 @@ def open_file(path, fmt, size=None, locking=True):
     """An ImageChain of one flat file given by a trusted path (a restored disk): not followed if it is
     a link, and a qcow2 with a backing or data file named in its header is refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ImageError('cannot open %s: %s' % (path, exc.strerror or exc))
     return ImageChain([Layer(fd, path, size)], fmt=fmt, locking=locking)

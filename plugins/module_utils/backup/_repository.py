@@ -201,7 +201,8 @@ def open_regular(root, parts):
     """A read-only fd of a regular file under root (no link followed); RepositoryError otherwise."""
     path = os.path.join(root, *parts)
     try:
-        fd = open_under(root, parts)
+        # O_NONBLOCK: a FIFO planted under the name must not hang the run (no effect on files).
+        fd = open_under(root, parts, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise RepositoryError('cannot open %s: %s' % (path, exc.strerror or exc))
     st = os.fstat(fd)

@@ -265,3 +265,13 @@ def test_a_symlinked_staging_directory_is_refused_and_its_target_untouched(repo,
     with pytest.raises(r.RepositoryError, match='symbolic link'):
         repo.staging_dir('vm1', (65534, 65534))
     assert os.stat(str(target)).st_uid == 0
+
+
+def test_a_fifo_in_place_of_a_manifest_does_not_hang(repo):
+    path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    mpath = os.path.join(path, r.MANIFEST)
+    os.unlink(mpath)
+    os.mkfifo(mpath, 0o600)
+    errors = []
+    assert repo.backups('vm1', errors) == []
+    assert 'not a regular file' in errors[0], errors
