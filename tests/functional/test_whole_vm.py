@@ -167,8 +167,14 @@ def test_every_disk_kind_in_a_chain(whole_vm, workroot, mode):
         for target in ('vda', 'vdb', 'vdc'):
             for offset, length in writes:
                 vm.write(target, offset, length, base + number + 1)
+        before = sorted(p.name for p in ftlib.backup_dirs(repo, vm.name))
+        predicted = ok(ftlib.backup(vm.name, repo, mode=mode, level=level, check_mode=True))
+        assert predicted['changed'] is True
+        assert sorted(p.name for p in ftlib.backup_dirs(repo, vm.name)) == before, 'check mode wrote a backup'
         result = ok(ftlib.backup(vm.name, repo, mode=mode, level=level))
         assert result['backup']['level'] == level, result['backup']['reason']
+        assert [(d['name'], d['level'], d['method']) for d in predicted['backup']['disks']] == [
+            (d['name'], d['level'], d['method']) for d in result['backup']['disks']]
         if level == 'differential':
             # compared with the chain's full backup: everything since then
             changed = _blocks(*[w for s in steps[:number + 1] for w in s[1]])
