@@ -9,6 +9,8 @@ __metaclass__ = type
 
 import itertools
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -548,3 +550,14 @@ def test_test_driver_needs_no_offline_plan(conn, dom):
     dom.destroy()
     # the test driver deletes checkpoints of a shut-off domain itself: no qemu-img step
     assert ck.plan_offline_delete(dom, chk) is None
+
+
+@pytest.mark.skipif(not shutil.which('qemu-img'), reason='qemu-img is not installed')
+def test_a_bitmap_name_that_looks_like_an_option_is_a_name(tmp_path):
+    """qemu-img gets '--' before names: a checkpoint called -fraw is a bitmap called -fraw."""
+    image = str(tmp_path / 'd.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', image, '1M'], check=True)
+    ck.add_bitmap(image, '-fraw')
+    assert ck.images_with_bitmap(image, '-fraw') == [image]
+    assert ck.remove_bitmap(image, '-fraw', strict=True)
+    assert ck.images_with_bitmap(image, '-fraw') == []
