@@ -79,15 +79,20 @@ def _qemu_dir(path):
 
 
 def test_stale_job_of_this_repository_is_aborted(guest, repo_with_full, workroot):
+    """A pull job left by a run of this repository that died with its watchdog: its export socket is in a
+    run directory named after the repository and the domain, which the next run recognises, aborts and
+    removes."""
     repo, full = repo_with_full
-    sock_dir = _qemu_dir(workroot / 'stale-job')
-    scratch = repo / '.staging' / ('%s-stale.scratch.qcow2' % guest.name)
+    short_id = ftlib.repo_id(repo).replace('-', '')[:8]
+    sock_dir = _qemu_dir(ftlib.SOCKET_ROOT / ('%s-%s-stalejob' % (short_id, guest.name)))
+    scratch = _qemu_dir(workroot / 'stale-job') / ('%s-stale.scratch.qcow2' % guest.name)
     guest.dom.backupBegin(_pull_job_xml(sock_dir / 'nbd.sock', scratch), None, 0)
     assert guest.job_type() != ftlib.libvirt.VIR_DOMAIN_JOB_NONE
     result = ok(ftlib.backup(guest.name, repo))
     assert result['aborted_stale_job'] is True
     assert result['backup']['level'] == 'incremental' and result['backup']['parent'] == full['id']
     assert guest.job_type() == ftlib.libvirt.VIR_DOMAIN_JOB_NONE
+    assert not sock_dir.exists(), 'the stale run directory was left'
     assert ftlib.staging_files(repo) == []
 
 
