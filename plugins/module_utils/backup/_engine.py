@@ -333,7 +333,10 @@ def _stale_leftovers(repo, domain):
     own_file = re.compile(r'^%s-\d{8}T\d{6}Z(-\d+)?-[^/]+\.qcow2$' % re.escape(domain))
     # The domain's own staging directory, and .staging itself where older versions worked. Names
     # are only unlinked (never followed), so whatever QEMU's user put there cannot redirect it.
-    for staging in (_staging(repo, domain), os.path.join(repo.path, _repository.STAGING), _scratch_dir_path(domain)):
+    staging_root = os.path.join(repo.path, _repository.STAGING)
+    # .staging/<domain> only below a real .staging: a link there would lead the unlinks elsewhere.
+    places = [staging_root, _staging(repo, domain)] if _repository.real_dir(staging_root) else []
+    for staging in places + [_scratch_dir_path(domain)]:
         if _repository.real_dir(staging):
             found.extend(os.path.join(staging, n) for n in sorted(os.listdir(staging)) if own_file.match(n))
     # tempfile.mkdtemp adds 8 characters to the prefix _run_dir and _nbd_dir give it.
@@ -390,6 +393,7 @@ def take_backup(conn, request, check_mode=False):
     if check_mode:
         try:
             repo.check_owner()
+            repo.check_layout()
         except _repository.RepositoryError as exc:
             raise VirtError(str(exc))
         plan = plan_backup(dom, repo, request, disks, skipped, running, True)

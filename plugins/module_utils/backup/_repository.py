@@ -557,6 +557,15 @@ class Repository:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RepositoryError('repository %s is not writable' % self.path)
         self.check_owner()
+        self.check_layout()
+
+    def check_layout(self):
+        """.staging, where the format has it, is a real directory (never a link to follow)."""
+        staging = os.path.join(self.path, STAGING)
+        if os.path.lexists(staging) and not real_dir(staging):
+            raise RepositoryError('%s is %s, not the directory the format defines; it is not followed or used. '
+                                  'Nothing was changed; remove it' % (
+                                      staging, 'a symbolic link' if is_link(staging) else 'not a directory'))
 
     def check_owner(self):
         """The repository root belongs to the user this module runs as (root) and nobody else can
