@@ -60,7 +60,11 @@ options:
     type: str
     default: latest
   dest:
-    description: Directory to write the restored disks into; created (mode 0700) when missing.
+    description:
+      - Directory to write the restored disks into; created when missing, mode 0700, or 0711 with O(define)
+        (QEMU's user must reach the files of the new domain).
+      - It must belong to root and not be writable by group or others (a missing one may be created in a
+        sticky directory such as C(/tmp)), so that nobody else can add, swap or read restored files.
     type: path
     required: true
   format:

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import stat
 
 from lxml import etree
 
@@ -89,6 +90,10 @@ def test_define_a_new_domain(timeline, workroot, conn, cleanup):
         assert root.get('type') == 'qemu'
         for name_ in ('vda', 'vdb'):
             ftlib.assert_same_content(point.snaps[name_].path, dest / ('%s.qcow2' % name_), 'qcow2')
+        # dest was made for a domain: QEMU's user may traverse it (not list it), so the domain starts.
+        assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o711
+        dom.create()
+        dom.destroy()
 
         again = ok(ftlib.restore(timeline.guest.name, timeline.repos['push'], dest, **args))
         assert again['changed'] is False

@@ -101,8 +101,8 @@ def _check_dest(dest):
                     'first' % (dest, probe, problem))
 
 
-def _make_dest(dest):
-    """Create dest and its missing parents, 0700, one mkdir at a time; a name that appeared meanwhile
+def _make_dest(dest, mode=0o700):
+    """Create dest and its missing parents (mode), one mkdir at a time; a name that appeared meanwhile
     (planted by someone else in a sticky directory) must be a real directory of ours nobody else can
     write, or the restore stops."""
     missing = []
@@ -112,7 +112,8 @@ def _make_dest(dest):
         path = os.path.dirname(path)
     for path in reversed(missing):
         try:
-            os.mkdir(path, 0o700)
+            os.mkdir(path, mode)
+            os.chmod(path, mode)        # whatever the umask
         except FileExistsError:
             st = os.lstat(path)
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
@@ -230,7 +231,9 @@ def restore(conn_factory, params, check_mode):
 
     created_dest = not os.path.isdir(dest)
     if created_dest:
-        _make_dest(dest)
+        # A domain defined on the restored files needs QEMU's user to reach them: 0711 lets it
+        # traverse, not list (the files themselves are 0600 until libvirt hands them to QEMU).
+        _make_dest(dest, 0o711 if params.get('define') else 0o700)
     dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     written = []
     partials = []
