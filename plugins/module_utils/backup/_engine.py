@@ -809,9 +809,8 @@ def _push(ctx, ck_xml, out):
         # (opened layer by layer, as the manifests describe it).
         with _new_image_chain(ctx['repo'], plan, ctx['backup_path'], image_name, disk.name, size,
                               backings[disk.name]) as chain:
-            with _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=request.workers,
-                                      allocation_depth=True, workdir=ctx['nbd_dir'], pass_fds=chain.fds,
-                                      label=chain.label) as reader:
+            with _images.serve(chain, clients=request.workers, workdir=ctx['nbd_dir'],
+                               allocation_depth=True) as reader:
                 transfer = _nbdio.Transfer(reader.export(), size, hashmap, workers=request.workers,
                                            timeout=_time_left(ctx['deadline']))
                 if incremental:
@@ -831,10 +830,8 @@ def _compare_push_target(ctx, disk, target, image_name):
     full_name = '.%s.pushed.qcow2' % disk.name
     full_path = ctx['scratch'].add(os.path.join(ctx['backup_path'], full_name))
     _take_push_target(target, ctx['backup_path'], full_name, ctx['owner'])
-    with _images.ImageChain([_images.Layer(os.open(full_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC),
-                                           full_path, ctx['sizes'][disk.name])]) as chain:
-        with _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=ctx['request'].workers,
-                                  workdir=ctx['nbd_dir'], pass_fds=chain.fds, label=chain.label) as reader:
+    with _images.open_file(full_path, 'qcow2', ctx['sizes'][disk.name]) as chain:
+        with _images.serve(chain, clients=ctx['request'].workers, workdir=ctx['nbd_dir']) as reader:
             result = _copy_disk(ctx, disk, reader.export(), [], _nbdio.select_all, True)
     os.unlink(full_path)
     return result
@@ -885,16 +882,15 @@ def _take_push_target(target, backup_path, image_name, owner):
 
 def _new_image_chain(repo, plan, backup_path, image_name, disk_name, size, backing):
     """The chain of a disk's new image: its own file, then its parent's chain from the repository."""
-    fd = os.open(os.path.join(backup_path, image_name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    layers = [_images.Layer(fd, os.path.join(backup_path, image_name), size, backing)]
+    top = _images.open_layer(os.path.join(backup_path, image_name), size, backing)
+    layers = [top]
     parent = plan.disk_parent(disk_name)
     if parent is not None:
         try:
-            below = _repository.open_chain(repo.lineage(parent), disk_name)
+            layers += _repository.open_chain(repo.lineage(parent), disk_name).layers
         except BaseException:
-            os.close(fd)
+            os.close(top.fd)
             raise
-        layers += below.layers
     return _images.ImageChain(layers)
 
 

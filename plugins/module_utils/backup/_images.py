@@ -108,13 +108,12 @@ class ImageChain:
     Owns the descriptors: close() (or the with statement) closes them.
     """
 
-    def __init__(self, layers, fmt='qcow2', locking=True, check_headers=True):
+    def __init__(self, layers, fmt='qcow2', locking=True):
         self.layers = list(layers)
         self.fmt = fmt
         self.locking = locking
         try:
-            if check_headers:
-                self._check()
+            self._check()
         except BaseException:
             self.close()
             raise
@@ -176,14 +175,25 @@ class ImageChain:
         self.close()
 
 
-def open_file(path, fmt, size=None, locking=True):
-    """An ImageChain of one flat file given by a trusted path (a restored disk): not followed if it is
-    a link, and a qcow2 with a backing or data file named in its header is refused."""
+def open_layer(path, size=None, backing=None):
+    """A Layer of the file at path, opened without following a link (and without blocking on a FIFO)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ImageError('cannot open %s: %s' % (path, exc.strerror or exc))
-    return ImageChain([Layer(fd, path, size)], fmt=fmt, locking=locking)
+    return Layer(fd, path, size, backing)
+
+
+def open_file(path, fmt, size=None, locking=True):
+    """An ImageChain of one flat file given by a trusted path (a restored disk): not followed if it is
+    a link, and a qcow2 with a backing or data file named in its header is refused."""
+    return ImageChain([open_layer(path, size)], fmt=fmt, locking=locking)
+
+
+def serve(chain, clients=_nbdio.DEFAULT_WORKERS, workdir=None, allocation_depth=False):
+    """A read-only qemu-nbd export of an ImageChain, which it opens by descriptor only."""
+    return _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=clients, workdir=workdir,
+                                allocation_depth=allocation_depth, pass_fds=chain.fds, label=chain.label)
 
 
 def info(path, force_share=False):
@@ -232,8 +242,7 @@ def convert(chain, dest_fd, dest_label, fmt, size):
 def hash_image(chain, size, block_size, workers=_nbdio.DEFAULT_WORKERS, workdir=None):
     """The block hash map of what an ImageChain holds; its exported size must be size."""
     result = _blockhash.BlockHashMap(size, block_size)
-    with _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=workers, workdir=workdir,
-                              pass_fds=chain.fds, label=chain.label) as server:
+    with serve(chain, clients=workers, workdir=workdir) as server:
         transfer = _nbdio.Transfer(server.export(), size, result, workers=workers)
         transfer.run([], _nbdio.select_all)
     return result
