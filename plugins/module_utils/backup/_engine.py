@@ -91,6 +91,7 @@ class Plan:
         self.full_disks = set(full_disks or ())  # disks new since the parent: copied in full
         self.repaired = repaired or []
         self.since_bitmaps = since_bitmaps or {}  # {disk: bitmap} for shut-off domains
+        self.parent_maps = {}       # {disk: the parent's integrity map}, loaded by _check_base_chain
 
     def disk_parent(self, name):
         if self.parent is None or name in self.full_disks:
@@ -423,15 +424,14 @@ def take_backup(conn, request, check_mode=False):
 
 def _check_base_chain(repo, plan, domain):
     """An incremental continues a chain that must be intact as the manifests describe it: every
-    layer's header and the parent's integrity map are checked before the job begins."""
+    layer's header and the parent's integrity map are checked before the job begins. The maps
+    loaded here are the ones the copy starts from (plan.parent_maps)."""
     for disk in plan.disks:
         parent = plan.disk_parent(disk.name)
         if parent is None:
             continue
         try:
-            with _repository.open_chain(repo.lineage(parent), disk.name):
-                pass
-            _repository.load_map(parent, parent.disk(disk.name))
+            plan.parent_maps[disk.name] = _repository.check_point(repo.lineage(parent), disk.name)
         except (_repository.RepositoryError, _images.ImageError, _blockhash.BlockHashError) as exc:
             raise VirtError('cannot take an %s backup of domain %s on backup %s: %s. Nothing was changed; take '
                             'level full to start a new chain, or repair the repository' % (
@@ -640,7 +640,9 @@ def _parent_map(plan, disk_name, size):
     if entry['virtual_size'] != size:
         raise VirtError('disk %s changed size since backup %s (%d -> %d bytes); take a full backup' % (
             disk_name, parent.id, entry['virtual_size'], size))
-    return _repository.load_map(parent, entry)
+    # Taken, not copied: each map is the start of exactly one disk's copy.
+    hashmap = plan.parent_maps.pop(disk_name, None)
+    return hashmap if hashmap is not None else _repository.load_map(parent, entry)
 
 
 def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):

@@ -469,6 +469,15 @@ def open_chain(lineage, name):
         raise
 
 
+def check_point(lineage, name):
+    """Check the point in time lineage[0] holds of disk name before it is used: every layer of its
+    chain (headers, sizes) and its integrity map. Returns the map (_blockhash.BlockHashMap); raises
+    _images.ImageError, _blockhash.BlockHashError or RepositoryError."""
+    with open_chain(lineage, name):
+        pass
+    return load_map(lineage[0], lineage[0].disk(name))
+
+
 def check_new_repository(path):
     """Raise if a repository could not be created at path (check mode's prediction)."""
     if not path or not os.path.isabs(path):

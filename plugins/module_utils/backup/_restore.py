@@ -36,13 +36,15 @@ def _repo(path):
         raise VirtError(str(exc))
 
 
-def verify_point(backup, disk, chain):
-    """Prove that an ImageChain holds exactly what the backup recorded for disk.
+def verify_point(backup, disk, chain, expected=None):
+    """Prove that an ImageChain holds exactly what the backup recorded for disk (expected: its
+    integrity map, when the caller loaded it already).
 
     Returns a dict: ok, message, and the offset of the first differing block when not ok.
     """
     try:
-        expected = _repository.load_map(backup, disk)
+        if expected is None:
+            expected = _repository.load_map(backup, disk)
         actual = _images.hash_image(chain, disk['virtual_size'], disk['integrity']['block_size'])
     except (_blockhash.BlockHashError, _images.ImageError, _nbdio.NbdIoError) as exc:
         return dict(ok=False, message=str(exc))
@@ -121,7 +123,7 @@ def _make_dest(dest, mode=0o700):
                                 'nobody else can write: nothing was restored' % path)
 
 
-def _existing(dest_dir, name, fmt, backup, disk):
+def _existing(dest_dir, name, fmt, backup, disk, expected):
     """Whether dest already holds disk of backup, bit-exact: True, or the reason it does not."""
     path = os.path.join(dest_dir, name)
     if _repository.real_dir(path):
@@ -135,7 +137,7 @@ def _existing(dest_dir, name, fmt, backup, disk):
         if busy:
             chain.close()
             chain = _images.open_file(path, fmt, disk['virtual_size'], locking=False)
-        check = verify_point(backup, disk, chain)
+        check = verify_point(backup, disk, chain, expected)
     if busy and not check['ok']:
         raise VirtError('%s is in use (a running domain has it open) and does not hold disk %s of backup %s; stop '
                         'that domain or choose another dest' % (path, disk['name'], backup.id))
@@ -167,11 +169,10 @@ def restore(conn_factory, params, check_mode):
 
     # Every layer of every chain is checked (headers, sizes, integrity map) before anything is
     # written, in check mode too: a tampered repository fails here, with nothing changed.
+    maps = {}
     for name in names:
         try:
-            with _repository.open_chain(lineage, name):
-                pass
-            _repository.load_map(backup, backup.disk(name))
+            maps[name] = _repository.check_point(lineage, name)
         except (_images.ImageError, _blockhash.BlockHashError) as exc:
             raise VirtError('cannot restore disk %s of backup %s of domain %s: %s' % (name, backup.id, domain, exc))
 
@@ -183,7 +184,7 @@ def restore(conn_factory, params, check_mode):
         entry['verified'] = False
         disk = backup.disk(entry['name'])
         if os.path.lexists(entry['path']):
-            found = _existing(dest, os.path.basename(entry['path']), out_fmt, backup, disk)
+            found = _existing(dest, os.path.basename(entry['path']), out_fmt, backup, disk, maps[entry['name']])
             if found is True:
                 entry['verified'] = True
                 entry['digest'] = disk['image_digest']
@@ -259,7 +260,7 @@ def restore(conn_factory, params, check_mode):
                 restored = _images.ImageChain([_images.Layer(os.dup(fd), os.path.join(dest, partial),
                                                              disk['virtual_size'])], fmt=out_fmt)
                 with restored:
-                    check = verify_point(backup, disk, restored)
+                    check = verify_point(backup, disk, restored, maps[entry['name']])
                 if not check['ok']:
                     raise VirtError('restored disk %s of backup %s is not bit-exact: %s' % (
                         entry['name'], backup.id, check['message']))
