@@ -107,10 +107,15 @@ class Plan:
         return [d for d in self.disks if d.method == 'bitmap']
 
     @property
+    def compared(self):
+        """Names of the disks without a bitmap: read in full, compared with the parent's integrity data."""
+        return [d.name for d in self.disks if d.method == 'compare']
+
+    @property
     def job_full_disks(self):
         """Disks the job copies in full even when it is incremental: new since the parent, or
-        without a bitmap (compared with the parent's integrity data instead)."""
-        return set(self.full_disks) | set(d.name for d in self.disks if d.method == 'compare')
+        without a bitmap (compared)."""
+        return set(self.full_disks) | set(self.compared)
 
 
 def checkpoint_prefix(repo):
@@ -308,18 +313,11 @@ def _scratch_dir(domain, owner):
     sees it even when the repository is on a file system mounted after the domain started (QEMU's
     mount namespace does not see such mounts on hosts without mount propagation). Root's 0711
     parents, one directory per domain that belongs to its QEMU user, set up through descriptors."""
-    os.makedirs(SCRATCH_ROOT, 0o711, exist_ok=True)
-    parent = os.path.dirname(SCRATCH_ROOT)
+    os.makedirs(os.path.dirname(SCRATCH_ROOT), 0o755, exist_ok=True)
     try:
-        _repository.make_dir(SCRATCH_ROOT, 0o711)
-        _repository.own_dir(SCRATCH_ROOT, parent, os.path.basename(SCRATCH_ROOT), (os.geteuid(), os.getegid()),
-                            0o711)
-        path = _scratch_dir_path(domain)
-        _repository.make_dir(path, 0o700)
-        _repository.own_dir(path, SCRATCH_ROOT, domain, owner, 0o700)
+        return _repository.qemu_domain_dir(SCRATCH_ROOT, domain, owner)
     except _repository.RepositoryError as exc:
         raise VirtError('cannot prepare the scratch directory: %s' % exc)
-    return path
 
 
 def _scratch_file(scratch_dir, domain, backup_id, disk):
@@ -543,7 +541,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             ck_xml = None
             if ck_name:
                 ck_xml = _job.checkpoint_xml(ck_name, description, [d.name for d in plan.tracked],
-                                             out + [d.name for d in plan.disks if d.method == 'compare'])
+                                             out + plan.compared)
             if request.mode == 'pull':
                 disk_results = _pull(ctx, ck_xml, out)
             else:
@@ -766,8 +764,7 @@ def _offline(ctx, description, out):
                 select = _nbdio.select_dirty(contexts[0])
             results.append(_copy_disk(ctx, disk, reader.export(), contexts, select, incremental))
     if bitmaps:
-        compared = [d.name for d in plan.disks if d.method == 'compare']
-        xml = _job.offline_checkpoint_xml(ctx['ck_name'], description, bitmaps, out + compared,
+        xml = _job.offline_checkpoint_xml(ctx['ck_name'], description, bitmaps, out + plan.compared,
                                           _job.newest_checkpoint(dom), time.time())
         with libvirt_call('defining checkpoint %s' % ctx['ck_name'], 'domain %s' % request.domain):
             dom.checkpointCreateXML(xml, libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)

@@ -595,20 +595,9 @@ class Repository:
         return os.path.join(self.path, check_name('domain name', domain))
 
     def staging_dir(self, domain, owner):
-        """The directory QEMU writes this domain's push targets and scratch files into.
-
-        <repository>/.staging belongs to root (0711); inside it, one directory per domain belongs
-        to that domain's QEMU user (its DAC owner can differ per domain), 0700 (see LAB-NOTES).
-        Owner and mode are set through file descriptors opened without following links, so a
-        link planted by QEMU's user (or in a tampered repository) is refused, never chowned.
-        """
-        staging = os.path.join(self.path, STAGING)
-        make_dir(staging, 0o711)
-        own_dir(staging, self.path, STAGING, (os.geteuid(), os.getegid()), 0o711)
-        path = os.path.join(staging, check_name('domain name', domain))
-        make_dir(path, 0o700)
-        own_dir(path, staging, domain, owner, 0o700)
-        return path
+        """The directory QEMU writes this domain's push targets into: <repository>/.staging/<domain>
+        (see qemu_domain_dir)."""
+        return qemu_domain_dir(os.path.join(self.path, STAGING), check_name('domain name', domain), owner)
 
     def domains(self):
         names = []
@@ -809,6 +798,19 @@ def own_dir(path, parent, name, owner, mode):
             os.fchmod(fd, mode)
     finally:
         os.close(fd)
+
+
+def qemu_domain_dir(root, domain, owner):
+    """root/domain, a directory that QEMU of that domain writes into: root belongs to root (0711),
+    root/domain to the domain's QEMU user (its DAC owner can differ per domain), 0700 (LAB-NOTES).
+    Owner and mode are set through descriptors opened without following links, so a link planted
+    by QEMU's user (or in a tampered repository) is refused, never chowned."""
+    make_dir(root, 0o711)
+    own_dir(root, os.path.dirname(root), os.path.basename(root), (os.geteuid(), os.getegid()), 0o711)
+    path = os.path.join(root, domain)
+    make_dir(path, 0o700)
+    own_dir(path, root, domain, owner, 0o700)
+    return path
 
 
 def file_mode_ok(path):
