@@ -299,9 +299,7 @@ def validate(section, file_name):
 
 
 def _file_fields(f, where, entry):
-    size = entry.get('size')
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > MAX_FILE:
-        f.bad(where + '.size', size, 'it is an integer from 0 to %d' % MAX_FILE)
+    f.size(where + '.size', entry.get('size'), minimum=0, maximum=MAX_FILE)
     f.match(where + '.sha256', entry.get('sha256'), _repository.HEX_DIGEST, 'it is a SHA-256 digest in hex')
 
 

@@ -328,9 +328,9 @@ class _Field:
             self.bad(field, value, rule)
         return value
 
-    def size(self, field, value, minimum=1):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or value > MAX_VIRTUAL_SIZE:
-            self.bad(field, value, 'it must be an integer of at least %d' % minimum)
+    def size(self, field, value, minimum=1, maximum=MAX_VIRTUAL_SIZE):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or value > maximum:
+            self.bad(field, value, 'it is an integer from %d to %d' % (minimum, maximum))
         return value
 
     def optional_count(self, field, value):
