@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(COLLECTIONS)
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: bench setup demo docs test sanity lint unit integration functional molecule faults link clean
+.PHONY: bench setup demo docs test matrix sanity lint unit integration functional molecule faults link clean
 
 setup:
 	@bash scripts/setup-host.sh
@@ -38,6 +38,12 @@ docs: setup link
 
 test: setup link
 	@bash tests/run-all.sh
+
+# Sanity and unit tests on every ansible-core line that requires_ansible admits
+# (tests/ansible-core-lines.txt), each in its own venv; `make test` covers the oldest and newest.
+matrix: link
+	@VIRTOPS_ANSIBLE_LINES=all bash scripts/setup-host.sh
+	@bash tests/matrix.sh
 
 sanity: setup
 	@bash tests/sanity.sh

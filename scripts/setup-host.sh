@@ -230,9 +230,11 @@ PY
 ansible_test_pip_standin() {
   local cache="$HOME/.ansible/test/cache" versions v f tmp
   # Read the pip version(s) this ansible-test wants from its own source.
-  versions="$("$venv/bin/python" - <<'PY' 2>/dev/null || true
+  versions="$("$python" - <<'PY' 2>/dev/null || true
 import pathlib, re
+# ansible_test_pip_standin [VENV]: for the ansible-test of VENV (default: the main venv).
 import ansible_test
+  local python="${1:-$venv}/bin/python"
 src = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'
 print(' '.join(sorted(set(re.findall(r"pip='([0-9.]+)'", src.read_text())))))
 PY
@@ -261,6 +263,50 @@ check_python_bindings() {
 }
 
 # Debian's qemu-system-x86 ships a udev rule giving /dev/kvm to group kvm, mode 0660; without
+# --- venvs of the other ansible-core lines ----------------------------------------------------
+# tests/ansible-core-lines.txt lists the ansible-core releases tested, one per line that
+# requires_ansible admits; the newest is the main venv's. Each older one gets .venv-<line>
+# (e.g. .venv-2.16): the distribution's python with its site packages (libvirt, lxml, nbd
+# bindings), that ansible-core and pytest. VIRTOPS_ANSIBLE_LINES says which lines:
+# "oldest" (the default: what `make test` needs), "all" (`make matrix`) or "none".
+line_releases() {
+  local which="${VIRTOPS_ANSIBLE_LINES:-oldest}" releases
+  releases="$(grep -Ev '^\s*(#|$)' "$here/tests/ansible-core-lines.txt" | awk '{print $1}' | sort -V)"
+  case "$which" in
+    none) ;;
+    all) echo "$releases" | head -n -1 ;;
+    oldest) echo "$releases" | head -n 1 ;;
+    *) die "VIRTOPS_ANSIBLE_LINES is '$which': give oldest, all or none" ;;
+  esac
+}
+
+make_line_venv() {
+  local release=$1 line dir pytest_pin want
+  line="${release%.*}"
+  dir="$here/.venv-$line"
+  pytest_pin="$(grep -E '^pytest==' "$here/constraints-dev.txt" || echo pytest)"
+  want="ansible-core==$release $pytest_pin $(readlink -f /usr/bin/python3)"
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.requirements" 2>/dev/null)" = "$want" ] \
+     && "$dir/bin/python" -c '' 2>/dev/null; then
+    return
+  fi
+  log "preparing venv $dir for ansible-core $release (pip install from PyPI)"
+  if ! "$dir/bin/python" -c '' 2>/dev/null; then
+    rm -rf "$dir"
+    /usr/bin/python3 -m venv --system-site-packages "$dir"
+  fi
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check "ansible-core==$release" "$pytest_pin"
+  echo "$want" > "$dir/.requirements"
+}
+
+make_line_venvs() {
+  local release
+  for release in $(line_releases); do
+    make_line_venv "$release"
+    ansible_test_pip_standin "$here/.venv-${release%.*}"
+  done
+}
+
 # udev (no systemd here) the node stays root-only 0600. libvirtd then sees KVM differently from
 # one capability probe to the next and re-probes QEMU on every define and start (minutes on TCG).
 # Apply the rule's result by hand where udev did not.
@@ -297,3 +343,4 @@ make_venv
 ansible_test_pip_standin
 check_python_bindings
 log "ready"
+make_line_venvs

@@ -28,7 +28,7 @@ pytest_stage() {
     return 0
   fi
   # --durations: the slowest tests, to keep an eye on the time budget
-  python -m pytest -p no:cacheprovider --durations=5 --junitxml="$results/$name.xml" "$dir"
+  "${PYTEST_PYTHON:-python}" -m pytest -p no:cacheprovider --durations=5 --junitxml="$results/$name.xml" "$dir"
   rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests in $dir although it holds test files" | tee "$results/$name.note" >&2
@@ -133,9 +133,16 @@ stage() {
   summary+=("$name: $note, ${secs}s")
 }
 
+# requires_ansible admits several ansible-core lines: sanity and unit tests run on the newest
+# (the main venv) and on the oldest (its own venv, made by scripts/setup-host.sh from
+# tests/ansible-core-lines.txt); `make matrix` runs them on every line.
+oldest="$(grep -Ev '^\s*(#|$)' tests/ansible-core-lines.txt | awk '{print $1}' | sort -V | head -n 1)"
+oldest="${oldest%.*}"
 stage sanity 900 bash tests/sanity.sh
+stage "sanity-$oldest" 900 env VENV="$root/.venv-$oldest" bash tests/sanity.sh
 stage lint 300 make -s lint
 stage unit 600 bash "$self" --pytest unit tests/unit
+stage "unit-$oldest" 300 env PYTEST_PYTHON="$root/.venv-$oldest/bin/python" bash "$self" --pytest "unit-$oldest" tests/unit
 stage integration 900 bash "$self" --integration
 stage molecule 900 bash "$self" --molecule
 stage functional 900 bash "$self" --pytest functional tests/functional

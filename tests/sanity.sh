@@ -17,7 +17,7 @@
 # Extra arguments go to ansible-test, e.g. tests/sanity.sh --test pylint
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${VENV:-$root/.venv}"
+venv="$(realpath -m "${VENV:-$root/.venv}")"
 python_version=3.11
 ansible_test="$venv/bin/ansible-test"
 [ -x "$ansible_test" ] || { echo "sanity: $ansible_test missing; run scripts/setup-host.sh" >&2; exit 1; }

@@ -282,7 +282,9 @@ def test_constructable_compose_groups_keyed_groups(tmp_path, lab):
         groups=dict(small='libvirt_memory_mib < 128', tagged='libvirt_tags | length > 0'),
         keyed_groups=[dict(key='libvirt_arch', prefix='arch'), dict(key='libvirt_tags', prefix='role')])
     web = hostvars(inv, lab['web'])
-    assert web['memory_gib'] == 0.0625
+    # ansible-core before 2.19 renders compose results as text unless jinja2_native is on;
+    # the value, not its Python type, is what the plugin is responsible for.
+    assert float(web['memory_gib']) == 0.0625
     assert web['ansible_host'] == '%s.example.com' % lab['web']
     assert group_hosts(inv, 'small') == sorted([lab['web'], lab['db'], lab['tmp']])
     assert group_hosts(inv, 'tagged') == sorted([lab['web'], lab['db']])

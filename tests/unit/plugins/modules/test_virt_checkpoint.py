@@ -17,9 +17,9 @@ import os
 import pytest
 
 libvirt = pytest.importorskip('libvirt')
-testing = pytest.importorskip('ansible.module_utils.testing')
 
 from ansible_collections.virtops.libvirt.plugins.modules import virt_checkpoint, virt_checkpoint_info  # noqa: E402
+from ansible_collections.virtops.libvirt.tests.unit.plugins.modules.module_args import patch_module_args  # noqa: E402
 
 URI = 'test:///default'
 
@@ -61,7 +61,7 @@ def dom():
 
 def run_module(module, args, capsys, check_mode=False, diff=False):
     args = dict(args, uri=URI, _ansible_check_mode=check_mode, _ansible_diff=diff)
-    with testing.patch_module_args(args):
+    with patch_module_args(args):
         with pytest.raises(SystemExit):
             module.main()
     out = capsys.readouterr().out

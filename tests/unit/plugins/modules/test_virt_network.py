@@ -18,9 +18,9 @@ import pytest
 
 libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
-testing = pytest.importorskip('ansible.module_utils.testing')
 
 from ansible_collections.virtops.libvirt.plugins.modules import virt_network, virt_network_info  # noqa: E402
+from ansible_collections.virtops.libvirt.tests.unit.plugins.modules.module_args import patch_module_args  # noqa: E402
 
 URI = 'test:///default'
 
@@ -54,7 +54,7 @@ def name():
 
 def run_module(module, args, capsys, check_mode=False, diff=False):
     args = dict(args, uri=URI, _ansible_check_mode=check_mode, _ansible_diff=diff)
-    with testing.patch_module_args(args):
+    with patch_module_args(args):
         with pytest.raises(SystemExit):
             module.main()
     return json.loads(capsys.readouterr().out)

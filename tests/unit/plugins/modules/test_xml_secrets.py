@@ -9,7 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
 import json
 import os
 
@@ -26,17 +25,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._domain import DOM
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.modules import virt_domain, virt_domain_device  # noqa: E402
 
-try:
-    from ansible.module_utils.testing import patch_module_args  # ansible-core 2.19 and later
-except ImportError:
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        old = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps(dict(ANSIBLE_MODULE_ARGS=args)).encode('utf-8')
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = old
+from ansible_collections.virtops.libvirt.tests.unit.plugins.modules.module_args import patch_module_args  # noqa: E402
 
 URI = 'test:///default'
 VNC_PW = 'Vnc-s3cret'
