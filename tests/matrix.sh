@@ -28,7 +28,12 @@ for release in $releases; do
       PYTHONPATH="$root/build/collections" "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/unit
     fi
     rc=$?
-    [ "$rc" -eq 0 ] && note=ok || { note="FAILED (exit $rc)"; failed=1; }
+    if [ "$rc" -eq 0 ]; then
+      note=ok
+    else
+      note="FAILED (exit $rc)"
+      failed=1
+    fi
     summary+=("$have $step: $note")
   done
 done
