@@ -18,6 +18,10 @@ packages=(
   # libvirt networks with DHCP or DNS need dnsmasq (a recommendation, which --no-install-recommends skips)
   dnsmasq-base
   python3-libvirt python3-lxml python3-libnbd python3-venv
+  # XXH3-128, the block hash of repository format version 2 (issue 13)
+  python3-xxhash
+  # S3 object storage of virt_backup_copy and S3 repositories of virt_restore (issue 12)
+  python3-boto3
   virtnbdbackup
   # cloud-init seed ISOs of the libvirt_guest role are built with pycdlib (a library, no shell tool)
   python3-pycdlib
@@ -34,6 +38,11 @@ packages=(
   # UEFI firmware (OVMF) and the emulated TPM (swtpm, swtpm_setup) of UEFI guests, whose variable
   # store and TPM state every backup saves
   ovmf swtpm swtpm-tools
+  # certificates for the NBD-over-TLS tests of virt_backup_export
+  openssl
+  # dpkg-source unpacks libvirt's Debian source package, whose test XML is the corpus of
+  # tests/corpus (tests/corpus/fetch-libvirt-testdata.sh)
+  dpkg-dev
 )
 daemon_log=/var/log/libvirt/virtops-daemon-start.log
 
@@ -227,14 +236,14 @@ if no_wheel:
 PY
 }
 
+# ansible_test_pip_standin [VENV]: for the ansible-test of VENV (default: the main venv).
 ansible_test_pip_standin() {
+  local python="${1:-$venv}/bin/python"
   local cache="$HOME/.ansible/test/cache" versions v f tmp
   # Read the pip version(s) this ansible-test wants from its own source.
   versions="$("$python" - <<'PY' 2>/dev/null || true
 import pathlib, re
-# ansible_test_pip_standin [VENV]: for the ansible-test of VENV (default: the main venv).
 import ansible_test
-  local python="${1:-$venv}/bin/python"
 src = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'
 print(' '.join(sorted(set(re.findall(r"pip='([0-9.]+)'", src.read_text())))))
 PY
@@ -258,11 +267,6 @@ PY
   done
 }
 
-check_python_bindings() {
-  "$venv/bin/python" -c 'import libvirt, lxml, nbd' || die "the venv does not see the libvirt/lxml/nbd bindings"
-}
-
-# Debian's qemu-system-x86 ships a udev rule giving /dev/kvm to group kvm, mode 0660; without
 # --- venvs of the other ansible-core lines ----------------------------------------------------
 # tests/ansible-core-lines.txt lists the ansible-core releases tested, one per line that
 # requires_ansible admits; the newest is the main venv's. Each older one gets .venv-<line>
@@ -307,6 +311,11 @@ make_line_venvs() {
   done
 }
 
+check_python_bindings() {
+  "$venv/bin/python" -c 'import libvirt, lxml, nbd' || die "the venv does not see the libvirt/lxml/nbd bindings"
+}
+
+# Debian's qemu-system-x86 ships a udev rule giving /dev/kvm to group kvm, mode 0660; without
 # udev (no systemd here) the node stays root-only 0600. libvirtd then sees KVM differently from
 # one capability probe to the next and re-probes QEMU on every define and start (minutes on TCG).
 # Apply the rule's result by hand where udev did not.
@@ -341,6 +350,6 @@ swtpm_localca_owner
 start_daemons
 make_venv
 ansible_test_pip_standin
+make_line_venvs
 check_python_bindings
 log "ready"
-make_line_venvs
