@@ -12,8 +12,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import os
+import re
 import time
+
+try:
+    from urllib.parse import urlparse
+except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
+    from urlparse import urlparse  # type: ignore
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     ObjectManager,
@@ -106,12 +113,19 @@ class DesiredDomain:
     def __init__(self, xml, name=None):
         self.text = xml
         self.root, self.name, self.uuid = _xmldiff.parse_desired(xml, 'domain', 'domain', name)
+        # <domain id='N'> is the run-time id of a running domain (in XML copied from one):
+        # define ignores it, but with it libvirt's schema check refuses valid documents
+        # (<description> between <name> and <genid>), so it is left out of what is defined.
+        self.root.attrib.pop('id', None)
         self.virt_type = self.root.get('type')
         ostype = self.root.find('os/type')
         self.arch = ostype.get('arch') if ostype is not None else None
         self.machine = ostype.get('machine') if ostype is not None else None
         self.emulator = (self.root.findtext('devices/emulator') or '').strip() or None
         self.canonical_machine = None
+        self.capabilities = None  # the hypervisor's domain capabilities (an element), once read
+        # What is compared with the live domain: the XML as this host's libvirt will store it.
+        self.compared = self.root
 
     def xml_for_define(self, uuid=None):
         """The XML to define; with the existing domain's uuid when the user did not write one
@@ -155,9 +169,120 @@ def check_against_hypervisor(conn, desired):
         err.details['reason'] = 'unsupported by the hypervisor'
         raise err
     root = _xmldiff.parse(caps, 'domain capabilities')
+    desired.capabilities = root
+    seclabels = desired.root.findall('seclabel')
+    if len(seclabels) == 1 and not seclabels[0].get('model'):
+        with libvirt_call('reading the host capabilities', obj):
+            host = _xmldiff.parse(conn.conn.getCapabilities(), 'host capabilities')
+        desired.compared = seclabel_as_stored(desired.root,
+                                              (host.findtext('host/secmodel/model') or '').strip())
     machine = (root.findtext('machine') or '').strip()
     if machine:
         desired.canonical_machine = machine
+
+
+def seclabel_as_stored(root, host_model):
+    """root (a copy when changed) with its only <seclabel>, which names no model, as libvirt
+    stores it: it takes the host's first security model (virSecurityLabelDefsParseXML), and
+    under model 'none' a type='none' or a dynamic label without a baselabel becomes
+    <seclabel type='none'/> ("fix older configurations"), relabel dropped."""
+    label = root.find('seclabel')
+    if host_model != 'none' or label is None or label.get('model') or not (
+            label.get('type') == 'none' or
+            (label.get('type', 'dynamic') == 'dynamic' and label.find('baselabel') is None)):
+        return root
+    root = copy.deepcopy(root)
+    label = root.find('seclabel')
+    label.attrib.clear()
+    for child in list(label):
+        label.remove(child)
+    label.set('type', 'none')
+    return root
+
+
+# Where the QEMU driver reads its configuration, per connection URI path (local URIs only).
+QEMU_CONF = {'/system': '/etc/libvirt/qemu.conf',
+             '/session': os.path.expanduser('~/.config/libvirt/qemu.conf')}
+
+
+def qemu_conf_settings(uri, names):
+    """{name: value} of settings in the QEMU driver's qemu.conf, when the URI is a local qemu
+    one and the file is readable; {} otherwise (nothing is foreseen from it then)."""
+    parsed = urlparse(uri)
+    path = QEMU_CONF.get(parsed.path) if parsed.scheme == 'qemu' and not parsed.hostname else None
+    try:
+        with open(path) as conf:
+            text = conf.read()
+    except (IOError, OSError, TypeError):
+        return {}
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r'^\s*(\w+)\s*=\s*"?([^"#]*?)"?\s*(?:#.*)?$', line)
+        if match and match.group(1) in names:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def _feature_supported(capabilities, name):
+    elem = capabilities.find('features/%s' % name) if capabilities is not None else None
+    return elem is None or elem.get('supported') == 'yes'
+
+
+def foreseen_refusals(root, capabilities, qemu_conf):
+    """Why the QEMU driver's define would refuse this domain, as far as the domain capabilities
+    and qemu.conf tell without defining anything: a list of messages (empty when none)."""
+    refusals = []
+    # qemuValidateDomainDeviceDefSPICEGraphics: a fixed spice TLS port needs spice_tls = 1.
+    if qemu_conf.get('spice_tls', '0') != '1':
+        for graphics in root.iterfind('devices/graphics'):
+            listen = graphics.find('listen')
+            listen_type = listen.get('type') if listen is not None else 'address'
+            try:
+                tls_port = int(graphics.get('tlsPort') or 0)
+            except ValueError:
+                continue
+            if graphics.get('type') == 'spice' and tls_port > 0 and \
+                    listen_type in ('address', 'network'):
+                refusals.append('spice TLS port %s is set, but spice_tls is disabled in '
+                                'qemu.conf' % tls_port)
+    # qemuValidateDomainDef: launch security needs the QEMU capability that domain
+    # capabilities report as <sev supported='yes'/> (libvirt clears it when the host has no SEV).
+    security = root.find('launchSecurity')
+    if security is not None and security.get('type') == 'sev' and \
+            not _feature_supported(capabilities, 'sev'):
+        refusals.append('SEV launch security is not supported by this QEMU binary or host')
+    # qemuValidateDomainDeviceDefMemory: an sgx-epc memory device needs <sgx supported='yes'/>.
+    for memory in root.iterfind('devices/memory'):
+        if memory.get('model') == 'sgx-epc' and not _feature_supported(capabilities, 'sgx'):
+            refusals.append('an sgx-epc memory device needs SGX, which this QEMU binary or '
+                            'host does not support')
+            break
+    return refusals
+
+
+def check_foreseeable(conn, desired, warn=None):
+    """Check mode before a define: fail as define would, where domain capabilities and
+    qemu.conf rule the XML out (read-only). Then, on the QEMU driver, convert the XML to a QEMU
+    command line without defining anything (virConnectDomainXMLToNative): its parser and
+    validator are define's, but it also checks what only a start needs (hugetlbfs, host NUMA
+    nodes, secrets, host devices), so what it reports is a warning, not a refusal. See
+    docs/idempotency.md for what is not foreseen."""
+    refusals = foreseen_refusals(desired.root, desired.capabilities,
+                                 qemu_conf_settings(conn.uri, ('spice_tls',)))
+    if refusals:
+        raise VirtError('domain %s: the hypervisor at %s would refuse it: %s (nothing was changed)'
+                        % (desired.name, conn.uri, '; '.join(refusals)), obj=desired.name,
+                        reason='unsupported by the hypervisor')
+    if warn is None or urlparse(conn.uri).scheme.split('+')[0] != 'qemu':
+        return
+    try:
+        conn.conn.domainXMLToNative('qemu-argv', desired.xml_for_define(), 0)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_SUPPORT'):
+            return
+        warn('domain %s: libvirt reports a problem with the XML when it converts it to a QEMU '
+             'command line without defining it: %s. define may refuse it, or the domain may '
+             'fail to start' % (desired.name, exc.get_error_message() or exc))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,13 +471,14 @@ class DomainManager(ObjectManager):
                                 reason='uuid mismatch')
             check_against_hypervisor(self.connection, desired)
             live = inactive_xml(dom) if exists else None
-            intent = _xmldiff.compare(desired.root, live, _xmldiff.DOMAIN,
+            intent = _xmldiff.compare(desired.compared, live, _xmldiff.DOMAIN,
                                       normalizers=desired.normalizers())
         define = desired is not None and (not exists or not persistent or intent.changed)
         if exists and not persistent and desired is None:
             define = True  # present means defined: make a transient domain persistent
         if define and self.check_mode and desired is not None:
             _xmldiff.check_schema(self.connection.uri, desired.root, 'domain.rng', 'domain', desired.name)
+            check_foreseeable(self.connection, desired, self.warn)
 
         active = before_state in ACTIVE_STATES
         # Does the running domain lag behind its (desired) definition?
@@ -520,13 +646,13 @@ class DomainManager(ObjectManager):
 
     def _running_differs(self, dom, desired):
         running = live_xml(dom, secure=True)
-        intent = _xmldiff.compare(desired.root, running, _xmldiff.DOMAIN,
+        intent = _xmldiff.compare(desired.compared, running, _xmldiff.DOMAIN,
                                   normalizers=desired.normalizers(), runtime=True)
         return intent.changed
 
     def _check_kept(self, dom, desired):
         """After a define: anything libvirt did not keep would cause a change on every run."""
-        intent = _xmldiff.compare(desired.root, inactive_xml(dom), _xmldiff.DOMAIN,
+        intent = _xmldiff.compare(desired.compared, inactive_xml(dom), _xmldiff.DOMAIN,
                                   normalizers=desired.normalizers())
         if intent.changed:
             self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
@@ -536,7 +662,7 @@ class DomainManager(ObjectManager):
         """After a restart: a running domain that still differs would be restarted again by
         every run with restart_on_change."""
         running = live_xml(dom, secure=True)
-        intent = _xmldiff.compare(desired.root, running, _xmldiff.DOMAIN,
+        intent = _xmldiff.compare(desired.compared, running, _xmldiff.DOMAIN,
                                   normalizers=desired.normalizers(), runtime=True)
         if intent.changed:
             self.warn('%s: after the restart the running domain still differs from the XML (%s); '

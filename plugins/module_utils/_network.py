@@ -30,6 +30,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils._network_check import foresee_define
 
 
 STATES = ['present', 'active', 'inactive', 'absent']
@@ -155,15 +156,17 @@ def _item_key(section, elem):
     if section == 'ip-dhcp-host':
         mac = elem.get('mac')
         if mac:
-            return ('mac', mac.strip().lower())
+            return ('mac', _xmldiff.mac_address(mac))
         for attr in ('id', 'name', 'ip'):
             if elem.get(attr):
-                return (attr, elem.get(attr).strip())
+                value = elem.get(attr).strip()
+                return (attr, _xmldiff.ip_address(value) if attr == 'ip' else value)
         return ('xml', _xmldiff.render(elem))
     if section == 'ip-dhcp-range':
-        return ((elem.get('start') or '').strip(), (elem.get('end') or '').strip())
+        return (_xmldiff.ip_address((elem.get('start') or '').strip()),
+                _xmldiff.ip_address((elem.get('end') or '').strip()))
     if section == 'dns-host':
-        return (elem.get('ip') or '').strip()
+        return _xmldiff.ip_address((elem.get('ip') or '').strip())
     return (elem.get('name') or '').strip()
 
 
@@ -233,10 +236,11 @@ def _match_ips(desired_root, live_root):
     used = set()
     pairs = []
     for pos, dip in enumerate(desired_root.findall('ip')):
-        address = (dip.get('address') or '').strip()
+        address = _xmldiff.ip_address((dip.get('address') or '').strip())
         index = None
         for i, lip in enumerate(live_ips):
-            if i not in used and address and (lip.get('address') or '').strip() == address:
+            if i not in used and address and \
+                    _xmldiff.ip_address((lip.get('address') or '').strip()) == address:
                 index = i
                 break
         if index is None and not address and pos < len(live_ips) and pos not in used:
@@ -396,8 +400,8 @@ class NetworkManager(ObjectManager):
                 else:
                     self.updates = updates
             if define and self.check_mode:
-                _xmldiff.check_schema(self.connection.uri, desired.root, 'network.rng', 'network',
-                                      desired.name)
+                # What the define would be refused for, as far as it can be known without one.
+                foresee_define(self.connection, desired.root, desired.name)
         elif exists and not persistent:
             # present means defined: make a transient network persistent as it runs.
             desired = DesiredNetwork(live_xml(net), self.name)

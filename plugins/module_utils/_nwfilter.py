@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import ipaddress
+import re
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     ObjectManager,
@@ -39,15 +41,130 @@ NWFILTER_INFO_ARGS = dict(
 )
 
 
+# ---------------------------------------------------------------------------------------------
+# How libvirt stores filter rules: every attribute of a protocol element (<tcp>, <mac>, ...) is
+# parsed into its data type and written back in that type's canonical form
+# (virNWFilterRuleDetailsParse / virNWFilterRuleDefDetailsFormat in src/conf/nwfilter_conf.c).
+
+def variable(value):
+    """A variable reference ('$NAME', '$NAME[2]', '$NAME[@1]') as virNWFilterVarAccessPrint
+    writes it: no blanks, and '[@0]' (the default iterator) left out; None if not one."""
+    match = re.match(r'^\$([A-Za-z0-9_]+)\s*(?:\[\s*(@?)\s*(\d+)\s*\])?', value.strip())
+    if not match:
+        return None
+    name, iterator, number = match.groups()
+    if number is None or (iterator and int(number) == 0):
+        return '$' + name
+    return '$%s[%s%d]' % (name, iterator, int(number))
+
+
+def _typed(canonical):
+    """A normalizer: variable references as libvirt writes them, other values by canonical."""
+    def normalize(value):
+        return variable(value) or canonical(value)
+    return normalize
+
+
+def number(value):
+    """A number: decimal without leading zeros, hexadecimal input as '0x%x' (libvirt keeps
+    which of the two the user wrote); anything else (a protocol name) as it is."""
+    text = value.strip()
+    if re.match(r'^[0-9]+$', text):
+        return str(int(text, 10))
+    if re.match(r'^0[xX][0-9a-fA-F]+$', text):
+        return '0x%x' % int(text, 16)
+    return value
+
+
+def mask(value):
+    """An IP mask as a prefix length: libvirt turns dotted masks (255.255.255.0, ffff:ffff::)
+    into the number of leading one bits and writes every mask that way."""
+    text = value.strip()
+    if re.match(r'^[0-9]+$', text):
+        return str(int(text, 10))
+    try:
+        bits = bin(int(ipaddress.ip_address(text)))[2:]
+    except ValueError:
+        return value
+    width = 32 if '.' in text and ':' not in text else 128
+    bits = bits.rjust(width, '0')
+    ones = len(bits) - len(bits.lstrip('1'))
+    return str(ones) if '1' not in bits[ones:] else value
+
+
+def flag_set(value):
+    """Comma-separated flags (NEW,ESTABLISHED; SYN,ACK/ALL for TCP flags): libvirt parses them
+    case-insensitively into a bit set and writes them in its own order: compared as sets."""
+    if number(value) != value or re.match(r'^[0-9]+$', value.strip()):
+        return number(value)
+    return '/'.join(','.join(sorted(set(p.strip().upper() for p in part.split(',') if p.strip())))
+                    for part in value.split('/'))
+
+
+def statematch(value):
+    """The rule's statematch: '0' and 'false' (any case) switch it off, anything else is on;
+    libvirt writes only statematch='false'."""
+    return 'false' if value.strip().lower() in ('0', 'false') else 'true'
+
+
+def boolean(value):
+    """DATATYPE_BOOLEAN: 'true', '1' and 'yes' are true, anything else false."""
+    return 'true' if value.strip() in ('true', '1', 'yes') else 'false'
+
+
+MAC_ATTRIBUTES = ('srcmacaddr', 'srcmacmask', 'dstmacaddr', 'dstmacmask', 'arpsrcmacaddr',
+                  'arpdstmacaddr', 'root-address', 'root-address-mask', 'sender-address',
+                  'sender-address-mask')
+IP_ATTRIBUTES = ('srcipaddr', 'dstipaddr', 'srcipfrom', 'srcipto', 'dstipfrom', 'dstipto',
+                 'arpsrcipaddr', 'arpdstipaddr')
+MASK_ATTRIBUTES = ('srcipmask', 'dstipmask', 'arpsrcipmask', 'arpdstipmask')
+NUMBER_ATTRIBUTES = (
+    'srcportstart', 'srcportend', 'dstportstart', 'dstportend', 'dscp', 'type', 'typeend',
+    'code', 'codeend', 'connlimit-above', 'protocol', 'protocolid', 'opcode', 'hwtype',
+    'protocoltype', 'vlanid', 'encap-protocol', 'option', 'age', 'age-hi', 'root-priority',
+    'root-priority-hi', 'root-cost', 'root-cost-hi', 'sender-priority', 'sender-priority-hi',
+    'port', 'port-hi', 'msg-age', 'msg-age-hi', 'max-age', 'max-age-hi', 'hello-time',
+    'hello-time-hi', 'forward-delay', 'forward-delay-hi')
+
+
+def _priority_needs_chain(root):
+    """A filter's priority without a chain attribute is checked and then ignored
+    (virNWFilterDefParseXML keeps priority 0 for the default root chain): not stored."""
+    if root.get('chain') is None and root.get('priority') is not None:
+        del root.attrib['priority']
+
+
 # The profile of the shared intent-diff engine for <filter>. Rules and filter references are
 # ordered lists the user owns: matched by position, one left out is a removal.
 NWFILTER = _xmldiff.Profile(
     'network filter', 'filter',
     identity={'rule': (), 'filterref': (), 'rule/*': (), 'filterref/parameter': ('@name',)},
     owned=('rule', 'filterref', 'rule/*', 'filterref/parameter'),
-    normalizers={'**@srcmacaddr': _xmldiff.lower, '**@dstmacaddr': _xmldiff.lower,
-                 '**@srcmacmask': _xmldiff.lower, '**@dstmacmask': _xmldiff.lower,
-                 'uuid': _xmldiff.lower},
+    normalizers=dict(
+        [('uuid', _xmldiff.lower),
+         # MAC addresses and masks: virMacAddrFormat (lower case, two digits per byte).
+         ] + [('rule/*@' + a, _typed(_xmldiff.mac_address)) for a in MAC_ATTRIBUTES] +
+        # IPv4 and IPv6 addresses: virSocketAddrFormat.
+        [('rule/*@' + a, _typed(_xmldiff.ip_address)) for a in IP_ATTRIBUTES] +
+        # Masks: prefix lengths ("display all masks in CIDR format").
+        [('rule/*@' + a, _typed(mask)) for a in MASK_ATTRIBUTES] +
+        # Numbers: '%d' or '0x%x' by the type the value was parsed as.
+        [('rule/*@' + a, _typed(number)) for a in NUMBER_ATTRIBUTES] +
+        [('rule/*@flags', _typed(flag_set)),          # TCP flags (STP: a number)
+         ('rule/*@state', _typed(flag_set)),          # connection states
+         ('rule/*@ipsetflags', _typed(_xmldiff.lower)),  # 'src,dst' in the user's order
+         ('rule/*@ipset', _typed(lambda v: v)),
+         ('rule/*@gratuitous', _typed(boolean)),
+         ('rule@statematch', statematch),
+         ('rule@priority', number), ('@priority', number)]),
+    defaults={
+        # libvirt writes match only as match='no', statematch only as 'false', and the
+        # filter's priority only when it is not 0.
+        'rule/*@match': 'yes',
+        'rule@statematch': 'true',
+        '@priority': '0',
+    },
+    implied=(_priority_needs_chain,),
 )
 
 
@@ -114,6 +231,53 @@ class DesiredFilter:
         return _xmldiff.render(root)
 
 
+def _references(root):
+    return [ref.get('filter') for ref in root.findall('filterref') if ref.get('filter')]
+
+
+def reference_loop(name, root, references_of):
+    """True when the filter references of root (the filter called name) lead back to name
+    (virNWFilterObjListDefLoopDetect). references_of(other name): the references of an
+    existing filter, or None when there is no such filter."""
+    pending, seen = _references(root), set()
+    while pending:
+        ref = pending.pop()
+        if ref == name:
+            return True
+        if ref in seen:
+            continue
+        seen.add(ref)
+        pending.extend(references_of(ref) or [])
+    return False
+
+
+def define_refusal(connection, desired):
+    """What the filter list would refuse beyond the schema, foreseen by reading the other
+    filters (virNWFilterObjListAssignDef): its uuid taken by a filter of another name, or a
+    chain of filter references that leads back to the filter itself. None when neither.
+
+    Not foreseen: the parser's value checks the schema does not make (a port above 65535, a
+    chain name with an unknown prefix), and the rebuild of the rules of running domains that
+    use the filter, which can fail on the host's firewall (the define is then undone)."""
+    conn = connection.conn
+    if desired.uuid:
+        try:
+            other = conn.nwfilterLookupByUUIDString(desired.uuid)
+        except libvirt.libvirtError:
+            other = None
+        if other is not None and other.name() != desired.name:
+            return ("filter with same UUID but different name ('%s') already exists"
+                    % other.name())
+
+    def references_of(name):
+        nwf = lookup_nwfilter(connection, name)
+        return _references(_xmldiff.parse(filter_xml(nwf))) if nwf is not None else None
+
+    if reference_loop(desired.name, desired.root, references_of):
+        return 'filter would introduce a loop'
+    return None
+
+
 class NwfilterManager(ObjectManager):
     """Compare the desired filter with the live one, then define or undefine (unless check
     mode). params: the module's parameters (NWFILTER_ARGS). run() returns the result dict."""
@@ -162,6 +326,12 @@ class NwfilterManager(ObjectManager):
             if self.check_mode:
                 _xmldiff.check_schema(self.connection.uri, desired.root, 'nwfilter.rng', 'network filter',
                                       desired.name)
+                refusal = define_refusal(self.connection, desired)
+                if refusal:
+                    raise VirtError('defining on %s would fail: %s (check mode; nothing was '
+                                    'changed)' % (self.obj, refusal), action='defining',
+                                    obj=desired.name, libvirt_message=refusal,
+                                    reason='define refused')
             else:
                 nwf = self.define(desired.xml_for_define(nwf.UUIDString() if nwf else None))
                 kept = _xmldiff.compare(desired.root, filter_xml(nwf), NWFILTER)

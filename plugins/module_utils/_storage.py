@@ -276,6 +276,229 @@ def target_missing(connection, pool_type, path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Pools: what libvirt would refuse to define, foreseen without changing anything
+
+def unsupported_pool_types(connection):
+    """Pool types this host's libvirt has no storage backend for (its storage pool
+    capabilities: <pool type='rbd' supported='no'>); None when the driver cannot tell (test:///,
+    libvirt before 5.2). libvirt refuses to define such a pool ("missing backend for pool
+    type")."""
+    try:
+        xml = connection.conn.getStoragePoolCapabilities(0)
+    except (AttributeError, libvirt.libvirtError):
+        # A host that cannot say is not refused on a guess: the define reports libvirt's error.
+        return None
+    return pool_types_without_backend(xml)
+
+
+def pool_types_without_backend(capabilities):
+    """The pool types that storage pool capabilities XML marks supported='no'."""
+    root = _xmldiff.parse(capabilities, 'the storage pool capabilities')
+    return set(e.get('type') for e in root.iterfind('pool') if e.get('supported') == 'no')
+
+
+# Pool types with a source name that defaults to the pool's name (VIR_STORAGE_POOL_SOURCE_NAME).
+NAMED_SOURCE_POOLS = ('logical', 'rbd', 'sheepdog', 'gluster', 'zfs', 'vstorage')
+# Pool types without a target path (VIR_STORAGE_POOL_SOURCE_NETWORK).
+NETWORK_POOLS = ('iscsi-direct', 'rbd', 'sheepdog', 'gluster')
+# Pool types libvirt 9.0 compares by their source devices (virStoragePoolObjSourceMatchTypeDEVICE).
+DEVICE_POOLS = ('iscsi', 'fs', 'logical', 'disk', 'zfs')
+
+
+def _number(value, base=10):
+    """An integer as libvirt reads it (strtol; base 0: 0x hex, leading 0 octal), else None."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if base == 0:
+        base = 16 if text.startswith('0x') else 8 if text.startswith('0') and len(text) > 1 else 10
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def scsi_host_number(name):
+    """N of an adapter name scsi_hostN, fc_hostN or hostN (libvirt's virSCSIHostGetNumber);
+    None for another name."""
+    match = re.match(r'^(?:scsi_host|fc_host|host)(\d+)$', name or '')
+    return int(match.group(1)) if match else None
+
+
+class PoolSource:
+    """What libvirt compares to find another pool on the same storage, read from pool XML
+    with the defaults libvirt's parser fills in (virStoragePoolDefParseXML): the source name
+    defaults to the pool's name, a gluster dir to '/', a logical or zfs target path is derived
+    from the source name, paths are sanitised, an adapter without a type is a scsi_host."""
+
+    def __init__(self, root):
+        self.type = root.get('type')
+        self.name = (root.findtext('name') or '').strip()
+        self.devices = [d.get('path') for d in root.iterfind('source/device')
+                        if d.get('path') is not None]
+        self.hosts = [(h.get('name'), _number(h.get('port')) or 0)
+                      for h in root.iterfind('source/host')]
+        source_dir = root.find('source/dir')
+        self.dir = _xmldiff.sanitize_path(source_dir.get('path')) \
+            if source_dir is not None and source_dir.get('path') else None
+        if self.dir is None and self.type == 'gluster':
+            self.dir = '/'
+        self.source_name = root.findtext('source/name') or None
+        if self.type in NAMED_SOURCE_POOLS:
+            self.source_name = _xmldiff.pool_source_name(root)
+        iqn = root.find('source/initiator/iqn')
+        self.iqn = iqn.get('name') if iqn is not None else None
+        self.target = None
+        if self.type in _xmldiff.DERIVED_POOL_TARGETS:
+            self.target = _xmldiff.DERIVED_POOL_TARGETS[self.type] + self.source_name
+        elif self.type not in NETWORK_POOLS and root.findtext('target/path'):
+            self.target = _xmldiff.sanitize_path(root.findtext('target/path'))
+        self.adapter = None
+        adapter = root.find('source/adapter')
+        if adapter is not None:
+            address = adapter.find('parentaddr/address')
+            parent = None
+            if address is not None:
+                parent = tuple(_number(address.get(k), 0) for k in
+                               ('domain', 'bus', 'slot', 'function')) + \
+                    (_number(adapter.find('parentaddr').get('unique_id')),)
+            kind = adapter.get('type') or ('scsi_host' if adapter.get('name') else None)
+            self.adapter = dict(type=kind, name=adapter.get('name'), parent=adapter.get('parent'),
+                                wwnn=adapter.get('wwnn'), wwpn=adapter.get('wwpn'),
+                                parentaddr=parent)
+
+
+def _single_host_match(other, new):
+    """virStoragePoolSourceMatchSingleHost: the first hosts agree (the port only when the new
+    pool gives one), unless both pools list several hosts."""
+    if len(other.hosts) != 1 and len(new.hosts) != 1:
+        return False
+    if not other.hosts or not new.hosts:
+        return False
+    (other_host, other_port), (new_host, new_port) = other.hosts[0], new.hosts[0]
+    if new_port and other_port != new_port:
+        return False
+    return other_host == new_host
+
+
+def _scsi_number(adapter):
+    """The host number of a scsi_host adapter given by name; None when libvirt would look it
+    up in sysfs (a parentaddr) or the name is not a host name."""
+    return None if adapter.get('parentaddr') else scsi_host_number(adapter.get('name'))
+
+
+def _adapter_conflict(other, new):
+    """The same SCSI host adapter (virStoragePoolObjSourceMatchTypeISCSI), as far as it can be
+    told without the host's sysfs: fc_host by wwnn and wwpn, scsi_host by PCI parent address or
+    by host number, an fc_host whose parent is the scsi_host. libvirt also looks up a
+    parentaddr's host number and an fc_host's vHBA in sysfs; those matches are not foreseen."""
+    one, two = other.adapter or {}, new.adapter or {}
+    kinds = (one.get('type'), two.get('type'))
+    if kinds == ('fc_host', 'fc_host'):
+        if one['wwnn'] == two['wwnn'] and one['wwpn'] == two['wwpn']:
+            return 'both use the fc_host adapter wwnn=%s wwpn=%s' % (two['wwnn'], two['wwpn'])
+        return None
+    if kinds == ('scsi_host', 'scsi_host'):
+        if one['parentaddr'] and one['parentaddr'] == two['parentaddr']:
+            return 'both use the SCSI host adapter at PCI address %04x:%02x:%02x.%x, ' \
+                   'unique_id %s' % two['parentaddr']
+        number = _scsi_number(one)
+        if number is not None and number == _scsi_number(two):
+            return 'both use SCSI host %d' % number
+        return None
+    if sorted(kinds) == ['fc_host', 'scsi_host']:
+        fc, scsi = (one, two) if kinds[0] == 'fc_host' else (two, one)
+        number = _scsi_number(scsi)
+        if number is not None and number == scsi_host_number(fc['parent']):
+            return 'the fc_host adapter\'s parent is SCSI host %d, the other pool\'s adapter' \
+                   % number
+    return None
+
+
+def source_conflict(other, new):
+    """Why libvirt 9.0 refuses new because other already uses its storage
+    (virStoragePoolObjSourceFindDuplicateCb), or None. other, new: PoolSource."""
+    if other.name == new.name:
+        return None  # a pool is redefined over itself
+    kind = other.type
+    if kind in ('dir', 'netfs', 'gluster'):
+        if new.type != kind:
+            return None
+        if kind == 'dir' and other.target == new.target:
+            return 'both are dir pools with target path %s' % new.target
+        if kind == 'netfs' and other.dir == new.dir and _single_host_match(other, new):
+            return 'both mount %s from host %s' % (new.dir, new.hosts[0][0])
+        if kind == 'gluster' and other.source_name == new.source_name and \
+                other.dir == new.dir and _single_host_match(other, new):
+            return 'both use gluster volume %s, dir %s on host %s' % (
+                new.source_name, new.dir, new.hosts[0][0])
+        return None
+    if kind == 'scsi':
+        return _adapter_conflict(other, new) if new.type == kind else None
+    if kind in DEVICE_POOLS and new.type in DEVICE_POOLS:
+        if (kind == 'iscsi') != (new.type == 'iscsi'):
+            return None
+        shared = [d for d in new.devices if d in other.devices]
+        if not shared:
+            return None
+        if kind == 'iscsi':
+            if other.iqn != new.iqn:
+                return None
+            if new.iqn:
+                return 'both use iSCSI target %s with initiator %s' % (shared[0], new.iqn)
+            return 'both use iSCSI target %s, neither with an initiator IQN' % shared[0]
+        return 'both use source device %s' % shared[0]
+    if kind == 'sheepdog' and new.type == kind and _single_host_match(other, new):
+        return 'both use the sheepdog cluster on host %s' % new.hosts[0][0]
+    if kind == 'mpath' and new.type == kind:
+        return 'libvirt allows one mpath pool per host'
+    if kind == 'vstorage' and new.type == kind and other.source_name == new.source_name:
+        return 'both use vstorage cluster %s' % new.source_name
+    return None
+
+
+def define_refusal(connection, desired):
+    """Why libvirt would refuse to define desired (a DesiredPool), as far as can be known
+    without defining it: the reason, or None. Checked in libvirt's order: the name, the backend,
+    storage used by another pool, the uuid of another pool."""
+    if '/' in desired.name or '\n' in desired.name:
+        # virStoragePoolDefParseXML and storagePoolDefineXML refuse these characters.
+        return "a pool name cannot contain '/' or a newline (libvirt refuses it)"
+    unsupported = unsupported_pool_types(connection)
+    if unsupported and desired.type in unsupported:
+        return ('libvirt on %s has no storage backend for %s pools (its storage pool '
+                'capabilities say supported=\'no\'; libvirt refuses with "missing backend for '
+                'pool type"): install that backend (Debian: libvirt-daemon-driver-storage-%s, '
+                'where it exists) and restart libvirtd, or use another pool type'
+                % (connection.uri, desired.type, desired.type))
+    new = PoolSource(desired.root)
+    with libvirt_call('listing storage pools', connection.uri):
+        pools = connection.conn.listAllStoragePools(0)
+    for pool in sorted(pools, key=lambda p: p.name()):
+        try:
+            # libvirt compares with the running definition of an active pool.
+            other = PoolSource(_xmldiff.parse(pool.XMLDesc(0)))
+        except libvirt.libvirtError as exc:
+            if is_error(exc, 'VIR_ERR_NO_STORAGE_POOL'):
+                continue  # undefined meanwhile
+            raise translate(exc, 'reading the XML', 'storage pool %s' % pool.name())
+        why = source_conflict(other, new)
+        if why:
+            return "Storage source conflict with pool: '%s': %s, and libvirt refuses two " \
+                   "pools on the same storage" % (pool.name(), why)
+    if desired.uuid:
+        try:
+            holder = connection.conn.storagePoolLookupByUUIDString(desired.uuid)
+        except libvirt.libvirtError as exc:
+            if not is_error(exc, 'VIR_ERR_NO_STORAGE_POOL'):
+                raise translate(exc, 'looking up uuid %s' % desired.uuid, connection.uri)
+            holder = None
+        if holder is not None and holder.name() != desired.name:
+            return "pool '%s' is already defined with uuid %s" % (holder.name(), desired.uuid)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Pools: the manager
 
 class PoolManager(ObjectManager):
@@ -392,6 +615,14 @@ class PoolManager(ObjectManager):
         define = desired is not None and (not exists or not persistent or intent.changed)
         if exists and not persistent and desired is None:
             define = True  # present means defined: make a transient pool persistent
+        if define and desired is not None:
+            # Both modes: check mode reports what the real define would be refused for, and
+            # the real run fails the same way before it changes anything.
+            refusal = define_refusal(self.connection, desired)
+            if refusal:
+                raise VirtError('defining on %s failed: %s (nothing was changed)'
+                                % (self.obj, refusal), action='defining', obj=self.name,
+                                reason='define refused')
 
         pending = False
         if active and desired is not None:

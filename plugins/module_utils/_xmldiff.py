@@ -22,7 +22,11 @@ One engine for every object type. An object type is described by a Profile, whic
   (used when comparing against the running XML).
 - ``implied``: a callable that returns a copy of the desired XML with what libvirt always adds
   by itself (a CD-ROM is always read-only), so that owned lists do not see it as the user's
-  removal.
+  removal; or a sequence of rules that each edit one such copy in place.
+- ``derived``: values libvirt computes from others (a domain's memory from its NUMA cells):
+  not compared when the callable says so for the desired and live XML.
+- ``droppable``: elements libvirt does not store when they say only what it assumes anyway
+  (a raw chardev protocol): a live object without them is no difference.
 
 Everything else follows from one rule: only what the user wrote is compared. Elements, attributes
 and text that exist only in the live XML (uuid, MAC and PCI addresses, auto-added controllers,
@@ -40,6 +44,7 @@ __metaclass__ = type
 import copy
 import difflib
 import fnmatch
+import ipaddress
 import os
 import re
 from xml.sax.saxutils import escape
@@ -177,7 +182,8 @@ class Profile:
     """How one object type's XML is compared. Pure data plus tiny callables; see module doc."""
 
     def __init__(self, name, root, identity=None, owned=(), owned_when_given=(), ignored=(),
-                 units=None, normalizers=None, defaults=None, runtime_ignored=(), masked=(), implied=None):
+                 units=None, normalizers=None, defaults=None, runtime_ignored=(), masked=(), implied=None,
+                 derived=None, droppable=None):
         self.name = name
         self.root = root
         self.identity = _PathTable(identity or {})
@@ -190,18 +196,189 @@ class Profile:
         self.runtime_ignored = _PathTable([(p, True) for p in runtime_ignored])
         self.masked = _PathTable([(p, True) for p in masked])
         self.implied = implied
+        # path -> callable(desired_root, live_root): True when libvirt computes the value from
+        # others (it then says nothing about the user's intent and is not compared).
+        self.derived = _PathTable(derived or {})
+        # path -> callable(desired element): True when libvirt stores nothing for an element
+        # written like this (only defaults): a live object without it is no difference.
+        self.droppable = _PathTable(droppable or {})
 
 
-def _domain_implied(root):
+# What libvirt's domain parser rewrites in the XML it is given: each edits a copy of the
+# desired XML in place, so that it says what libvirt will store (Profile.implied).
+
+def _cdrom_readonly(root):
     """libvirt makes every CD-ROM read-only, whether the XML says <readonly/> or not."""
-    cdroms = [d for d in root.iterfind('devices/disk') if d.get('device') == 'cdrom' and d.find('readonly') is None]
-    if not cdroms:
-        return root
-    root = copy.deepcopy(root)
     for disk in root.iterfind('devices/disk'):
         if disk.get('device') == 'cdrom' and disk.find('readonly') is None:
             disk.append(disk.makeelement('readonly'))
-    return root
+
+
+def _empty_volume_is_file(root):
+    """A disk of type 'volume' without a <source> (an empty CD-ROM) is stored as type 'file'."""
+    for disk in root.iterfind('devices/disk'):
+        if disk.get('type') == 'volume' and disk.find('source') is None:
+            disk.set('type', 'file')
+
+
+def _primary_video_first(root):
+    """The video with primary='yes' is moved to the front of the videos (virDomainDefParseXML)."""
+    videos = root.findall('devices/video')
+    primary = [v for v in videos if v.find('model') is not None and
+               v.find('model').get('primary') == 'yes']
+    if primary and videos[0] is not primary[-1]:
+        videos[0].addprevious(primary[-1])
+
+
+VIRTIO_NIC_MODELS = ('virtio', 'virtio-transitional', 'virtio-non-transitional')
+
+
+def _non_virtio_nic_options(root):
+    """<driver> and the vhost backend of a NIC are virtio options: for another model (e1000,
+    rtl8139, ...) libvirt neither parses nor stores them (virDomainNetDefParseXML)."""
+    for iface in root.iterfind('devices/interface'):
+        model = iface.find('model')
+        if iface.get('type') == 'hostdev' or model is None or \
+                model.get('type') in VIRTIO_NIC_MODELS:
+            continue
+        for driver in iface.findall('driver'):
+            iface.remove(driver)
+        backend = iface.find('backend')
+        if backend is not None and 'vhost' in backend.attrib:
+            del backend.attrib['vhost']
+
+
+def _iscsi_lun_zero(root):
+    """An iSCSI source name without '/<lun>' means LUN 0; libvirt stores '<iqn>/0'."""
+    for source in root.iterfind('devices/*/source'):
+        name = source.get('name')
+        if source.get('protocol') == 'iscsi' and name and '/' not in name:
+            source.set('name', name + '/0')
+
+
+# Values libvirt derives from others (Profile.derived).
+
+def _numa_memory(desired_root, live_root):
+    """<memory> is the sum of the NUMA cells' memory plus the memory devices whenever cells give
+    memory (virDomainDefPostParseMemory on define, which also aligns the sizes)."""
+    return any(c.get('memory') for c in desired_root.iterfind('cpu/numa/cell'))
+
+
+def _capped_balloon(desired_root, live_root):
+    """<currentMemory> above the total memory is lowered to it (virDomainDefPostParseMemory):
+    a desired balloon at or above the total is satisfied by a live balloon equal to it."""
+    sizes = []
+    for root, path in ((desired_root, 'currentMemory'), (live_root, 'currentMemory'),
+                       (live_root, 'memory')):
+        elem = root.find(path)
+        sizes.append(None if elem is None else to_bytes(_text(elem), elem.get('unit') or 'KiB'))
+    desired, live, total = sizes
+    return None not in sizes and desired >= total and live == total
+
+
+# Elements libvirt leaves out of what it stores when they say only this (Profile.droppable).
+
+def _only(**values):
+    """An element without text or children whose attributes are all these values."""
+    def only(elem):
+        return (_text(elem) is None and not _children(elem) and
+                all(values.get(k) == v for k, v in elem.attrib.items()))
+    return only
+
+
+def _cpu_model_without_name(elem):
+    """virCPUDefFormat writes <model> only with a model name or a vendor_id (a bare
+    <model fallback='...'/> is dropped, whatever the mode)."""
+    return _text(elem) is None and not elem.get('vendor_id')
+
+
+def _no_coalesce(elem):
+    """<coalesce> is stored only with rx frames max above 0 (virDomainNetDefCoalesceFormatXML)."""
+    return all((f.get('max') or '0').strip() == '0' for f in elem.iter('frames'))
+
+
+# qemuDomainChrDefDropDefaultPath's pattern, with Debian's default channel_target_dir: a virtio
+# channel's unix socket path that libvirt would generate itself is dropped on define (its
+# regular expression's alternation also drops any path ending in domain-*/<target name>).
+CHANNEL_TARGET_DIR = '/var/lib/libvirt/qemu/channel/target'
+
+
+def _default_channel_source(source):
+    channel = source.getparent()
+    target = channel.find('target')
+    if channel.get('type') != 'unix' or target is None or target.get('type') != 'virtio':
+        return False
+    if source.get('mode', 'bind') != 'bind' or _children(source):
+        return False
+    path, name = source.get('path'), re.escape(target.get('name') or '')
+    if not path:
+        return True  # libvirt generates the path when the domain starts
+    return bool(re.match('^%s/[^/]+\\.%s$' % (re.escape(CHANNEL_TARGET_DIR), name), path) or
+                re.search('domain-[^/]+/%s$' % name, path))
+
+
+# Attribute values libvirt drops as written (Profile.defaults): a default that matches any value.
+ANY = object()
+
+
+def _any_when(attr, value):
+    """Any value of the attribute when the live element's attr is value (libvirt ignores it then)."""
+    return lambda live: ANY if live.get(attr) == value else None
+
+
+def _automatic_port(attr):
+    """Any port when the live graphics has autoport='yes' and no port of its own (a
+    definition: the running XML shows the port QEMU got, which is compared)."""
+    return lambda live: ANY if live.get('autoport') == 'yes' and \
+        live.get(attr) in (None, '-1') else None
+
+
+def _filled_first_cell(live):
+    """The QEMU driver gives the vCPUs that no NUMA cell lists to the first cell
+    (qemuDomainDefNumaCPUsRectify): a first cell holding exactly those and its own stands for
+    whatever subset was written (other drivers store the cells as written: compared)."""
+    cells = live.getparent().findall('cell')
+    vcpu = live.getparent().getparent().getparent().find('vcpu')
+    if live is not cells[0] or vcpu is None:
+        return None
+    try:
+        others = set().union(*[_bitmap_members(c.get('cpus') or '') for c in cells[1:]])
+        wanted = [n for n in range(int(_text(vcpu) or 0)) if n not in others]
+        return ANY if _bitmap_members(live.get('cpus') or '') == wanted else None
+    except ValueError:
+        return None
+
+
+def _snapshot_default(live):
+    """A read-only disk's snapshot='no' is the default that virDomainDiskDefFormat drops."""
+    return 'no' if live.find('readonly') is not None else None
+
+
+def _bitmap_members(value):
+    """The sorted numbers of a set written as '0-3,^2,5'; ValueError when it is not one."""
+    members, excluded = set(), set()
+    for part in [p for p in value.replace(' ', '').split(',') if p]:
+        target = excluded if part.startswith('^') else members
+        part = part.lstrip('^')
+        low, high = (part.split('-', 1) + [part])[:2]
+        target.update(range(int(low), int(high) + 1))
+    return sorted(members - excluded)
+
+
+def _bitmap(value):
+    """A CPU or NUMA node set in libvirt's canonical form ('0-3,^2,5' -> '0-1,3,5'), as
+    virBitmapFormat writes it; values that are not a set are returned as they are."""
+    try:
+        numbers = _bitmap_members(value)
+    except ValueError:
+        return value
+    ranges = []
+    for number in numbers:
+        if ranges and ranges[-1][1] == number - 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return ','.join(str(a) if a == b else '%d-%d' % (a, b) for a, b in ranges)
 
 
 def _not_user_alias(elem):
@@ -214,6 +391,8 @@ DOMAIN = Profile(
     identity={
         'devices/disk': ('target@dev',),
         'devices/interface': ('mac@address',),
+        # USB companion controllers (ich9-ehci1 + ich9-uhci1..3) share one index: items that
+        # share a key are paired by their other attributes (see _Comparer.match).
         'devices/controller': ('@type', '@index'),
         'devices/filesystem': ('target@dir',),
         'devices/hostdev': ('@type', 'source/address@bus', 'source/address@slot',
@@ -231,6 +410,7 @@ DOMAIN = Profile(
         'devices/audio': ('@id',),
         'cpu/feature': ('@name',),
         'cpu/numa/cell': ('@id',),
+        'cpu/numa/cell/distances/sibling': ('@id',),
         'clock/timer': ('@name',),
         'cputune/vcpupin': ('@vcpu',),
         'numatune/memnode': ('@cellid',),
@@ -252,6 +432,8 @@ DOMAIN = Profile(
     ignored=(
         '@id',
         ('**/alias', _not_user_alias),
+        # Positions in a disk's backing chain: run-time state, kept only in the running XML.
+        '**/source@index', '**/backingStore@index',
     ),
     units={
         'memory': UnitSpec('KiB', runtime_align=1024 * 1024),
@@ -266,16 +448,41 @@ DOMAIN = Profile(
         'devices/memory/source/pagesize': UnitSpec('KiB'),
         'devices/shmem/size': UnitSpec('M', canonical='MiB'),
         'devices/disk/iotune/*': UnitSpec('bytes'),
+        '**/metadata_cache/max_size': UnitSpec('bytes'),
+        'devices/controller/pcihole64': UnitSpec('KiB'),
     },
     normalizers={
         '**/mac@address': lower,
         'uuid': lower,
+        # CPU and NUMA node sets are stored as virBitmapFormat writes them: '1-2,5-7,^6' -> '1-2,5,7'.
+        '**@cpuset': _bitmap, '**@nodeset': _bitmap, 'cpu/numa/cell@cpus': _bitmap,
     },
     defaults={
         # <vcpu current='N'>N</vcpu>: libvirt drops current when it equals the maximum.
         'vcpu@current': lambda live: (live.text or '').strip(),
         'devices/disk@device': 'disk',
         'devices/interface/link@state': 'up',
+        'devices/interface/driver@queues': '1',  # one queue is always there: not stored
+        'devices/disk/target@tray': 'closed',  # only an open tray is stored
+        'devices/disk@snapshot': _snapshot_default,
+        'cpu/numa/cell@cpus': _filled_first_cell,
+        'devices/graphics@autoport': 'no',  # only autoport='yes' is written
+        # With autoport the definition keeps no port (or -1) whatever port was written.
+        'devices/graphics@port': _automatic_port('port'),
+        'devices/graphics@tlsPort': _automatic_port('tlsPort'),
+        'devices/video/model@primary': 'no',  # only primary='yes' is written
+        'os/bootmenu@timeout': _any_when('enable', 'no'),  # dropped with a disabled menu
+    },
+    droppable={
+        'devices/*/protocol': _only(type='raw'),  # raw is the default chardev protocol
+        'devices/*/backend/protocol': _only(type='raw'),
+        'cpu/model': _cpu_model_without_name,
+        'devices/interface/coalesce': _no_coalesce,
+        'devices/channel/source': _default_channel_source,
+    },
+    derived={
+        'memory': _numa_memory,
+        'currentMemory': _capped_balloon,
     },
     runtime_ignored=(
         # The balloon's actual size, reported while running (no guest driver: all of memory).
@@ -286,8 +493,42 @@ DOMAIN = Profile(
         'devices/*/source@path', 'devices/interface/target@dev',
     ),
     masked=('devices/graphics@passwd',),
-    implied=_domain_implied,
+    implied=(_cdrom_readonly, _empty_volume_is_file, _iscsi_lun_zero, _primary_video_first,
+             _non_virtio_nic_options),
 )
+
+# Canonical forms libvirt writes (normalizers of the NETWORK profile and of _nwfilter's).
+
+
+def mac_address(value):
+    """A MAC address as virMacAddrFormat writes it: lower case, two digits per byte
+    (virMacAddrParse reads '0:a:b:c:d:e' as well); anything else only in lower case."""
+    parts = value.strip().split(':')
+    if len(parts) == 6 and all(1 <= len(p) <= 2 and all(c in '0123456789abcdefABCDEF' for c in p)
+                               for p in parts):
+        return ':'.join('%02x' % int(p, 16) for p in parts)
+    return value.lower()
+
+
+def ip_address(value):
+    """An IP address in one canonical form (libvirt parses addresses and writes them with
+    virSocketAddrFormat: IPv6 compressed and in lower case); anything else as it is."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return value
+
+
+def _forward_dev_in_pool(root):
+    """<forward dev='X'> without a device pool: libvirt makes X the pool's first interface
+    (virNetworkForwardDefParseXML) and writes <interface dev='X'/> back."""
+    forward = root.find('forward')
+    if forward is None or not forward.get('dev'):
+        return
+    if any(forward.find(tag) is not None for tag in ('interface', 'address', 'pf')):
+        return
+    forward.append(forward.makeelement('interface', {'dev': forward.get('dev')}))
+
 
 NETWORK = Profile(
     'network', 'network',
@@ -306,17 +547,95 @@ NETWORK = Profile(
     owned=('ip', 'ip/dhcp/range', 'ip/dhcp/host', 'portgroup', 'route', 'dns/host', 'dns/srv',
            'dns/txt', 'forward/interface'),
     ignored=('@connections',),
-    normalizers={'**@mac': lower, 'mac@address': lower, 'uuid': lower},
+    normalizers=dict(
+        [('**@mac', mac_address), ('mac@address', mac_address), ('uuid', lower)] +
+        # Every address libvirt parses as an IP address is written in canonical form.
+        [(p, ip_address) for p in ('ip@address', 'ip@netmask', 'ip/dhcp/range@start',
+                                   'ip/dhcp/range@end', 'ip/dhcp/host@ip', 'ip/dhcp/bootp@server',
+                                   'dns/host@ip', 'dns/forwarder@addr', 'route@address',
+                                   'route@netmask', 'route@gateway', 'forward/nat/address@start',
+                                   'forward/nat/address@end')]),
+    defaults={
+        # virNetworkDefFormatBuf writes ipv6 and a port group's default only when 'yes'.
+        '@ipv6': 'no',
+        'portgroup@default': 'no',
+    },
+    implied=(_forward_dev_in_pool,),
 )
+
+
+def sanitize_path(path):
+    """libvirt's virFileSanitizePath: repeated slashes collapsed, no trailing slash, a
+    leading '//' (valid POSIX) kept; URIs (scheme://...) are left as they are."""
+    uri = path.find('://')
+    if uri != -1 and path.find('/') > uri:
+        return path
+    prefix = ''
+    if path.startswith('//') and not path.startswith('///'):
+        prefix, path = '//', path[2:]
+    clean = re.sub('/+', '/', path)
+    if clean.endswith('/') and (prefix or len(clean) > 1):
+        clean = clean[:-1]
+    return prefix + clean
+
+
+# Pool types whose target path libvirt derives from the source name (virStoragePoolDefParseXML).
+DERIVED_POOL_TARGETS = {'logical': '/dev/', 'zfs': '/dev/zvol/'}
+
+
+def pool_source_name(root):
+    """The source name libvirt uses: <source><name>, else the pool's <name> (libvirt's default
+    for the pool types that have one)."""
+    return (root.findtext('source/name') or '') or (root.findtext('name') or '').strip()
+
+
+def _derived_pool_target(root):
+    """A logical pool's target path is /dev/<source name> (zfs: /dev/zvol/<source name>),
+    whatever the XML says: libvirt replaces it when it parses the definition."""
+    prefix = DERIVED_POOL_TARGETS.get(root.get('type'))
+    if prefix is not None and root.find('target/path') is not None:
+        root.find('target/path').text = prefix + pool_source_name(root)
+
+
+def _permission_unset(elem):
+    """An empty permission field, or <owner>/<group> -1: libvirt reads it as "not set"
+    (virStorageDefParsePerms) and writes nothing for it."""
+    text = (elem.text or '').strip()
+    return not text or (_local(elem.tag) in ('owner', 'group') and text == '-1')
+
+
+def _no_permissions(elem):
+    """<permissions> with every field unset: libvirt writes no <permissions> at all."""
+    return all(_permission_unset(c) for c in _children(elem))
+
 
 STORAGE_POOL = Profile(
     'storage pool', 'pool',
+    # Hosts that share a name (ceph monitors on other ports) pair in order (libvirt keeps it).
     identity={'source/device': ('@path',), 'source/host': ('@name',)},
     owned=('source/device',),
-    ignored=('capacity', 'allocation', 'available'),
+    ignored=(
+        'capacity', 'allocation', 'available',
+        # Free extents of a disk pool's device: run-time data a refresh of the active pool
+        # fills in; virStoragePoolDefParseSource ignores them in a definition.
+        'source/device/freeExtent',
+        # Unset permission fields (-1 or empty) and a <permissions> made only of them:
+        # virStorageDefParsePerms reads them as unset, virStoragePoolDefFormatBuf writes none.
+        ('target/permissions/*', _permission_unset),
+        ('target/permissions', _no_permissions),
+    ),
     units={'capacity': UnitSpec('bytes'), 'allocation': UnitSpec('bytes'),
            'available': UnitSpec('bytes')},
-    normalizers={'uuid': lower},
+    normalizers={
+        'uuid': lower,
+        # libvirt stores both paths through virFileSanitizePath ('//a///b/' -> '/a/b').
+        'target/path': sanitize_path,
+        'source/dir@path': sanitize_path,
+    },
+    # A host port of 0 is no port: virStoragePoolSourceFormat writes none.
+    defaults={'source/host@port': '0'},
+    # logical, zfs: virStoragePoolDefParseXML derives the target path from the source name.
+    implied=(_derived_pool_target,),
 )
 
 STORAGE_VOLUME = Profile(
@@ -399,6 +718,17 @@ def with_uuid(root, uuid):
 
 
 SCHEMA_DIR = '/usr/share/libvirt/schemas'
+# Compiled schemas by (file, mtime, size): compiling domain.rng takes about 50 ms, which a
+# process that checks many objects (the corpus test) need not pay for each of them.
+_SCHEMAS = {}
+
+
+def _compiled_schema(schema_file):
+    stat = os.stat(schema_file)
+    key = (schema_file, stat.st_mtime, stat.st_size)
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = etree.RelaxNG(etree.parse(schema_file))
+    return _SCHEMAS[key]
 
 
 def check_schema(uri, root, schema_name, what, name):
@@ -411,7 +741,7 @@ def check_schema(uri, root, schema_name, what, name):
     if urlparse(uri).hostname or not os.path.exists(schema_file):
         return
     try:
-        schema = etree.RelaxNG(etree.parse(schema_file))
+        schema = _compiled_schema(schema_file)
     except Exception:  # pylint: disable=broad-except
         return  # an unreadable schema is no reason to fail; the real run validates
     if not schema.validate(root):
@@ -591,6 +921,11 @@ class _Comparer:
         self.extra = _PathTable(normalizers or {})
         self.runtime = runtime
         self.differences = []
+        self.roots = None  # (desired, live) roots, for Profile.derived
+
+    def derived(self, path):
+        rule = self.profile.derived.lookup(path)
+        return rule is not None and self.roots is not None and rule(*self.roots)
 
     # -- per-value helpers ------------------------------------------------------------------
 
@@ -655,18 +990,24 @@ class _Comparer:
             spec = self.profile.identity.lookup(_join(path, d.tag))
             spec = spec if spec is not None else ()
             keyed.append((d, spec, self.key_of(d, _join(path, d.tag), spec) if spec else ()))
-        # Pass 1: complete keys.
-        for d, spec, key in keyed:
-            if not spec or any(k is None for k in key):
-                continue
-            cpath = _join(path, d.tag)
-            for i, candidate in enumerate(live_children):
-                if i in used or candidate.tag != d.tag:
+        # Pass 1: complete keys. Several live items may share a key (USB companion
+        # controllers share an index): first pair the items that agree on every attribute the
+        # desired one has, then the rest with the one that agrees on most of them.
+        for exact in (True, False):
+            for d, spec, key in keyed:
+                if id(d) in pairs or not spec or any(k is None for k in key):
                     continue
-                if self._keys_agree(key, self.key_of(candidate, cpath, spec)):
-                    pairs[id(d)] = candidate
-                    used.add(i)
-                    break
+                cpath = _join(path, d.tag)
+                agreeing = [i for i, candidate in enumerate(live_children)
+                            if i not in used and candidate.tag == d.tag and
+                            self._keys_agree(key, self.key_of(candidate, cpath, spec))]
+                if not agreeing:
+                    continue
+                i = max(agreeing, key=lambda j: (_agreement(d, live_children[j]), -j))
+                if exact and _agreement(d, live_children[i]) < len(d.attrib):
+                    continue
+                pairs[id(d)] = live_children[i]
+                used.add(i)
         # Pass 2: partial or no key, by position: the live item at the same position among
         # items of its kind when it is free and agrees, else the first free one that agrees.
         ordinals = {}
@@ -697,6 +1038,9 @@ class _Comparer:
     def walk(self, desired, live, path, before_parent, after_parent, label):
         """Compare one desired element with its live match (or None); build both projections."""
         if live is None:
+            droppable = self.profile.droppable.lookup(path)
+            if droppable is not None and droppable(desired):
+                return  # libvirt does not store it: nothing to compare
             self.differences.append(Difference(label or _local(desired.tag), None,
                                                _short(desired)))
             self._copy_into(desired, path, after_parent)
@@ -719,10 +1063,14 @@ class _Comparer:
             shown = _mask(self.profile, path, attr)
             dnorm = self.normalize(path, attr, dvalue)
             lvalue = live.get(attr)
+            default = self.profile.defaults.lookup(path, attr)
+            if callable(default):
+                default = default(live)
+            if default is ANY:  # libvirt ignores the value here: whatever it stored
+                after.set(attr, shown or dnorm)
+                before.set(attr, shown or dnorm)
+                continue
             if lvalue is None:
-                default = self.profile.defaults.lookup(path, attr)
-                if callable(default):
-                    default = default(live)
                 lvalue = default
             lnorm = self.normalize(path, attr, lvalue)
             after.set(attr, shown or dnorm)
@@ -769,7 +1117,8 @@ class _Comparer:
 
     def _compare_children(self, desired, live, path, before, after, label):
         dchildren = [c for c in _children(desired)
-                     if not self.ignored(_join(path, c.tag), None, c)]
+                     if not self.ignored(_join(path, c.tag), None, c) and
+                     not self.derived(_join(path, c.tag))]
         lchildren = [c for c in _children(live)
                      if not self.ignored(_join(path, c.tag), None, c)]
         pairs, leftovers = self.match(dchildren, lchildren, path)
@@ -807,6 +1156,11 @@ class _Comparer:
             if not self.ignored(cpath, None, child):
                 self._copy_into(child, cpath, elem)
         return elem
+
+
+def _agreement(desired, live):
+    """How many of desired's attributes live has with the same value."""
+    return sum(1 for k, v in desired.attrib.items() if live.get(k) == v)
 
 
 def _set_size(elem, spec, value, unit):
@@ -847,6 +1201,19 @@ class _Holder:
         self.elem = etree.Element('holder')
 
 
+def apply_implied(desired, profile):
+    """desired as libvirt will store it per profile.implied: a callable returning a (copy of
+    the) root, or a sequence of rules that edit one copy in place."""
+    if profile.implied is None:
+        return desired
+    if callable(profile.implied):
+        return profile.implied(desired)
+    desired = copy.deepcopy(desired)
+    for rule in profile.implied:
+        rule(desired)
+    return desired
+
+
 def compare(desired, live, profile, normalizers=None, runtime=False):
     """Does live satisfy desired? An IntentDiff.
 
@@ -861,8 +1228,7 @@ def compare(desired, live, profile, normalizers=None, runtime=False):
     if isinstance(profile, str):
         profile = PROFILES[profile]
     desired = parse(desired, 'desired %s XML' % profile.name)
-    if profile.implied is not None:
-        desired = profile.implied(desired)
+    desired = apply_implied(desired, profile)
     comparer = _Comparer(profile, normalizers, runtime)
     after_holder, before_holder = _Holder(), _Holder()
     if live is None:
@@ -875,6 +1241,7 @@ def compare(desired, live, profile, normalizers=None, runtime=False):
         other = comparer._copy_into(live, '', before_holder.elem)
         return IntentDiff([Difference('', _local(live.tag), _local(desired.tag))],
                           render(other), render(root))
+    comparer.roots = (desired, live)
     comparer.walk(desired, live, '', before_holder.elem, after_holder.elem, '')
     after = _children(after_holder.elem)[0]
     befores = _children(before_holder.elem)

@@ -30,8 +30,10 @@ description:
     with its old configuration; the module returns RV(restart_required=true) until the network
     has been restarted, and restarts it (destroy, then start) with O(restart_on_change=true).
   - The XML is checked before anything changes. It must be well-formed, have the same name as
-    O(name) and follow libvirt's schema (C(VIR_NETWORK_DEFINE_VALIDATE); in check mode the
-    schema files of the local host).
+    O(name) and follow libvirt's schema (C(VIR_NETWORK_DEFINE_VALIDATE)).
+  - The XML is compared in the form libvirt stores it, so a second run with the same XML reports no
+    change, for example C(<forward dev='eth1'>) (libvirt adds C(<interface dev='eth1'/>)),
+    C(ipv6='no'), and IP and MAC addresses written in another form. See docs/idempotency.md.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
@@ -42,8 +44,13 @@ attributes:
     support: full
     details:
       - Check mode compares and plans exactly as a real run does, including the
-        C(virNetworkUpdate) commands, and changes nothing. It validates the XML against the local
-        schema files instead of asking libvirt to define it.
+        C(virNetworkUpdate) commands, and changes nothing.
+      - Before a define it foresees a refusal with libvirt's own message, without defining
+        anything - libvirt's parser and schema (through the in-process C(test:///default) driver,
+        local URIs only) and the network driver's own rules (a bridge name another network uses,
+        what the forward mode does not allow, SR-IOV virtual functions of a local hostdev pool).
+      - Not foreseen, and reported by the real define before it changes anything - the parser of a
+        remote daemon, devices of a remote host, checks of libvirt versions newer than 9.0.
   diff_mode:
     support: full
     details:

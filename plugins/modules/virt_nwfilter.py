@@ -20,8 +20,10 @@ description:
   - libvirt applies a new definition to the running domains that use the filter at once, so
     there is no restart.
   - The XML is checked before anything changes. It must be well-formed, have the same name as
-    O(name) and follow libvirt's schema (C(VIR_NWFILTER_DEFINE_VALIDATE); in check mode the
-    schema files of the local host).
+    O(name) and follow libvirt's schema (C(VIR_NWFILTER_DEFINE_VALIDATE)).
+  - Rule attributes are compared in the form libvirt stores them (MAC addresses zero-padded, IP masks
+    as prefix lengths, variable references without blanks, ...), so a second run with the same XML
+    reports no change. See docs/idempotency.md.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
@@ -32,7 +34,8 @@ attributes:
     support: full
     details:
       - Check mode compares exactly as a real run does and changes nothing. It validates the XML
-        against the local schema files instead of asking libvirt to define it.
+        against the local schema files instead of asking libvirt to define it, and foresees the
+        refusal of a filter whose references lead back to itself or whose uuid another filter has.
   diff_mode:
     support: full
     details:

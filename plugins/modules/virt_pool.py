@@ -17,6 +17,11 @@ description:
     Only what the XML sets is compared; what libvirt fills in (uuid, capacity, allocation,
     available, default permissions, an empty C(<source/>)) never causes a change. Sizes are
     compared in bytes. A definition that differs is redefined, keeping the pool's uuid.
+  - What libvirt rewrites when it stores a definition is compared the way libvirt stores it;
+    a C(logical) pool's target path is C(/dev/<source name>) whatever the XML says, repeated and
+    trailing slashes of paths are dropped, a permission owner or group of C(-1) means unset, and
+    the free extents of a C(disk) pool's device are run-time data, not compared. The collection's
+    docs/idempotency.md lists every rule.
   - A new definition for an active pool changes the persistent definition only; the module
     returns RV(restart_required=true) until the pool has been stopped and started. With
     O(restart_on_change=true) it stops and starts the pool to apply it.
@@ -49,6 +54,17 @@ attributes:
     details:
       - Check mode compares and plans exactly as a real run does and changes nothing
         (O(refresh) is not done in check mode).
+      - Before a define (in check mode too), the module checks what libvirt would refuse it for
+        and fails naming the pool and the reason, without changing anything - a name with a C(/),
+        a pool type the host
+        has no storage backend for (its storage pool capabilities), storage another pool already
+        uses (the same source device, the same NFS export from the same host, the same C(dir)
+        target path, the same iSCSI target and initiator, the same SCSI adapter, a second
+        C(mpath) pool; the rules of libvirt's own check), or a uuid another pool has.
+      - Not foreseen, so check mode predicts a define that libvirt then refuses - XML libvirt's
+        parser rejects (a missing source host, device or target path, a malformed mode, ...) and
+        SCSI adapters libvirt matches through the host's sysfs (a C(parentaddr) against a host
+        name, an C(fc_host) against its vHBA).
   diff_mode:
     support: full
     details:
