@@ -559,6 +559,13 @@ class DomainManager(ObjectManager):
         raise VirtError('unknown state %s' % state)  # pragma: no cover - argument_spec choices
 
     def apply(self, dom, desired, plan, state):
+        done = []
+        try:
+            return self._apply_steps(dom, desired, plan, done)
+        except VirtError as exc:
+            raise exc.after_steps(done)
+
+    def _apply_steps(self, dom, desired, plan, done):
         for step in plan:
             if step == 'define':
                 uuid = dom.UUIDString() if dom is not None else None
@@ -589,6 +596,7 @@ class DomainManager(ObjectManager):
             elif step in ('autostart', 'no autostart'):
                 with libvirt_call('setting autostart', self.obj):
                     dom.setAutostart(1 if step == 'autostart' else 0)
+            done.append(step)
         return dom
 
     def start(self, dom, paused=False):

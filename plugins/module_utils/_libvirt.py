@@ -47,6 +47,16 @@ class VirtError(Exception):
         self.libvirt_message = libvirt_message
         self.details = details
 
+    def after_steps(self, done):
+        """The failure of a step that came after others which changed the object (a new
+        definition stored, then its start refused): say what was done and report changed,
+        as Ansible expects of a task that failed half way."""
+        if done:
+            self.msg = '%s (already done: %s)' % (self.msg, ', '.join(done))
+            self.details['changed'] = True
+            self.details.setdefault('actions', list(done))
+        return self
+
     def result(self):
         res = dict(msg=self.msg)
         if self.code is not None:

@@ -466,6 +466,13 @@ class NetworkManager(ObjectManager):
         return _xmldiff.compare(desired.root, running, _xmldiff.NETWORK).changed
 
     def apply(self, net, desired, plan):
+        done = []
+        try:
+            return self._apply_steps(net, desired, plan, done)
+        except VirtError as exc:
+            raise exc.after_steps(done)
+
+    def _apply_steps(self, net, desired, plan, done):
         for step in plan:
             if step == 'define':
                 uuid = net.UUIDString() if net is not None else None
@@ -487,6 +494,7 @@ class NetworkManager(ObjectManager):
             elif step in ('autostart', 'no autostart'):
                 with libvirt_call('setting autostart', self.obj):
                     net.setAutostart(1 if step == 'autostart' else 0)
+            done.append(step)
         return net
 
     def define(self, xml):

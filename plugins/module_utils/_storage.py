@@ -695,6 +695,13 @@ class PoolManager(ObjectManager):
         return bool(target_missing(self.connection, pool_type, path))
 
     def apply(self, pool, desired, plan):
+        done = []
+        try:
+            return self._apply_steps(pool, desired, plan, done)
+        except VirtError as exc:
+            raise exc.after_steps(done)
+
+    def _apply_steps(self, pool, desired, plan, done):
         for step in plan:
             if step == 'define':
                 uuid = pool.UUIDString() if pool is not None else None
@@ -714,6 +721,7 @@ class PoolManager(ObjectManager):
             elif step in ('autostart', 'no autostart'):
                 with libvirt_call('setting autostart', self.obj):
                     pool.setAutostart(1 if step == 'autostart' else 0)
+            done.append(step)
         return pool
 
     def diff(self, before, after, before_xml, after_xml):

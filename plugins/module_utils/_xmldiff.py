@@ -105,11 +105,15 @@ class UnitSpec:
     """Where a sized value lives: the element's text (value=None) or an attribute."""
 
     def __init__(self, default_unit, value=None, unit_attr='unit', canonical=None,
-                 runtime_align=None):
+                 runtime_align=None, granule=None):
         self.default_unit = default_unit
         self.value = value
         self.unit_attr = unit_attr
         self.canonical = canonical or default_unit
+        # libvirt stores the size in whole units of this many bytes, rounding up: a size kept
+        # in KiB (virDomainParseMemory: VIR_DIV_UP(bytes, 1024)) given in MB, GB or bytes.
+        self.granule = granule if granule is not None else (
+            1024 if default_unit == 'KiB' else None)
         # A running object may show the size rounded up to this many bytes (QEMU aligns guest
         # memory to 1 MiB on x86); only used when comparing with the running XML.
         self.runtime_align = runtime_align
@@ -248,6 +252,53 @@ def _non_virtio_nic_options(root):
             del backend.attrib['vhost']
 
 
+# Tap names libvirt generates (VIR_NET_GENERATED_*_PREFIX); a define drops them, a name of the
+# user's own choosing is kept.
+GENERATED_TAP_PREFIXES = ('vnet', 'macvtap', 'macvlan')
+PTY_DEVICES = ('serial', 'console', 'parallel', 'channel')
+
+
+def _remove_if_bare(elem):
+    if elem is not None and not elem.attrib and not len(elem) and not (elem.text or '').strip():
+        elem.getparent().remove(elem)
+
+
+def _running_state_dropped(root):
+    """XML copied from a running domain (virsh dumpxml) carries run-time state that a define
+    does not keep: libvirt parses a definition with VIR_DOMAIN_DEF_PARSE_INACTIVE, which skips
+    a generated tap name, the network port id and the bridge of the network's actual connection,
+    the path of a pty (and the console's tty copy of it), the connection state of a virtio
+    channel (target@state), and the label of a dynamic security label and every image label
+    (virSecurityLabelDefParseXML)."""
+    for iface in root.iterfind('devices/interface'):
+        target = iface.find('target')
+        if target is not None and (target.get('dev') or '').startswith(GENERATED_TAP_PREFIXES):
+            del target.attrib['dev']
+            _remove_if_bare(target)
+        source = iface.find('source')
+        if source is not None:
+            source.attrib.pop('portid', None)
+            if iface.get('type') == 'network':
+                source.attrib.pop('bridge', None)
+    for tag in PTY_DEVICES:
+        for chardev in root.iterfind('devices/' + tag):
+            if chardev.get('type') != 'pty':
+                continue
+            chardev.attrib.pop('tty', None)
+            source = chardev.find('source')
+            if source is not None:
+                source.attrib.pop('path', None)
+                _remove_if_bare(source)
+    for target in root.iterfind('devices/channel/target'):
+        target.attrib.pop('state', None)
+    for label in root.iter('seclabel'):
+        if label.get('type') == 'dynamic':
+            for elem in label.findall('label'):
+                label.remove(elem)
+        for elem in label.findall('imagelabel'):
+            label.remove(elem)
+
+
 def _iscsi_lun_zero(root):
     """An iSCSI source name without '/<lun>' means LUN 0; libvirt stores '<iqn>/0'."""
     for source in root.iterfind('devices/*/source'):
@@ -265,15 +316,16 @@ def _numa_memory(desired_root, live_root):
 
 
 def _capped_balloon(desired_root, live_root):
-    """<currentMemory> above the total memory is lowered to it (virDomainDefPostParseMemory):
-    a desired balloon at or above the total is satisfied by a live balloon equal to it."""
+    """<currentMemory> above the total memory is lowered to it, and 0 means the total
+    (virDomainDefPostParseMemory): a desired balloon of 0 or at or above the total is
+    satisfied by a live balloon equal to it."""
     sizes = []
     for root, path in ((desired_root, 'currentMemory'), (live_root, 'currentMemory'),
                        (live_root, 'memory')):
         elem = root.find(path)
         sizes.append(None if elem is None else to_bytes(_text(elem), elem.get('unit') or 'KiB'))
     desired, live, total = sizes
-    return None not in sizes and desired >= total and live == total
+    return None not in sizes and (desired >= total or desired == 0) and live == total
 
 
 # Elements libvirt leaves out of what it stores when they say only this (Profile.droppable).
@@ -435,6 +487,8 @@ DOMAIN = Profile(
         # Positions in a disk's backing chain: run-time state, kept only in the running XML.
         '**/source@index', '**/backingStore@index',
     ),
+    # Sizes with unit KiB are stored in whole KiB, rounded up (UnitSpec.granule): 1 GB is
+    # 976563 KiB (virDomainParseMemory).
     units={
         'memory': UnitSpec('KiB', runtime_align=1024 * 1024),
         'currentMemory': UnitSpec('KiB'),
@@ -494,7 +548,9 @@ DOMAIN = Profile(
     ),
     masked=('devices/graphics@passwd',),
     implied=(_cdrom_readonly, _empty_volume_is_file, _iscsi_lun_zero, _primary_video_first,
-             _non_virtio_nic_options),
+             _non_virtio_nic_options,
+             # XML of a running domain fed back: define drops its run-time state.
+             _running_state_dropped),
 )
 
 # Canonical forms libvirt writes (normalizers of the NETWORK profile and of _nwfilter's).
@@ -951,6 +1007,8 @@ class _Comparer:
             return None, None
         raw = _text(elem) if spec.value is None else elem.get(spec.value)
         size = to_bytes(raw, elem.get(spec.unit_attr) or spec.default_unit)
+        if size is not None and spec.granule:
+            size = -(-size // spec.granule) * spec.granule
         return (size, spec) if size is not None else (None, spec)
 
     # -- identity ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 """Run the corpus of one or more kinds and list what fails (see corpuslib for the steps).
 
   .venv/bin/python tests/corpus/corpus.py --kind network [--file nat-network] [--show-diff]
-      [--rejected] [--verbose]
+      [--rejected] [--verbose] [--user-xml]
+
+--user-xml runs tests/corpus/user-xml (virt-install, virsh dumpxml and template XML) instead.
 
 Exit status 0 when no accepted file failed, 1 otherwise. As root (qemu:///system).
 """
@@ -33,6 +35,8 @@ def main(argv=None):
                         help='list the files libvirt rejected, with its message')
     parser.add_argument('--skipped', action='store_true', help='list the skipped files and why')
     parser.add_argument('--verbose', '-v', action='store_true', help='one line per file')
+    parser.add_argument('--user-xml', action='store_true',
+                        help='the XML of tests/corpus/user-xml instead of libvirt\'s test data')
     args = parser.parse_args(argv)
 
     def progress(out):
@@ -43,7 +47,9 @@ def main(argv=None):
     failed = False
     reports = []
     for kind in args.kind or corpuslib.KIND_NAMES:
-        report = corpuslib.run_kind(kind, only=args.file, progress=progress)
+        data = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'user-xml') \
+            if args.user_xml else None
+        report = corpuslib.run_kind(kind, only=args.file, progress=progress, data=data)
         reports.append(report)
         if report.failures:
             failed = True
