@@ -20,19 +20,29 @@
 # interfaces, fsfreeze/fsthaw, fsinfo, osinfo, file read/write, ...); it logs the commands that
 # change something ("guest-fsfreeze called"; not the thaw) to syslog, which the guest
 # keeps in /run/messages. Without the channel no agent runs.
+# The agent allows every command (guest-exec and the guest-file-* commands included) unless the
+# kernel command line says `tiny.qga_block=CMD,CMD,...` (qemu-ga -b: those commands answer "has
+# been disabled for this instance", as RHEL's qemu-ga does for guest-exec by default) or
+# `tiny.qga=off` (the channel is there but no qemu-ga opens it: libvirt says the agent is not
+# connected). Children of guest-exec run as root with HOME=/root and PATH=/bin:/usr/bin:/usr/sbin.
+# Python: Debian's python3-minimal (/usr/bin/python3, 3.11) with the pure-Python part of
+# libpython3.11-stdlib (json, shutil, shlex, zipfile, ...: python3-minimal alone cannot run an
+# Ansible module) and the compiled stdlib extensions that need no library beyond those of
+# qemu-ga and python itself, unpacked like qemu-ga; enough for Ansible modules (AnsiballZ).
 # Data file system: with `tiny.datadisk=vdX` on the kernel command line the guest mounts the ext2
 # file system of /dev/vdX on /data, after making one (busybox mke2fs) when the disk is blank (its
 # first 64 KiB are zeroes); a disk that holds anything else is left alone. The agent's
 # guest-fsfreeze-freeze then freezes exactly that one file system (the initramfs root cannot be
 # frozen and is skipped).
 #
-# What it uses: the Debian 12 cloud kernel (linux-image-*-cloud-amd64), busybox-static and
-# qemu-guest-agent, fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is
-# installed on the host. qemu-ga is dynamically linked: its shared libraries (glib, ...) and the
+# What it uses: the Debian 12 cloud kernel (linux-image-*-cloud-amd64), busybox-static,
+# qemu-guest-agent and Python (python3-minimal, python3.11-minimal, libpython3.11-minimal,
+# libpython3.11-stdlib), fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is
+# installed on the host. qemu-ga and python are dynamically linked: their shared libraries (glib, ...) and the
 # dynamic loader are copied from the host (resolved with ldd; the host must be Debian 12 amd64,
 # the same release as the package, with those libraries present). Packages and builds live in a cache outside the checkout (VIRTOPS_GUEST_CACHE, default
 # /var/cache/virtops-guest), so clones on one machine share them. The first run downloads (about
-# 28 MB) and builds (a few seconds); later runs use the cached packages, offline, and print the
+# 33 MB) and builds (a few seconds); later runs use the cached packages, offline, and print the
 # existing build at once (a build is named by a hash of everything that goes into it).
 # VIRTOPS_GUEST_REFRESH=1 looks for a newer kernel package first. Concurrent runs are serialised
 # with a lock in the cache. Needs: bash, apt-get/apt-cache, dpkg-deb, gzip, sha256sum, flock, ldd
@@ -49,7 +59,16 @@ kernel_meta=linux-image-cloud-amd64
 wanted_modules=(virtio_pci virtio_net virtio_blk virtio_scsi virtio_console button evdev)
 cmdline="console=ttyS0 quiet loglevel=3 panic=-1"
 # Bump when the way the initramfs is built changes in a way the hash below does not see.
-recipe_version=2
+recipe_version=3
+# Python of Debian 12 (python3-minimal depends on python3.11-minimal): the interpreter, its
+# essential modules, and the rest of the standard library (pure Python part).
+python_version=3.11
+python_packages=(python3-minimal "python${python_version}-minimal" "libpython${python_version}-minimal"
+                 "libpython${python_version}-stdlib")
+# Parts of the standard library no Ansible module needs (tests, docs data, GUI, installers).
+python_skip=(test pydoc_data ensurepip idlelib tkinter turtledemo lib2to3 __phello__ turtle.py)
+# Compiled extensions left out likewise (test modules, audio, CJK codecs), as shell globs.
+python_skip_ext=('_test*' '_ctypes_test*' 'xx*' '_xx*' ossaudiodev* audioop* '_codecs_*' _multibytecodec* _lsprof*)
 
 log() { printf '[guest-image] %s\n' "$*" >&2; }
 die() { printf '[guest-image] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -121,13 +140,24 @@ if [ -z "$qga_deb" ]; then
   apt_download qemu-guest-agent || die "apt-get download qemu-guest-agent failed (no network?)"
   qga_deb="$(newest_deb 'qemu-guest-agent_*.deb')"
 fi
+python_debs=()
+for pkg in "${python_packages[@]}"; do
+  deb="$(newest_deb "${pkg}_*.deb" || true)"
+  if [ -z "$deb" ]; then
+    ensure_package_lists
+    log "downloading $pkg"
+    apt_download "$pkg" || die "apt-get download $pkg failed (no network?)"
+    deb="$(newest_deb "${pkg}_*.deb")"
+  fi
+  python_debs+=("$deb")
+done
 
 # ------------------------------------------------------------------ what runs in the guest
 read -r -d '' init_script <<'EOF' || true
 #!/bin/sh
 # /init of the virtops tiny test guest (scripts/guest-image.sh)
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/bin:/usr/bin:/usr/sbin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -141,10 +171,14 @@ done
 
 hostname tiny-guest
 datadisk=
+qga=on
+qga_block=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     tiny.hostname=*) hostname "${word#tiny.hostname=}" ;;
     tiny.datadisk=*) datadisk="${word#tiny.datadisk=}" ;;
+    tiny.qga=*) qga="${word#tiny.qga=}" ;;
+    tiny.qga_block=*) qga_block="${word#tiny.qga_block=}" ;;
   esac
 done
 
@@ -172,10 +206,20 @@ mkdir -p /dev/virtio-ports /run/qemu-ga
     say "no guest agent channel (org.qemu.guest_agent.0): no qemu-ga"
     exit 0
   fi
+  if [ "$qga" = off ]; then
+    say "guest agent channel present, qemu-ga not started (tiny.qga=off)"
+    exit 0
+  fi
+  block=
+  if [ -n "$qga_block" ]; then
+    block="-b $qga_block"
+    say "guest agent blocks $qga_block"
+  fi
   say "guest agent started on $port"
   while :; do
+    # shellcheck disable=SC2086  # $block: no words or two
     LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -m virtio-serial -p "$port" \
-      -t /run/qemu-ga -f /run/qemu-ga.pid -l /run/qemu-ga.log
+      -t /run/qemu-ga -f /run/qemu-ga.pid -l /run/qemu-ga.log $block
     say "qemu-ga exited ($?), restarting it (log: /run/qemu-ga.log)"
     sleep 1
   done
@@ -284,11 +328,41 @@ fi
 # lines: 'libx.so.1 => /lib/.../libx.so.1 (0x...)', '/lib64/ld-linux-x86-64.so.2 (0x...)', 'linux-vdso.so.1 (0x...)'
 mapfile -t qga_libs < <(sed -n -e 's/^.*=> \(\/[^ ]*\) (0x.*$/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) (0x.*$/\1/p' <<<"$ldd_out" | sort -u)
 [ ${#qga_libs[@]} -gt 0 ] || die "ldd listed no libraries for qemu-ga: $ldd_out"
-libs_sum="$(for l in "${qga_libs[@]}"; do printf '%s ' "$l"; sha256sum < "$l"; done)"
+
+# Python: the interpreter and standard library from the packages, the libraries from the host
+# (as for qemu-ga). Compiled stdlib extensions come along only when every library they need is
+# already there (the others, e.g. _sqlite3, _curses, _ssl, would pull in more of the host).
+for deb in "${python_debs[@]}"; do dpkg-deb -x "$deb" "$work/python"; done
+python_bin="$work/python/usr/bin/python${python_version}"
+[ -x "$python_bin" ] || die "no usr/bin/python${python_version} in the python packages"
+ldd_libs() {  # ldd_libs FILE: the absolute library paths ldd resolves; fails on 'not found'
+  local out
+  out="$(ldd "$1" 2>/dev/null)" || return 1
+  grep -q 'not found' <<<"$out" && return 1
+  sed -n -e 's/^.*=> \(\/[^ ]*\) (0x.*$/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) (0x.*$/\1/p' <<<"$out"
+}
+mapfile -t python_libs < <(ldd_libs "$python_bin") || true
+[ ${#python_libs[@]} -gt 0 ] || die "python${python_version} needs libraries this host lacks: $(ldd "$python_bin" 2>&1 | tr -s ' \t\n' ' ')"
+mapfile -t guest_libs < <(printf '%s\n' "${qga_libs[@]}" "${python_libs[@]}" | sort -u)
+python_ext=()
+while IFS= read -r so; do
+  for pattern in "${python_skip_ext[@]}"; do
+    # shellcheck disable=SC2053  # a glob on purpose
+    [[ ${so##*/} == $pattern ]] && continue 2
+  done
+  needs="$(ldd_libs "$so")" || continue
+  ok=1
+  for l in $needs; do
+    printf '%s\n' "${guest_libs[@]}" | grep -qxF "$l" || { ok=; break; }
+  done
+  [ -n "$ok" ] && python_ext+=("$so")
+done < <(find "$work/python/usr/lib/python${python_version}/lib-dynload" -name '*.so' | LC_ALL=C sort)
+libs_sum="$(for l in "${guest_libs[@]}"; do printf '%s ' "$l"; sha256sum < "$l"; done)"
 
 build_id="$(printf '%s\n' "$recipe_version" "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" \
   "$(basename "$qga_deb")" "$libs_sum" "${wanted_modules[*]}" "$init_script" "$udhcpc_script" \
-  "$os_release" | sha256sum | cut -c1-16)"
+  "$os_release" "${python_debs[*]##*/}" "${python_skip[*]}" "${python_skip_ext[*]}" "${python_ext[*]##*/}" \
+  | sha256sum | cut -c1-16)"
 out="$cache/build-$build_id"
 
 print_result() {
@@ -341,11 +415,26 @@ printf '%s\n' "$os_release" > "$root/etc/os-release"
 chmod 0755 "$root/init" "$root/etc/udhcpc.script"
 mkdir -p "$root/usr/sbin"
 cp "$qga" "$root/usr/sbin/qemu-ga"
-for l in "${qga_libs[@]}"; do  # at the path ldd named (the loader: the binary's PT_INTERP)
+for l in "${guest_libs[@]}"; do  # at the path ldd named (the loader: the binary's PT_INTERP)
   mkdir -p "$root$(dirname "$l")"
   cp -L "$l" "$root$l"
 done
-log "qemu-ga libraries: ${qga_libs[*]}"
+log "qemu-ga and python libraries: ${guest_libs[*]}"
+# A root account (HOME for Ansible's remote temporary directory, pwd lookups of modules).
+mkdir -p "$root/root" "$root/usr/bin"
+chmod 0700 "$root/root"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+pyroot="$root/usr/lib/python${python_version}"
+cp "$python_bin" "$root/usr/bin/python${python_version}"
+ln -s "python${python_version}" "$root/usr/bin/python3"
+mkdir -p "$pyroot/lib-dynload"
+skip_args=()
+for s in "${python_skip[@]}"; do skip_args+=(--exclude="./$s"); done
+tar -C "$work/python/usr/lib/python${python_version}" --exclude=./lib-dynload "${skip_args[@]}" -cf - . \
+  | tar -C "$pyroot" -xf -
+for so in "${python_ext[@]}"; do cp "$so" "$pyroot/lib-dynload/"; done
+log "python ${python_version}: $(du -sk "$pyroot" | cut -f1) KiB, extensions: ${python_ext[*]##*/}"
 for m in "${load_order[@]}"; do cp "${module_file[$m]}" "$root/lib/modules/$m.ko"; done
 printf '%s\n' "${load_order[@]}" > "$root/lib/modules/load-order"
 log "modules: ${load_order[*]}"
@@ -358,7 +447,7 @@ cp "$vmlinuz" "$work/out/vmlinuz"
 chmod 0755 "$work/out"
 chmod 0644 "$work/out/vmlinuz" "$work/out/initrd.gz"
 printf '%s\n' "$(basename "$kernel_deb")" "$(basename "$busybox_deb")" "$(basename "$qga_deb")" \
-  > "$work/out/stamp"
+  "${python_debs[@]##*/}" > "$work/out/stamp"
 rm -rf "$out"
 mv "$work/out" "$out"
 log "initramfs $(du -k "$out/initrd.gz" | cut -f1) KiB"

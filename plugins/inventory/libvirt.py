@@ -143,6 +143,19 @@ options:
     description: Prefix of the groups this plugin makes (state, autostart, hypervisor, tags).
     type: str
     default: libvirt_
+  qemu_agent_connection:
+    description:
+      - Reach the listed domains through their QEMU guest agent instead of the network. This sets
+        C(ansible_connection=virtops.libvirt.qemu_agent), C(ansible_libvirt_uri) (the URI the domain
+        was read from) and C(ansible_libvirt_domain) (its name) for every host this source lists.
+      - The domains need the guest agent channel and a running C(qemu-ga) that allows C(guest-exec) and
+        the C(guest-file-*) commands; see the connection plugin P(virtops.libvirt.qemu_agent#connection).
+      - The connection opens its own libvirt connection without O(username) and O(password); set
+        C(ansible_libvirt_uri) in O(compose) to another URI when the one read needs them.
+      - Variables set in O(compose) win over these.
+    type: bool
+    default: false
+    version_added: 0.2.0
   group_by:
     description: Which groups to make.
     type: list
@@ -193,6 +206,15 @@ cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/ansible-libvirt-inventory
 cache_timeout: 3600
+
+# agent.libvirt.yml: the running domains whose name starts with "build-", reached through the
+# QEMU guest agent (no network needed in the guests)
+plugin: virtops.libvirt.libvirt
+states: [running]
+include_names: ['^build-']
+qemu_agent_connection: true
+compose:
+  ansible_python_interpreter: "'/usr/bin/python3'"
 '''
 
 import re
@@ -344,6 +366,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     self.inventory.set_variable(host, 'libvirt_%s' % key, wrap_var(record[key]))
                 if record['address']:
                     self.inventory.set_variable(host, 'ansible_host', wrap_var(record['address']))
+                if self.get_option('qemu_agent_connection'):
+                    self.inventory.set_variable(host, 'ansible_connection', 'virtops.libvirt.qemu_agent')
+                    self.inventory.set_variable(host, 'ansible_libvirt_uri', wrap_var(record['uri']))
+                    self.inventory.set_variable(host, 'ansible_libvirt_domain', wrap_var(record['name']))
                 for group in self._groups_of(record):
                     self.inventory.add_group(group)
                     self.inventory.add_child(group, host)

@@ -457,3 +457,21 @@ def test_guest_values_stay_literal_in_plays_and_groups(tmp_path, lab, hostile):
     assert 'PWNED' not in ' '.join(g for g in groups if 'lookup' not in g)
     assert not [g for g in inv.groups if g.endswith('_42')]
     assert 'libvirt_tag____7___6___' in groups
+
+
+def test_qemu_agent_connection_is_off_by_default(tmp_path, lab):
+    web = hostvars(inventory(tmp_path, include_names=['^' + PREFIX]), lab['web'])
+    assert 'ansible_connection' not in web
+    assert 'ansible_libvirt_domain' not in web
+
+
+def test_qemu_agent_connection_sets_the_connection_uri_and_domain(tmp_path, lab):
+    # host_name=uuid: the domain name must come from ansible_libvirt_domain, not the host name
+    inv = inventory(tmp_path, include_names=['^' + PREFIX], host_name='uuid', qemu_agent_connection=True,
+                    compose={'ansible_python_interpreter': "'/usr/bin/python3'"})
+    uuid = lab['conn'].lookupByName(lab['web']).UUIDString()
+    web = hostvars(inv, uuid)
+    assert web['ansible_connection'] == 'virtops.libvirt.qemu_agent'
+    assert web['ansible_libvirt_uri'] == URI
+    assert web['ansible_libvirt_domain'] == lab['web']
+    assert web['ansible_python_interpreter'] == '/usr/bin/python3'
