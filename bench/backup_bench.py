@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -36,6 +37,10 @@ import subprocess
 import sys
 import threading
 import time
+
+import _copy_bench
+import _instant_bench
+import _s3copy_bench
 
 try:
     import libvirt
@@ -52,6 +57,7 @@ RSS_WRAPPER = os.path.join(HERE, '_module_rss.py')
 URI = 'qemu:///system'
 PREFIX = 'bench-bk-'
 WORK = '/var/lib/libvirt/images/virtops-bench'
+LOCK = '/run/lock/virtops-backup-bench.lock'
 QEMU_DEVICE = '/machine/peripheral/virtio-disk0/virtio-backend'
 
 KiB = 1024
@@ -60,9 +66,9 @@ GiB = 1024 * MiB
 TiB = 1024 * GiB
 
 # Targets from the issue.
-TARGET_PULL_VS_NBDCOPY = 1.5      # virt_backup pull full <= 1.5 x nbdcopy
-TARGET_VNB_VS_PULL = 3.0          # virtnbdbackup full >= 3 x virt_backup pull full
-TARGET_INC_BIG_VS_SMALL = 1.3     # incremental on the big disk <= 1.3 x on the small disk
+TARGET_PULL_VS_NBDCOPY = 1.25     # virt_backup pull full <= 1.25 x nbdcopy (issue 13)
+TARGET_VNB_VS_PULL = 2.0          # virtnbdbackup full >= 2 x virt_backup pull full (issue 13)
+TARGET_INC_BIG_VS_SMALL = 1.1     # incremental on the big disk <= 1.1 x on the small disk (issue 13)
 TARGET_MODULE_RSS = 256 * MiB     # peak RSS of the module process, whatever the disk size
 TARGET_COMPARE_VS_NBDCOPY = 1.2   # compared incremental of a raw disk <= 1.2 x nbdcopy of its export to null:
 TARGET_COMPARE_GROWTH = 1.1       # repository growth of that incremental <= 1.1 x the bytes changed
@@ -324,6 +330,13 @@ class Bench:
         for tool in ('qemu-img', 'qemu-nbd', 'nbdcopy', 'virtnbdbackup'):
             if not shutil.which(tool):
                 raise BenchError('%s is not installed (Debian: qemu-utils, libnbd-bin, virtnbdbackup)' % tool)
+        # One run at a time: each removes every bench-bk- domain and the work directory when it starts.
+        self.lock_fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log('another run of this benchmark holds %s: waiting for it to end' % LOCK)
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         self.connect()
         link = os.path.join(COLLECTIONS, 'ansible_collections', 'virtops', 'libvirt')
         if not os.path.exists(os.path.join(link, 'plugins', 'modules', 'virt_backup.py')):
@@ -806,7 +819,7 @@ class Bench:
         if pull and nbdc:
             ratio = pull.seconds / nbdc.seconds
             verdict('virt_backup pull full / nbdcopy', '%.2f' % ratio, ratio <= TARGET_PULL_VS_NBDCOPY,
-                    '<= %.1f' % TARGET_PULL_VS_NBDCOPY,
+                    '<= %.2f' % TARGET_PULL_VS_NBDCOPY,
                     'medians %.2f; engine alone (module duration) %.2f s / nbdcopy copy alone %.2f s = %.2f; '
                     'CPU %.2f s / %.2f s' % (
                         self.median_seconds('full', 'virt_backup pull') / self.median_seconds('full', 'nbdcopy'),
@@ -843,6 +856,9 @@ class Bench:
             verdict('repository growth / bytes changed (raw)', '%.2f' % ratio, ratio <= TARGET_COMPARE_GROWTH,
                     '<= %.1f' % TARGET_COMPARE_GROWTH, 'largest incremental image %s for %s changed' % (
                         human_bytes(growth), human(a.inc_dirty)))
+        _copy_bench.verdicts(sys.modules[__name__], self, verdict)
+        _instant_bench.verdicts(sys.modules[__name__], self, verdict)
+        _s3copy_bench.verdicts(sys.modules[__name__], self, verdict)
         modules = [r for r in self.results if r.tool.startswith('virt_backup')]
         if modules:
             peak = max(modules, key=lambda r: r.rss_kib)
@@ -955,7 +971,8 @@ def parse_args(argv):
     p.add_argument('--inc-dirty', type=parse_size, help='data written before each incremental (64M)')
     p.add_argument('--probe-size', type=parse_size,
                    help='virtual size of the sparse memory-probe disk (1T); 0 skips the probe')
-    p.add_argument('--only', choices=['full', 'incremental', 'compare', 'probe'], action='append',
+    p.add_argument('--only', choices=['full', 'incremental', 'compare', 'push', 'restore', 'probe', 'instant', 'copy'],
+                   action='append',
                    help='run only this case (repeatable)')
     p.add_argument('--workers', type=int, default=4, help="virt_backup's workers option (4, its default)")
     p.add_argument('--timeout', type=int, default=900, help='seconds any one tool may take (900)')
@@ -1005,13 +1022,21 @@ def main(argv=None):
             os.setpriority(os.PRIO_PROCESS, 0, args.nice)    # inherited by every tool started from here
         log('machine: %s; load average %s%s' % (machine_line(bench.connect()), ' '.join(loadavg()),
                                                 '; nice %d' % args.nice if args.nice else ''))
-        only = args.only or ['full', 'incremental', 'compare', 'probe']
+        only = args.only or ['full', 'incremental', 'compare', 'push', 'restore', 'probe', 'instant', 'copy']
         if 'full' in only:
             bench.case_full()
         if 'incremental' in only:
             bench.case_incremental()
         if 'compare' in only:
             bench.case_compare()
+        if 'push' in only:
+            _copy_bench.case_push(sys.modules[__name__], bench)
+        if 'restore' in only:
+            _copy_bench.case_restore(sys.modules[__name__], bench)
+        if 'instant' in only:
+            _instant_bench.case_instant(sys.modules[__name__], bench)
+        if 'copy' in only:
+            _s3copy_bench.case_copy(sys.modules[__name__], bench)
         if 'probe' in only and args.probe_size:
             bench.case_probe()
         code = 0 if bench.report(started, datetime.datetime.now()) else 1

@@ -162,6 +162,9 @@ options:
 requirements:
   - libvirt 6.0 or newer with QEMU 4.2 or newer
   - libnbd Python bindings (Debian C(python3-libnbd)), lxml, and C(qemu-img) and C(qemu-nbd) (C(qemu-utils))
+  - the xxhash Python module (Debian C(python3-xxhash)) for the XXH3-128 block hash of new chains; without
+    it a new chain hashes with SHA-256 (repository format 1, about ten times the CPU time) and the result
+    warns
 notes:
   - The module runs as root on the hypervisor host itself, where QEMU and the module share the
     repository directory and the NBD socket. From another host (a backup host with a remote O(uri)), only

@@ -21,9 +21,13 @@ description:
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes.INFO_MODULE
+  - virtops.libvirt.s3
 options:
   repository:
-    description: Absolute path of the backup repository.
+    description:
+      - Absolute path of the backup repository, or an S3 location C(s3://bucket/prefix) (see the C(s3_*)
+        options). From S3, the manifests are read; O(verify) also downloads each domain's files in turn into a
+        private scratch directory in the system's temporary directory.
     type: path
     required: true
   domain:
@@ -110,7 +114,7 @@ verified_ok:
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
 from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore, _s3
 
 
 def run(vm):
@@ -124,6 +128,7 @@ def main():
             repository=dict(type='path', required=True),
             domain=dict(type='str'),
             verify=dict(type='bool', default=False),
+            **_s3.ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )

@@ -35,6 +35,7 @@ description:
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
+  - virtops.libvirt.s3
 attributes:
   check_mode:
     support: full
@@ -46,7 +47,12 @@ attributes:
       - Existing restored disks are verified against the backup and kept when they match.
 options:
   repository:
-    description: Absolute path of the backup repository.
+    description:
+      - Absolute path of the backup repository, or an S3 location C(s3://bucket/prefix) (see the C(s3_*)
+        options) holding copies made by M(virtops.libvirt.virt_backup_copy).
+      - From S3, only the objects the chosen point in time needs are read (its chain's manifests, images and
+        maps, its firmware files), into a private (0700) scratch directory beside O(dest) or in the system's
+        temporary directory, removed afterwards, and restored with every check a directory repository gets.
     type: path
     required: true
   domain:
@@ -114,8 +120,39 @@ options:
         console passwords.
     type: bool
     default: false
+  mode:
+    description:
+      - V(copy) writes every disk in full into O(dest), and verifies it, as described above.
+      - V(instant) defines (and with O(start) starts) the domain O(new_name) at once, whatever the size of
+        its disks. Each disk is a new, empty qcow2 overlay C(<dest>/<disk>.qcow2) that takes every guest
+        write; beneath it, read-only, the backup point is served over NBD on a unix socket by a
+        C(qemu-storage-daemon) of this collection that only root and QEMU's group can reach (C(/run/virtops-libvirt/exports/instant-<new_name>/)).
+        The daemon opens the repository's images itself, as the manifests describe the chain (never by a
+        backing file name found in an image header), and the domain definition gives each disk's backing
+        chain explicitly, so QEMU never opens a repository file and nothing the guest writes reaches the
+        repository. The new domain has a new uuid and new MAC addresses, and the saved definition is
+        reviewed as with O(define). The UEFI variable store and the TPM state are copied as in V(copy).
+      - The data is not read ahead (image headers are checked, the integrity data is not compared). Verify
+        the backup with M(virtops.libvirt.virt_backup_info) when in doubt.
+      - The domain depends on the daemon until its disks are moved to their final storage while it runs,
+        with M(virtops.libvirt.virt_blockjob) O(virtops.libvirt.virt_blockjob#module:operation=copy) and
+        pivot. The next run of this task then stops serving the backup (RV(export_stopped)); so does
+        M(virtops.libvirt.virt_backup_export) with O(virtops.libvirt.virt_backup_export#module:state=absent)
+        and the export name. The daemon does not survive a reboot of the host; running this task again serves
+        the backup again (before O(start) starts the domain).
+      - Needs O(new_name); O(define) is implied and O(format) must be V(qcow2). O(dest) and the directories
+        above it must let QEMU's user traverse them (mode 0711 or 0755); a missing O(dest) is made 0711.
+    type: str
+    choices: [copy, instant]
+    default: copy
+  start:
+    description:
+      - With O(mode=instant), start the domain (also on a later run, when it is shut off).
+    type: bool
+    default: false
 requirements:
   - C(qemu-img) and C(qemu-nbd) (C(qemu-utils)), libnbd and lxml Python bindings
+  - C(qemu-storage-daemon) (C(qemu-system-common)) for O(mode=instant)
 seealso:
   - module: virtops.libvirt.virt_backup
   - module: virtops.libvirt.virt_backup_info
@@ -147,6 +184,32 @@ EXAMPLES = r'''
     define: true
     new_name: web01-restored
     trust_saved_xml: true   # only for a repository nobody else can write
+
+- name: Run web01 from its latest backup now, as web01-rescue
+  virtops.libvirt.virt_restore:
+    repository: /srv/backup/vms
+    domain: web01
+    dest: /var/lib/libvirt/images/web01-rescue
+    mode: instant
+    new_name: web01-rescue
+    start: true
+  register: rescue
+
+- name: Move its disk to final storage while it runs (the domain no longer needs the repository)
+  virtops.libvirt.virt_blockjob:
+    name: web01-rescue
+    disk: vda
+    operation: copy
+    dest: /var/lib/libvirt/images/web01-rescue.qcow2
+    pivot: true
+
+- name: Stop serving the backup now that no disk needs it
+  virtops.libvirt.virt_restore:
+    repository: /srv/backup/vms
+    domain: web01
+    dest: /var/lib/libvirt/images/web01-rescue
+    mode: instant
+    new_name: web01-rescue
 
 - name: One disk, raw
   virtops.libvirt.virt_restore:
@@ -186,8 +249,12 @@ disks:
       description: Disk target name.
       type: str
     path:
-      description: Path of the restored image.
+      description: Path of the restored image; with O(mode=instant), of the disk's new overlay.
       type: str
+    backing:
+      description: With O(mode=instant), the NBD URI of the backup point beneath the overlay.
+      type: str
+      returned: with O(mode=instant)
     verified:
       description: True once the image was proven equal to the backup, block by block (false in check mode).
       type: bool
@@ -208,8 +275,28 @@ tpm:
   returned: always
   type: str
   sample: /var/lib/libvirt/images/web01-restored/tpm
+export:
+  description:
+    - With O(mode=instant), the NBD export the domain's disks are backed by (see
+      M(virtops.libvirt.virt_backup_export) for its fields); null when no disk needs it any more.
+  returned: with O(mode=instant)
+  type: dict
+  contains:
+    name:
+      description: Name of the export (C(instant-<new_name>)).
+      type: str
+    socket:
+      description: Its unix socket.
+      type: str
+    pid:
+      description: Process id of the C(qemu-storage-daemon) serving it (absent in check mode before it runs).
+      type: int
+export_stopped:
+  description: With O(mode=instant), the name of the export this run stopped because no disk needed it any more.
+  returned: when it happened
+  type: str
 domain:
-  description: The domain defined with O(define); null otherwise.
+  description: The domain defined with O(define) or O(mode=instant); null otherwise.
   returned: always
   type: dict
   contains:
@@ -222,11 +309,18 @@ domain:
     xml:
       description: Its definition.
       type: str
+    state:
+      description: With O(mode=instant), V(running) or V(shutoff).
+      type: str
+mode:
+  description: With O(mode=instant), V(instant).
+  returned: with O(mode=instant)
+  type: str
 '''
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
 from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore, _s3
 
 
 def run(vm):
@@ -252,8 +346,11 @@ def main():
             define=dict(type='bool', default=False),
             new_name=dict(type='str'),
             trust_saved_xml=dict(type='bool', default=False),
+            mode=dict(type='str', default='copy', choices=['copy', 'instant']),
+            start=dict(type='bool', default=False),
+            **_s3.ARGUMENT_SPEC
         ),
-        required_if=[('define', True, ['new_name'])],
+        required_if=[('define', True, ['new_name']), ('mode', 'instant', ['new_name'])],
         supports_check_mode=True,
     )
     vm.run(run)

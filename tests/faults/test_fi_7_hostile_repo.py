@@ -287,13 +287,20 @@ def forge_integrity(bdir, raw, size=None, block_size=None):
     disk = manifest['disks'][0]
     size = disk['virtual_size'] if size is None else size
     block_size = block_size or disk['integrity']['block_size']
+
+    # The chain's block hash (repository format 2: XXH3-128; format 1: SHA-256).
+    def block_digest(block):
+        if disk['integrity']['algorithm'] == 'xxh3-128':
+            import xxhash
+            return xxhash.xxh3_128_digest(block)
+        return hashlib.sha256(block).digest()
     data = bytearray()
     with open(raw, 'rb') as src:
         pos = 0
         while pos < size:
             n = min(block_size, size - pos)
             block = src.read(n)
-            data += hashlib.sha256(block + bytes(n - len(block))).digest()
+            data += block_digest(block + bytes(n - len(block)))
             pos += n
     map_path = os.path.join(bdir, 'vda.blockhash.gz')
     with open(map_path, 'wb') as out_raw, gzip.GzipFile(fileobj=out_raw, mode='wb', mtime=0) as out:

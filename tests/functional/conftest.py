@@ -304,3 +304,14 @@ def repairs(offline, conn):
 @pytest.fixture(params=MODES)
 def mode(request):
     return request.param
+
+
+@pytest.fixture(scope='session')
+def s3server():
+    """A real S3 server (SeaweedFS) on 127.0.0.1 for the whole session; killed (SIGKILL) afterwards."""
+    import s3server as s3lib
+    server = s3lib.S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -251,7 +252,10 @@ def test_manifest_records_the_point(timeline, mode):
             path = os.path.join(p.backup['path'], d['integrity']['map'])
             with gzip.open(path, 'rb') as src:
                 data = src.read()
-            assert len(data) == 32 * ((d['virtual_size'] + 65535) // 65536)
+            # a new chain hashes with XXH3-128 (16-byte digests, manifest format 2)
+            assert m['format_version'] == 2 and d['integrity']['algorithm'] == 'xxh3-128'
+            assert len(data) == 16 * ((d['virtual_size'] + 65535) // 65536)
+            assert hashlib.sha256(data).hexdigest() == d['image_digest']
         files = sorted(os.listdir(p.backup['path']))
         assert files == sorted(['checkpoint.xml', 'domain.xml', 'manifest.json', 'vda.blockhash.gz',
                                 'vda.qcow2', 'vdb.blockhash.gz', 'vdb.qcow2'])

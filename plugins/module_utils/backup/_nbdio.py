@@ -7,18 +7,21 @@
 
 Sources are NBD exports: QEMU's pull-mode backup export (a frozen point in time with a dirty
 bitmap) or an image chain exported read-only by qemu-nbd. Writes go to a qcow2 image exported by
-a qemu-nbd process of our own. Several worker threads, each with its own connections, keep
-several requests in flight; libnbd releases the GIL while it waits, and hashlib while it hashes.
-Memory stays bounded: extents are planned one window at a time and the work queue is short.
+a qemu-nbd process of our own (or, for a restored raw disk, straight into the file). Several
+worker threads, each with its own connections, keep many requests in flight asynchronously
+(libnbd's aio_* calls; libnbd releases the GIL while it works). Memory stays bounded: extents are
+planned one window at a time, and each worker holds at most _Pump.HELD chunks.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import ctypes
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -40,8 +43,10 @@ STATE_ZERO = 2           # base:allocation: the extent reads as zeroes
 DIRTY = 1                # qemu:dirty-bitmap:*: the extent changed since the checkpoint
 
 WINDOW = 1024 * 1024 * 1024      # extents are planned this much of the disk at a time
-MAX_REQUEST = 4 * 1024 * 1024    # one read or write, at most
-DEFAULT_WORKERS = 4
+MAX_REQUEST = 4 * 1024 * 1024    # one work item of the planner, at most
+DEFAULT_WORKERS = 4              # connections (each its own source and destination)
+DEFAULT_DEPTH = 32               # read requests in flight per connection
+DEFAULT_REQUEST = 256 * 1024     # bytes per read request
 
 
 class NbdIoError(Exception):
@@ -287,12 +292,20 @@ def plan_window(alloc, selected, block, size):
 
 
 class Transfer:
-    """Copy (or only hash) what a source export holds into a destination, block hashes included."""
+    """Copy (or only hash) what a source export holds into a destination, block hashes included.
+
+    Each worker owns one connection to the source and one to the destination and keeps up to
+    `depth` read requests of `request_size` bytes in flight, asynchronously (libnbd's aio_* calls,
+    one poll loop per worker): the layout nbdcopy uses. A chunk whose reads completed is hashed at
+    once, while its data is in the CPU cache, and written from the same buffer (see _Pump).
+    """
 
     def __init__(self, source, size, hashmap, destination=None, workers=DEFAULT_WORKERS,
-                 write_zeroes=False, timeout=None, compare=False):
+                 write_zeroes=False, timeout=None, compare=False, depth=DEFAULT_DEPTH,
+                 request_size=DEFAULT_REQUEST):
         """compare: hashmap holds the parent's digests; only blocks whose digest differs are written
-        (a disk without a dirty bitmap, read in full). Otherwise everything read is written."""
+        (a disk without a dirty bitmap, read in full). Otherwise everything read is written.
+        destination: an Export, or a FileWriter (a raw file written by descriptor)."""
         self.source = source
         self.destination = destination
         self.size = size
@@ -300,6 +313,11 @@ class Transfer:
         self.workers = max(1, workers)
         self.write_zeroes = write_zeroes
         self.compare = compare
+        self.depth = max(1, depth)
+        # Chunks (the planner's work items, hashed and written whole) are whole hash blocks;
+        # read requests are pieces of a chunk.
+        self.chunk_size = max(MAX_REQUEST, hashmap.block_size)
+        self.request_size = max(4096, min(self.chunk_size, request_size - request_size % 4096))
         self.changed_zero_bytes = 0
         self.deadline = time.time() + timeout if timeout else None
         self.bytes_read = 0
@@ -308,7 +326,8 @@ class Transfer:
         self.selected_bytes = 0
         self._lock = threading.Lock()
         self._error = None
-        self._queue = queue.Queue(maxsize=self.workers * 2)
+        # Items are small tuples: a long queue keeps every worker fed without holding any data.
+        self._queue = queue.Queue(maxsize=self.workers * 8)
 
     def run(self, contexts, select):
         """contexts: meta contexts to ask for; select(found) -> selected ranges or None (all).
@@ -364,7 +383,7 @@ class Transfer:
         self._queue.put(item)
 
     def _put_chunks(self, kind, start, end):
-        step = MAX_REQUEST if kind == 'data' else WINDOW
+        step = self.chunk_size if kind == 'data' else WINDOW
         pos = start
         while pos < end and self._error is None:
             self._check_deadline()
@@ -377,6 +396,13 @@ class Transfer:
             if self._error is None:
                 self._error = exc
 
+    def _count(self, read=0, written=0, zero=0, changed_zero=0):
+        with self._lock:
+            self.bytes_read += read
+            self.bytes_written += written
+            self.zero_bytes += zero
+            self.changed_zero_bytes += changed_zero
+
     def _worker(self):
         src = dst = None
         try:
@@ -385,58 +411,211 @@ class Transfer:
                 dst = self.destination.connect()
         except Exception as exc:  # pylint: disable=broad-except
             self._fail(exc if isinstance(exc, NbdIoError) else NbdIoError('NBD connection failed: %s' % exc))
-        # Always consume until our end marker, so the producer never blocks on a dead worker.
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            if self._error is not None:
-                continue
-            try:
-                self._process(item, src, dst)
-            except Exception as exc:  # pylint: disable=broad-except
-                self._fail(NbdIoError('NBD transfer at offset %d failed: %s' % (item[1], exc)))
+        pump = _Pump(self, src, dst)
         try:
+            if self._error is None:
+                pump.run()
             if dst is not None and self._error is None:
                 dst.flush()
         except Exception as exc:  # pylint: disable=broad-except
-            self._fail(NbdIoError('flushing the backup image failed: %s' % exc))
-        for handle in (src, dst):
-            if handle is not None:
-                _close(handle)
+            self._fail(exc if isinstance(exc, NbdIoError) else NbdIoError(
+                'NBD transfer near offset %d failed: %s' % (pump.position, exc)))
+        finally:
+            # Always consume until our end marker, so the producer never blocks on a dead worker.
+            pump.drain_queue()
+            for handle in (src, dst):
+                if handle is not None:
+                    _close(handle)
 
-    def _process(self, item, src, dst):
+
+class FileWriter:
+    """A destination that is a new, sparse raw file (a restored disk): written by descriptor with
+    pwrite from the pumps' buffers, no NBD server in between. Zero ranges stay holes: the caller
+    created the file empty and sized (ftruncate), so they read as zeroes already."""
+
+    def __init__(self, fd, label):
+        self.fd = fd
+        self.label = label
+
+    def connect(self):
+        return self
+
+    def pwrite(self, view, offset):
+        while len(view):
+            done = os.pwrite(self.fd, view, offset)
+            view, offset = view[done:], offset + done
+
+    def flush(self):
+        pass    # the caller fsyncs the finished file once
+
+    def aio_is_ready(self):
+        return False
+
+
+class _Pump:
+    """One worker's asynchronous loop over its source and destination connections.
+
+    Work items are chunks of up to MAX_REQUEST bytes. A chunk is read as several requests of
+    transfer.request_size in flight at once (reads want many small requests), hashed when its last
+    piece arrived, and written with one request per changed range (the qemu-nbd writer spends half
+    the CPU time on 4 MiB writes that it spends on 256 KiB ones). At most transfer.depth reads are
+    in flight, and at most HELD chunks are held (being read or written) per connection.
+
+    Completion callbacks run inside this thread (during aio_notify_*) and only record what
+    completed; the loop does the work, so no libnbd call is made from inside a callback.
+    """
+
+    HELD = 2
+
+    def __init__(self, transfer, src, dst):
+        self.t = transfer
+        self.src = src
+        self.dst = dst
+        self.done = collections.deque()      # chunks whose every read completed: [buf, start, end, left]
+        self.reads = 0                       # read requests in flight
+        self.writes = 0                      # write and zero requests in flight
+        self.held = 0                        # chunk buffers in use
+        self.pool = []                       # free chunk buffers
+        self.ended = False                   # the end marker was taken from the queue
+        self.position = 0
+        # A FileWriter is written synchronously (pwrite releases the GIL); NBD handles are polled.
+        self.file = dst if isinstance(dst, FileWriter) else None
+        self.handles = [h for h in (src, dst) if h is not None and h is not self.file]
+
+    def drain_queue(self):
+        while not self.ended:
+            if self.t._queue.get() is None:
+                self.ended = True
+
+    def _next(self, block):
+        if self.ended:
+            return None
+        try:
+            item = self.t._queue.get(block=block)
+        except queue.Empty:
+            return None
+        if item is None:
+            self.ended = True
+        return item
+
+    def run(self):
+        t = self.t
+        while t._error is None:
+            while self.held < self.HELD and self.reads < t.depth:
+                item = self._next(block=not (self.reads or self.writes or self.done))
+                if item is None:
+                    break
+                self._issue(item)
+            while self.done:
+                self._written(self.done.popleft())
+            if not (self.reads or self.writes):
+                if self.ended and not self.done:
+                    return
+                continue
+            t._check_deadline()
+            self._wait()
+
+    def _issue(self, item):
         kind, start, end = item
+        self.position = start
+        t = self.t
         if kind == 'data':
-            buf = src.pread(end - start, start)
-            # Hash first, while the data just read is still in the CPU cache.
-            if self.compare:
-                ranges = self.hashmap.update_changed(start, buf)
-            else:
-                self.hashmap.update(start, buf)
-                ranges = [(start, end)]
-            written = 0
-            if dst is not None:
-                view = memoryview(buf)
-                for s, e in ranges:
-                    dst.pwrite(view[s - start:e - start], s)
-                    written += e - s
-            with self._lock:
-                self.bytes_read += end - start
-                self.bytes_written += written
+            buf = self.pool.pop() if self.pool else bytearray(t.chunk_size)
+            view = memoryview(buf)
+            chunk = [buf, start, end, 0]
+            step = t.request_size
+            for pos in range(start, end, step):
+                stop = min(end, pos + step)
+                self.src.aio_pread(nbd.Buffer.from_buffer(view[pos - start:stop - start]), pos,
+                                   completion=self._read_done(chunk, pos, stop))
+                chunk[3] += 1
+                self.reads += 1
+            self.held += 1
+            return
+        if t.compare:
+            ranges = t.hashmap.set_zero_changed(start, end)
         else:
-            if self.compare:
-                ranges = self.hashmap.set_zero_changed(start, end)
-            else:
-                self.hashmap.set_zero(start, end)
-                ranges = [(start, end)] if self.write_zeroes else []
-            if dst is not None and (self.write_zeroes or self.compare):
-                for s, e in ranges:
-                    dst.zero(e - s, s)
-            with self._lock:
-                self.zero_bytes += end - start
-                if self.compare:
-                    self.changed_zero_bytes += sum(e - s for s, e in ranges)
+            t.hashmap.set_zero(start, end)
+            ranges = [(start, end)] if t.write_zeroes else []
+        t._count(zero=end - start, changed_zero=sum(e - s for s, e in ranges) if t.compare else 0)
+        if self.dst is not None and self.file is None and (t.write_zeroes or t.compare):
+            for s, e in ranges:
+                self.dst.aio_zero(e - s, s, completion=self._write_done(None, s, e))
+                self.writes += 1
+
+    def _read_done(self, chunk, start, end):
+        def read_done(error):
+            self.reads -= 1
+            if error.value:
+                self.t._fail(NbdIoError('reading %d bytes at offset %d failed: %s' % (
+                    end - start, start, os.strerror(error.value))))
+            chunk[3] -= 1
+            if not chunk[3]:
+                self.done.append(chunk)
+            return 1
+        return read_done
+
+    def _write_done(self, holder, start, end):
+        def write_done(error):
+            self.writes -= 1
+            if error.value:
+                self.t._fail(NbdIoError('writing %d bytes at offset %d failed: %s' % (
+                    end - start, start, os.strerror(error.value))))
+            if holder is not None:
+                holder[1] -= 1
+                if not holder[1]:
+                    self._release(holder[0])
+            return 1
+        return write_done
+
+    def _release(self, buf):
+        self.pool.append(buf)
+        self.held -= 1
+
+    def _written(self, chunk):
+        """Every read of a chunk completed: hash it, then write what must be written from the same buffer."""
+        buf, start, end, dummy = chunk
+        t = self.t
+        if t._error is not None:
+            return
+        view = memoryview(buf)[:end - start]
+        if t.compare:
+            ranges = t.hashmap.update_changed(start, view)
+        else:
+            t.hashmap.update(start, view)
+            ranges = [(start, end)]
+        written = 0
+        if self.file is not None:
+            for s, e in ranges:
+                self.file.pwrite(view[s - start:e - start], s)
+                written += e - s
+            self._release(buf)
+        elif self.dst is not None and ranges:
+            holder = [buf, len(ranges)]
+            for s, e in ranges:
+                self.dst.aio_pwrite(nbd.Buffer.from_buffer(view[s - start:e - start]), s,
+                                    completion=self._write_done(holder, s, e))
+                self.writes += 1
+                written += e - s
+        else:
+            self._release(buf)
+        t._count(read=end - start, written=written)
+
+    def _wait(self):
+        readers, writers = [], []
+        for handle in self.handles:
+            direction = handle.aio_get_direction()
+            if direction & nbd.AIO_DIRECTION_READ:
+                readers.append(handle.aio_get_fd())
+            if direction & nbd.AIO_DIRECTION_WRITE:
+                writers.append(handle.aio_get_fd())
+        ready_r, ready_w, dummy = select.select(readers, writers, [], 1.0)
+        for handle in self.handles:
+            fd = handle.aio_get_fd()
+            if fd in ready_r:
+                handle.aio_notify_read()
+            elif fd in ready_w:
+                handle.aio_notify_write()
 
 
 def select_dirty(bitmap_context):

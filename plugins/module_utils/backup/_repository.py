@@ -33,9 +33,15 @@ import uuid
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _images
 
 FORMAT = 'virtops.libvirt/backup-repository'
-FORMAT_VERSION = 1
+# Version 2: chains may hash their blocks with XXH3-128 (manifest version 2); the marker of a
+# repository of version 1 is raised to 2 when its first such manifest is written.
+FORMAT_VERSION = 2
 MANIFEST_FORMAT = 'virtops.libvirt/backup'
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+# The block hash of a chain, by manifest version: a chain keeps the algorithm of its full backup,
+# and each of its manifests has the version of that algorithm (so older readers of version 1
+# still read the chains of version 1 that this version continues).
+MANIFEST_ALGORITHMS = {1: _blockhash.SHA256, 2: _blockhash.XXH3_128}
 REPOSITORY_FILE = 'repository.json'
 MANIFEST = 'manifest.json'
 STAGING = '.staging'
@@ -298,7 +304,7 @@ def load_manifest(path):
     if not isinstance(manifest, dict) or manifest.get('format') != MANIFEST_FORMAT:
         raise RepositoryError('%s is not a virtops.libvirt backup manifest' % file_name)
     version = manifest.get('format_version')
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or version > MANIFEST_VERSION:
         raise RepositoryError('manifest %s has format version %r; this collection reads up to %d: upgrade '
                               'virtops.libvirt to use it' % (file_name, version, MANIFEST_VERSION))
     for key in ('id', 'chain', 'level', 'mode', 'started', 'disks', 'complete'):
@@ -404,9 +410,10 @@ def validate_manifest(m, file_name):
         integrity = disk.get('integrity')
         if not isinstance(integrity, dict):
             f.bad(where + '.integrity', integrity, 'it is an object')
-        if integrity.get('algorithm') != _blockhash.ALGORITHM:
-            f.bad(where + '.integrity.algorithm', integrity.get('algorithm'), 'this format hashes with %s'
-                  % _blockhash.ALGORITHM)
+        algorithm = MANIFEST_ALGORITHMS[m['format_version']]
+        if integrity.get('algorithm') != algorithm:
+            f.bad(where + '.integrity.algorithm', integrity.get('algorithm'), 'a manifest of format version %d '
+                  'hashes with %s' % (m['format_version'], algorithm))
         block_size = _blockhash.choose_block_size(size)
         if integrity.get('block_size') != block_size:
             f.bad(where + '.integrity.block_size', integrity.get('block_size'),
@@ -436,7 +443,20 @@ def load_map(backup, disk):
     except RepositoryError as exc:
         raise _blockhash.BlockHashError('cannot read hash map: %s' % exc)
     return _blockhash.BlockHashMap.load(fd, disk['virtual_size'], integrity['block_size'], disk['image_digest'],
-                                        label=label)
+                                        label=label, algorithm=integrity['algorithm'])
+
+
+def manifest_version(algorithm):
+    """The manifest version whose block hash is algorithm."""
+    for version, name in MANIFEST_ALGORITHMS.items():
+        if name == algorithm:
+            return version
+    raise RepositoryError('block hash algorithm %r has no manifest version' % (algorithm,))
+
+
+def chain_algorithm(backup):
+    """The block hash of the chain backup belongs to (every manifest of a chain has the same)."""
+    return MANIFEST_ALGORITHMS[backup.manifest['format_version']]
 
 
 def open_chain(lineage, name):
@@ -493,6 +513,35 @@ def check_new_repository(path):
         raise RepositoryError('cannot create repository %s: %s is not writable' % (path, parent))
 
 
+def check_ancestors(path):
+    """Every directory above the repository, as given and as resolved, belongs to root (or the user
+    this module runs as) and nobody else can rename its entries (not writable by group or others,
+    unless sticky like /tmp): otherwise another user could swap the repository, or a directory of
+    it, for one of their own between two steps, and root would read or write what they chose."""
+    parents = set()
+    for start in (path, os.path.realpath(path)):
+        parent = os.path.dirname(start)
+        while True:
+            parents.add(parent)
+            if parent == os.path.dirname(parent):
+                break
+            parent = os.path.dirname(parent)
+    for parent in sorted(parents):
+        try:
+            st = os.stat(parent)
+        except OSError:
+            continue            # created later, by this run, as root
+        if st.st_uid not in (0, os.geteuid()):
+            problem = 'owned by uid %d' % st.st_uid
+        elif st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            problem = 'writable by group or others (mode %04o)' % stat.S_IMODE(st.st_mode)
+        else:
+            continue
+        raise RepositoryError('repository %s: %s is %s; another user could replace what the repository holds. '
+                              'A repository must sit in directories only root can change. Nothing was changed'
+                              % (path, parent, problem))
+
+
 class Repository:
     """A repository directory; opening for writing creates it."""
 
@@ -500,6 +549,7 @@ class Repository:
         if not path or not os.path.isabs(path):
             raise RepositoryError('repository %r must be an absolute path' % (path,))
         self.path = os.path.normpath(path)
+        check_ancestors(self.path)
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RepositoryError('repository %s exists and is not a directory' % self.path)
         marker = os.path.join(self.path, REPOSITORY_FILE)
@@ -553,10 +603,19 @@ class Repository:
         if not isinstance(info['id'], str) or not UUID.match(info['id']):
             raise RepositoryError('%s: field id is %r, but a repository id is a UUID. The repository may have '
                                   'been damaged or tampered with; nothing was changed' % (marker, info['id']))
-        if not isinstance(info.get('format_version'), int) or info['format_version'] > FORMAT_VERSION:
+        if not isinstance(info.get('format_version'), int) or isinstance(info['format_version'], bool) \
+                or info['format_version'] < 1 or info['format_version'] > FORMAT_VERSION:
             raise RepositoryError('repository %s has format version %r; this collection reads up to %d'
                                   % (self.path, info.get('format_version'), FORMAT_VERSION))
         return info
+
+    def _raise_version(self, version):
+        # Parallel runs may raise it at once: each writes the same content, by atomic rename.
+        info = dict(self._read_info(os.path.join(self.path, REPOSITORY_FILE)))
+        if info['format_version'] < version:
+            info['format_version'] = version
+            write_file(os.path.join(self.path, REPOSITORY_FILE), json.dumps(info, indent=2, sort_keys=True) + '\n')
+        self.info = info
 
     @property
     def short_id(self):
@@ -685,6 +744,13 @@ class Repository:
             if parent is None or parent.id in seen:
                 raise RepositoryError('backup %s depends on %s, which is missing from chain %s' % (
                     result[-1].id, result[-1].parent, backup.chain))
+            if parent.manifest['format_version'] != result[-1].manifest['format_version']:
+                # One block hash per chain: an incremental's map continues its parent's.
+                raise RepositoryError('backup %s (manifest version %d, block hash %s) continues %s (version %d, %s): '
+                                      'a chain keeps one block hash. The repository may have been damaged or '
+                                      'tampered with' % (result[-1].id, result[-1].manifest['format_version'],
+                                                         chain_algorithm(result[-1]), parent.id,
+                                                         parent.manifest['format_version'], chain_algorithm(parent)))
             seen.add(parent.id)
             result.append(parent)
         return result
@@ -754,7 +820,11 @@ class Repository:
         return path
 
     def commit(self, path, manifest):
-        """Write the manifest last, by atomic rename: from now on the backup exists."""
+        """Write the manifest last, by atomic rename: from now on the backup exists. A manifest of a
+        version the repository marker does not announce yet raises the marker first, so that an
+        older collection refuses the repository as a whole instead of a backup here and there."""
+        if manifest['format_version'] > self.info['format_version']:
+            self._raise_version(manifest['format_version'])
         write_file(os.path.join(path, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + '\n')
 
     def remove_partials(self, domain):

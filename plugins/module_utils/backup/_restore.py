@@ -36,16 +36,18 @@ def _repo(path):
         raise VirtError(str(exc))
 
 
-def verify_point(backup, disk, chain, expected=None):
+def verify_point(backup, disk, chain, expected=None, own_file=False):
     """Prove that an ImageChain holds exactly what the backup recorded for disk (expected: its
-    integrity map, when the caller loaded it already).
+    integrity map, when the caller loaded it already; own_file: the chain is the one image this
+    run has just written, see _images.hash_image).
 
     Returns a dict: ok, message, and the offset of the first differing block when not ok.
     """
     try:
         if expected is None:
             expected = _repository.load_map(backup, disk)
-        actual = _images.hash_image(chain, disk['virtual_size'], disk['integrity']['block_size'])
+        actual = _images.hash_image(chain, disk['virtual_size'], disk['integrity']['block_size'],
+                                    algorithm=disk['integrity']['algorithm'], own_file=own_file)
     except (_blockhash.BlockHashError, _images.ImageError, _nbdio.NbdIoError) as exc:
         return dict(ok=False, message=str(exc))
     except Exception as exc:  # pylint: disable=broad-except
@@ -145,6 +147,17 @@ def _existing(dest_dir, name, fmt, backup, disk, expected):
 
 
 def restore(conn_factory, params, check_mode):
+    if str(params.get('repository') or '').startswith('s3://'):
+        # An S3 repository: the chosen point is mirrored into a scratch directory first (_copy).
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy
+        return _copy.restore_from_s3(restore, conn_factory, params, check_mode)
+    if params.get('mode') == 'instant':
+        # Imported here: _instant builds on this module's helpers.
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _instant
+        return _instant.restore(conn_factory, params, check_mode)
+    if params.get('start'):
+        raise VirtError('start: true is for mode instant; start a domain restored by copy with '
+                        'virtops.libvirt.virt_domain')
     repo = _repo(params['repository'])
     domain = params['domain']
     backup, lineage = _resolve(repo, domain, params['backup'])
@@ -254,19 +267,27 @@ def restore(conn_factory, params, check_mode):
             fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=dest_fd)
             partials.append(partial)
+            flusher = None
             try:
+                # The disk is written to while convert fills the page cache and while the result
+                # is read back, not after: the final fsync then has little left to wait for.
+                flusher = _images.Flusher(fd)
                 with _repository.open_chain(lineage, entry['name']) as chain:
                     _images.convert(chain, fd, os.path.join(dest, partial), out_fmt, disk['virtual_size'])
+                flusher.finish()
                 restored = _images.ImageChain([_images.Layer(os.dup(fd), os.path.join(dest, partial),
                                                              disk['virtual_size'])], fmt=out_fmt)
                 with restored:
-                    check = verify_point(backup, disk, restored, maps[entry['name']])
+                    check = verify_point(backup, disk, restored, maps[entry['name']], own_file=True)
                 if not check['ok']:
                     raise VirtError('restored disk %s of backup %s is not bit-exact: %s' % (
                         entry['name'], backup.id, check['message']))
                 os.fchmod(fd, 0o600)
-                os.fsync(fd)
+                flusher.wait()          # synced (and proven bit-exact) before the rename
+                os.fsync(fd)            # the mode change too (nothing else is left to write)
             finally:
+                if flusher is not None:
+                    flusher.abandon()   # done already when all went well; never close fd under it
                 os.close(fd)
             os.rename(partial, name, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)
             partials.remove(partial)
@@ -356,6 +377,9 @@ def _points_at(dom, disk_paths):
 
 def describe(params):
     """virt_backup_info: every domain, chain and backup; with verify, each point checked."""
+    if str(params.get('repository') or '').startswith('s3://'):
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy
+        return _copy.describe_s3(describe, params)
     repo = _repo(params['repository'])
     wanted = params.get('domain')
     domains = []

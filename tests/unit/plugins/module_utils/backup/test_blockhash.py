@@ -10,49 +10,85 @@ import gzip
 import hashlib
 
 import pytest
+import xxhash
 
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash as bh
 
 BS = 65536
+ALGORITHMS = pytest.mark.parametrize('algorithm', [bh.XXH3_128, bh.SHA256])
 
 
-def reference_map(data, block=BS):
-    """What docs/repository-format.md tells a user to compute with hashlib alone."""
-    return b''.join(hashlib.sha256(data[i:i + block]).digest() for i in range(0, len(data), block))
+def reference_map(data, block=BS, algorithm=bh.SHA256):
+    """What docs/repository-format.md tells a user to compute with hashlib or xxhash alone."""
+    digest = (lambda b: hashlib.sha256(b).digest()) if algorithm == bh.SHA256 else xxhash.xxh3_128_digest
+    return b''.join(digest(data[i:i + block]) for i in range(0, len(data), block))
 
 
-def test_new_map_describes_a_disk_of_zeroes_including_a_short_last_block():
+def test_new_chains_hash_with_xxh3_128_in_16_byte_digests():
+    assert bh.ALGORITHM == bh.XXH3_128
+    m = bh.BlockHashMap(4 * BS)
+    assert m.algorithm == bh.XXH3_128 and m.digest_size == 16 and len(m.data) == 4 * 16
+    # The documented definition: the XXH3 128-bit hash with seed 0, its canonical (big-endian) bytes.
+    assert bh.hash_function(bh.XXH3_128)(b'abc') == xxhash.xxh3_128(b'abc', seed=0).digest()
+
+
+def test_an_unknown_algorithm_is_refused():
+    with pytest.raises(bh.BlockHashError, match='not one this collection knows'):
+        bh.BlockHashMap(4 * BS, algorithm='md5')
+    with pytest.raises(bh.BlockHashError, match='unknown'):
+        bh.BlockHashMap.load('/nonexistent', 4 * BS, BS, algorithm='crc32')
+
+
+def test_xxh3_without_the_module_names_the_package(monkeypatch):
+    monkeypatch.setattr(bh, 'xxhash', None)
+    with pytest.raises(bh.BlockHashError, match='python3-xxhash'):
+        bh.BlockHashMap(4 * BS, algorithm=bh.XXH3_128)
+    assert len(bh.BlockHashMap(4 * BS, algorithm=bh.SHA256).data) == 4 * 32
+
+
+@ALGORITHMS
+def test_new_map_describes_a_disk_of_zeroes_including_a_short_last_block(algorithm):
     size = 3 * BS + 1000
-    m = bh.BlockHashMap(size)
+    m = bh.BlockHashMap(size, algorithm=algorithm)
     assert m.blocks == 4
-    assert bytes(m.data) == reference_map(bytes(size))
+    assert bytes(m.data) == reference_map(bytes(size), algorithm=algorithm)
 
 
-def test_update_hashes_each_block_and_matches_the_documented_algorithm():
+@ALGORITHMS
+def test_update_hashes_each_block_and_matches_the_documented_algorithm(algorithm):
     data = bytearray(4 * BS)
     data[BS:2 * BS] = b'\xab' * BS
     data[3 * BS + 7] = 1
-    m = bh.BlockHashMap(len(data))
+    m = bh.BlockHashMap(len(data), algorithm=algorithm)
     m.update(0, bytes(data))
-    assert bytes(m.data) == reference_map(bytes(data))
+    assert bytes(m.data) == reference_map(bytes(data), algorithm=algorithm)
 
 
-def test_incremental_update_changes_only_the_blocks_written():
+@ALGORITHMS
+def test_incremental_update_changes_only_the_blocks_written(algorithm):
     data = bytearray(8 * BS)
-    m = bh.BlockHashMap(len(data))
+    m = bh.BlockHashMap(len(data), algorithm=algorithm)
     m.update(0, bytes(data))
     before = m.copy()
+    assert before.algorithm == algorithm
     data[2 * BS:3 * BS] = b'\x11' * BS
     m.update(2 * BS, bytes(data[2 * BS:3 * BS]))
     assert m.first_difference(before) == 2 * BS
-    assert bytes(m.data) == reference_map(bytes(data))
+    assert bytes(m.data) == reference_map(bytes(data), algorithm=algorithm)
 
 
-def test_set_zero_restores_zero_digests():
-    m = bh.BlockHashMap(4 * BS)
+def test_maps_of_different_algorithms_never_compare_equal():
+    a = bh.BlockHashMap(4 * BS, algorithm=bh.SHA256)
+    b = bh.BlockHashMap(4 * BS, algorithm=bh.XXH3_128)
+    assert a.first_difference(b) == 0
+
+
+@ALGORITHMS
+def test_set_zero_restores_zero_digests(algorithm):
+    m = bh.BlockHashMap(4 * BS, algorithm=algorithm)
     m.update(0, b'\x01' * (4 * BS))
     m.set_zero(BS, 3 * BS)
-    assert bytes(m.data) == reference_map(b'\x01' * BS + bytes(2 * BS) + b'\x01' * BS)
+    assert bytes(m.data) == reference_map(b'\x01' * BS + bytes(2 * BS) + b'\x01' * BS, algorithm=algorithm)
 
 
 def test_unaligned_update_is_refused():
@@ -61,18 +97,23 @@ def test_unaligned_update_is_refused():
         m.update(512, b'x' * 512)
 
 
-def test_save_and_load_round_trip_and_detect_tampering(tmp_path):
-    m = bh.BlockHashMap(5 * BS + 512)
+@ALGORITHMS
+def test_save_and_load_round_trip_and_detect_tampering(tmp_path, algorithm):
+    m = bh.BlockHashMap(5 * BS + 512, algorithm=algorithm)
     m.update(BS, b'\x42' * BS)
     path = str(tmp_path / 'vda.blockhash.gz')
     digest = m.save(path)
     assert digest == hashlib.sha256(gzip.open(path).read()).hexdigest()
-    loaded = bh.BlockHashMap.load(path, m.size, BS, digest)
-    assert loaded.first_difference(m) is None
+    loaded = bh.BlockHashMap.load(path, m.size, BS, digest, algorithm=algorithm)
+    assert loaded.first_difference(m) is None and loaded.algorithm == algorithm
     with pytest.raises(bh.BlockHashError):
-        bh.BlockHashMap.load(path, m.size, BS, '0' * 64)
+        bh.BlockHashMap.load(path, m.size, BS, '0' * 64, algorithm=algorithm)
     with pytest.raises(bh.BlockHashError):
-        bh.BlockHashMap.load(path, m.size + BS, BS)
+        bh.BlockHashMap.load(path, m.size + BS, BS, algorithm=algorithm)
+    # A map read as the other algorithm has the wrong length for the disk: refused.
+    other = bh.SHA256 if algorithm == bh.XXH3_128 else bh.XXH3_128
+    with pytest.raises(bh.BlockHashError):
+        bh.BlockHashMap.load(path, m.size, BS, algorithm=other)
 
 
 def test_truncated_map_file_is_an_error(tmp_path):
@@ -84,13 +125,14 @@ def test_truncated_map_file_is_an_error(tmp_path):
         bh.BlockHashMap.load(str(path), 4 * BS, BS)
 
 
-def test_set_zero_up_to_a_short_last_block():
+@ALGORITHMS
+def test_set_zero_up_to_a_short_last_block(algorithm):
     size = 3 * BS + 100
     data = b'\x07' * size
-    m = bh.BlockHashMap(size)
+    m = bh.BlockHashMap(size, algorithm=algorithm)
     m.update(0, data)
     m.set_zero(BS, size)
-    assert bytes(m.data) == reference_map(data[:BS] + bytes(size - BS))
+    assert bytes(m.data) == reference_map(data[:BS] + bytes(size - BS), algorithm=algorithm)
 
 
 @pytest.mark.parametrize('size, block', [
@@ -101,15 +143,16 @@ def test_set_zero_up_to_a_short_last_block():
 ])
 def test_block_size_keeps_every_map_within_16_mib(size, block):
     assert bh.choose_block_size(size) == block
-    assert (size + block - 1) // block * bh.DIGEST_SIZE <= 16 << 20
+    assert (size + block - 1) // block * max(bh.DIGEST_SIZES.values()) <= 16 << 20
 
 
-def test_changed_ranges_are_what_a_compared_disk_writes():
+@ALGORITHMS
+def test_changed_ranges_are_what_a_compared_disk_writes(algorithm):
     """A disk without a bitmap is read in full; only blocks whose digest changed are written."""
     from ansible_collections.virtops.libvirt.plugins.module_utils.backup._blockhash import BlockHashMap
     block = 64 * 1024
     size = 10 * block + 512           # a short last block
-    parent = BlockHashMap(size, block)
+    parent = BlockHashMap(size, block, algorithm=algorithm)
     data = bytearray(size)
     data[block:3 * block] = b'\x11' * (2 * block)
     data[-100:] = b'\x22' * 100

@@ -358,7 +358,7 @@ def test_validate_refuses_duplicates_and_accepts_the_good_section():
 def test_manifest_with_a_bad_firmware_section_is_not_a_backup(tmp_path):
     repo = r.Repository(str(tmp_path / 'repo'), create=True)
     path = repo.backup_dir('vm1', '20261126T010000Z', '20261126T010000Z')
-    manifest = dict(format=r.MANIFEST_FORMAT, format_version=r.MANIFEST_VERSION, complete=True,
+    manifest = dict(format=r.MANIFEST_FORMAT, format_version=1, complete=True,
                     id='20261126T010000Z', chain='20261126T010000Z', domain='vm1', level='full', mode='pull',
                     parent=None, started='2026-11-26T01:00:00.000000Z',
                     disks=[dict(name='vda', virtual_size=1 << 26, image='vda.qcow2', backing=None,

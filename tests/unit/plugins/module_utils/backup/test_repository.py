@@ -24,7 +24,8 @@ def disk_entry(name='vda', size=64 * 1024 * 1024, parent=None):
 
 
 def manifest(bid, chain, level='full', parent=None, started='2026-11-26T01:00:00.000000Z', **extra):
-    m = dict(format=r.MANIFEST_FORMAT, format_version=r.MANIFEST_VERSION, complete=True, id=bid, chain=chain,
+    # A manifest of format version 1 (SHA-256 block hash), as versions before 2 wrote them: still read.
+    m = dict(format=r.MANIFEST_FORMAT, format_version=1, complete=True, id=bid, chain=chain,
              domain='vm1', level=level, mode='pull', parent=parent, started=started,
              disks=[disk_entry(parent=parent)], checkpoint='virtops-0123abcd-' + bid,
              repository_id='e02f39a2-1111-4222-8333-444455556666', domain_xml='domain.xml',
@@ -49,7 +50,7 @@ def test_new_repository_layout_and_modes(repo):
     marker = os.path.join(repo.path, r.REPOSITORY_FILE)
     assert stat.S_IMODE(os.stat(marker).st_mode) == 0o600
     info = json.load(open(marker))
-    assert info['format_version'] == 1 and info['id'] == repo.id
+    assert info['format_version'] == r.FORMAT_VERSION == 2 and info['id'] == repo.id
     path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(path, r.MANIFEST)).st_mode) == 0o600
@@ -242,6 +243,37 @@ def test_repository_root_must_be_ours_and_not_writable_by_others(repo):
         os.chown(repo.path, 0, 0)
 
 
+def test_a_repository_in_a_directory_another_user_can_change_is_refused(tmp_path):
+    # Root never works by path below a directory another user owns or can write: they could swap
+    # the repository (or one of its directories) between two steps. Found by QA (issue 13):
+    # instant restore, export and backup all used such a repository.
+    os.chmod(str(tmp_path), 0o755)
+    parent = tmp_path / 'theirs'
+    parent.mkdir()
+    path = str(parent / 'repo')
+    r.Repository(path, create=True)
+    r.Repository(path)
+    os.chown(str(parent), 65534, 65534)
+    with pytest.raises(r.RepositoryError, match='theirs is owned by uid 65534'):
+        r.Repository(path)
+    with pytest.raises(r.RepositoryError, match='owned by uid 65534'):
+        r.Repository(str(parent / 'new'), create=True)
+    assert not (parent / 'new').exists()
+    os.chown(str(parent), 0, 0)
+    os.chmod(str(parent), 0o777)
+    with pytest.raises(r.RepositoryError, match='writable by group or others'):
+        r.Repository(path)
+    os.chmod(str(parent), 0o1777)           # sticky, like /tmp: nobody else can rename root's entries
+    r.Repository(path)
+    os.chmod(str(parent), 0o755)
+    link = tmp_path / 'link'                # a path through a link: the resolved directories count too
+    link.symlink_to(parent)
+    os.chown(str(parent), 65534, 65534)
+    with pytest.raises(r.RepositoryError, match='owned by uid 65534'):
+        r.Repository(str(link / 'repo'))
+    os.chown(str(parent), 0, 0)
+
+
 def test_staging_is_root_owned_with_one_directory_per_domain(repo):
     path = repo.staging_dir('vm1', (65534, 65534))
     staging = os.path.join(repo.path, r.STAGING)
@@ -275,3 +307,74 @@ def test_a_fifo_in_place_of_a_manifest_does_not_hang(repo):
     errors = []
     assert repo.backups('vm1', errors) == []
     assert 'not a regular file' in errors[0], errors
+
+
+def v2(bid, chain, **kw):
+    """A manifest of format version 2: the chain hashes its blocks with XXH3-128."""
+    m = manifest(bid, chain, **kw)
+    m['format_version'] = 2
+    for disk in m['disks']:
+        disk['integrity']['algorithm'] = 'xxh3-128'
+    return m
+
+
+def test_a_version_2_manifest_hashes_with_xxh3_and_a_version_1_with_sha256(repo):
+    path = repo.backup_dir('vm1', '20261126T010000Z', '20261126T010000Z')
+    repo.commit(path, v2('20261126T010000Z', '20261126T010000Z'))
+    backup = repo.find('vm1', 'latest')
+    assert r.chain_algorithm(backup) == 'xxh3-128'
+    assert r.manifest_version('xxh3-128') == 2 and r.manifest_version('sha256') == 1
+    for version, algorithm in ((2, 'sha256'), (1, 'xxh3-128'), (2, 'md5')):
+        m = v2('20261126T010000Z', '20261126T010000Z')
+        m['format_version'] = version
+        m['disks'][0]['integrity']['algorithm'] = algorithm
+        with pytest.raises(r.RepositoryError, match='integrity.algorithm'):
+            r.validate_manifest(m, 'manifest.json')
+
+
+@pytest.mark.parametrize('version', [0, 3, True, '2', None])
+def test_a_manifest_version_this_collection_does_not_read_is_refused(repo, version):
+    path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    mpath = os.path.join(path, r.MANIFEST)
+    m = json.load(open(mpath))
+    m['format_version'] = version
+    open(mpath, 'w').write(json.dumps(m))
+    errors = []
+    assert repo.backups('vm1', errors) == [] and 'format version' in errors[0]
+
+
+def test_the_first_version_2_manifest_raises_the_marker_of_a_version_1_repository(tmp_path):
+    repo = r.Repository(str(tmp_path / 'repo'), create=True)
+    marker = os.path.join(repo.path, r.REPOSITORY_FILE)
+    info = json.load(open(marker))
+    info['format_version'] = 1                     # as versions before 2 created it
+    open(marker, 'w').write(json.dumps(info))
+    repo = r.Repository(repo.path)
+    add_backup(repo, '20261126T010000Z', '20261126T010000Z')     # a version 1 chain continues
+    assert json.load(open(marker))['format_version'] == 1
+    path = repo.backup_dir('vm1', '20261127T010000Z', '20261127T010000Z')
+    repo.commit(path, v2('20261127T010000Z', '20261127T010000Z'))
+    after = json.load(open(marker))
+    assert after['format_version'] == 2 and after['id'] == info['id'] and after['created'] == info['created']
+    assert stat.S_IMODE(os.stat(marker).st_mode) == 0o600
+    assert [r.chain_algorithm(b) for b in repo.backups('vm1')] == ['sha256', 'xxh3-128']
+
+
+@pytest.mark.parametrize('version', [3, 0, True])
+def test_a_repository_marker_of_an_unknown_version_is_refused(repo, version):
+    marker = os.path.join(repo.path, r.REPOSITORY_FILE)
+    info = json.load(open(marker))
+    info['format_version'] = version
+    open(marker, 'w').write(json.dumps(info))
+    with pytest.raises(r.RepositoryError, match='format version'):
+        r.Repository(repo.path)
+
+
+def test_a_chain_keeps_one_block_hash(repo):
+    """An incremental of version 2 on a full of version 1 (or the reverse) is not a chain."""
+    add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    path = repo.backup_dir('vm1', '20261126T010000Z', '20261126T020000Z')
+    repo.commit(path, v2('20261126T020000Z', '20261126T010000Z', level='incremental', parent='20261126T010000Z',
+                         started='2026-11-26T02:00:00.000000Z'))
+    with pytest.raises(r.RepositoryError, match='a chain keeps one block hash'):
+        repo.lineage(repo.find('vm1', 'latest'))
