@@ -145,7 +145,7 @@ stage "sanity-$oldest" 900 env VENV="$root/.venv-$oldest" bash tests/sanity.sh
 stage lint 300 make -s lint
 stage unit 600 bash "$self" --pytest unit tests/unit
 stage "unit-$oldest" 300 env PYTEST_PYTHON="$root/.venv-$oldest/bin/python" bash "$self" --pytest "unit-$oldest" tests/unit
-stage integration 900 bash "$self" --integration
+stage integration 1200 bash "$self" --integration
 stage molecule 900 bash "$self" --molecule
 # libvirt's own test XML (networks, nwfilters, pools, x86_64 domains) through the managers:
 # idempotent and predicted by check mode on every file libvirt accepts (tests/corpus).
