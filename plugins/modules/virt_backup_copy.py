@@ -46,6 +46,8 @@ options:
       - The repository to copy into, an absolute directory path or C(s3://bucket/prefix).
       - A target without C(repository.json) gets the source's (the same repository id), so it is a mirror of
         the source. The S3 bucket must exist; the prefix may be new.
+      - A target that holds another repository (another id), or a directory inside the source or holding
+        it, is refused before anything is written; each repository needs a location of its own.
     type: str
     required: true
   domains:

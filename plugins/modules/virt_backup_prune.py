@@ -21,7 +21,13 @@ description:
     rule keeps it. These are the rules of restic's and borg's C(forget)/C(prune).
   - Always kept, whatever the rules say - protected backups (O(protect), or the C(protected) flag of a
     manifest); the newest backup of each domain (the next incremental builds on it); every backup of the newest
-    O(keep_chains) chains; and every backup that a kept backup depends on (the earlier links of its chain).
+    O(keep_chains) chains; backups served from this repository by M(virtops.libvirt.virt_backup_export) or an
+    instant restore of M(virtops.libvirt.virt_restore) (their chain is not merged either, the daemon reads its
+    images); backups that a domain defined on this host (O(uri)) runs from as an instant restore, found by the
+    restore's record in the domain's metadata and its disks backed by the export (so also after a reboot of the
+    host, when the export is gone until the restore task serves it again), each with C(kept_by) C(used by
+    instant-restored domain <name>); and every backup that a kept backup depends on (the earlier links of its
+    chain).
     Removing whole chains and the newest part of a chain is therefore always safe.
   - With O(merge), a chain whose oldest backups are kept only because later ones depend on them is shortened
     instead - those backups are merged into a synthetic full backup at the oldest point that stays, inside the
@@ -321,7 +327,8 @@ def run(vm):
         rules = dict((r, p[r]) for r in _retention.RULES)
         pruner = _retention.Pruner(store, rules, keep_chains=p['keep_chains'], merge=p['merge'],
                                    protect=p['protect'], unprotect=p['unprotect'], incomplete_grace=grace,
-                                   checkpoints=HostCheckpoints(vm), check_mode=vm.check_mode)
+                                   checkpoints=HostCheckpoints(vm), check_mode=vm.check_mode,
+                                   restored_from=lambda name: store.restored_from(vm.connection.conn, name))
         domains = []
         for name in names:
             if name not in present:

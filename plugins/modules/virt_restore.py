@@ -40,7 +40,12 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    support: none
+    support: full
+    details:
+      - Before and after of what the run makes - the restored files in O(dest) (disks by name, format and size,
+        C(nvram.fd), the TPM state files; with O(mode=instant), the overlays), the domain defined by O(define)
+        or O(mode=instant) (its name; with O(mode=instant), its state), and with O(mode=instant) the export
+        serving the backup point. Check mode shows the same diff as the real run.
   idempotent:
     support: full
     details:
@@ -326,6 +331,9 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _res
 def run(vm):
     require_lxml()
     result = _restore.restore(lambda: vm.connection, vm.params, vm.check_mode)
+    diff = result.pop('diff', None)
+    if vm.module._diff and diff is not None:
+        result['diff'] = diff
     # What the restore moved or left out (and, with trust_saved_xml, let through) is shown as
     # Ansible warnings; a warnings key passed to exit_json is deprecated.
     for warning in result.pop('warnings', None) or []:

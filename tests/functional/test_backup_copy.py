@@ -21,6 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 
@@ -255,6 +256,34 @@ def test_copy_back_from_s3_into_a_directory(env, workroot):
     dest = workroot / 's3-back-restore'
     ok(ftlib.restore(env.guest.name, local, dest, backup=backup_id))
     ftlib.assert_same_content(snaps['vda'].path, dest / 'vda.qcow2', 'qcow2')
+
+
+def test_a_directory_copy_into_itself_is_refused(env):
+    # A target inside the source (or the same directory, or its parent) would make the copy a
+    # 'domain' of the source repository.
+    before = sorted(os.listdir(str(env.repo)))
+    for target in (env.repo, env.repo / 'mirror', env.repo / 'x' / '..' / 'y', env.repo.parent):
+        failed(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(target))),
+               'the same directory or one holds the other', 'nothing was copied')
+    assert sorted(os.listdir(str(env.repo))) == before
+
+
+def test_a_target_holding_another_repository_is_refused(env, workroot):
+    # Two hosts copying into one location would mix their domains of the same name: a restore of
+    # 'latest' could bring back the other host's VM. Another repository: a mirror under a new id.
+    other = workroot / 's3-other-repo'
+    ok(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(other))))
+    marker = json.loads((other / 'repository.json').read_text())
+    marker['id'] = str(uuid.uuid4())
+    (other / 'repository.json').write_text(json.dumps(marker))
+    held = env.keys()
+    failed(ftlib.run_module('virt_backup_copy', dict(env.server.options(), source=str(other), target=env.target)),
+           'is a copy of another repository', marker['id'], 'nothing was copied')
+    assert env.keys() == held
+    before = sorted(str(p) for p in other.rglob('*'))
+    failed(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(other))),
+           'is a copy of another repository', 'nothing was copied')
+    assert sorted(str(p) for p in other.rglob('*')) == before
 
 
 def test_a_damaged_source_is_not_copied(env, workroot):

@@ -146,3 +146,49 @@ def test_defined_copy_has_its_own_uefi_variables(workroot, conn, cleanup):
     assert restored[0] == '/var/lib/libvirt/qemu/nvram/%s_VARS.fd' % copy
     assert restored[1:] == original[1:]
     assert result['domain']['name'] == copy
+
+
+def test_diff_shows_the_restored_files_and_the_domain(timeline, workroot, conn, cleanup):
+    """Diff mode: the files and the domain a restore makes, by name, format and size; check mode
+    shows the same diff as the real run, and a second run none."""
+    point = timeline.points['push'][1]
+    name = ftlib.unique('fu-diff')
+    cleanup.domain(name)
+    dest = workroot / 'restore-diff'
+    args = dict(domain=timeline.guest.name, repository=str(timeline.repos['push']), dest=str(dest),
+                backup=point.id, define=True, new_name=name)
+    try:
+        predicted = ok(ftlib.run_module('virt_restore', args, check_mode=True, diff=True))
+        assert not dest.exists()
+        result = ok(ftlib.run_module('virt_restore', args, diff=True))
+        assert result['changed'] is True and predicted['diff'] == result['diff']
+        diff = result['diff']
+        assert diff['before'] == dict(files={}, domain=None)
+        assert diff['after']['domain'] == name
+        disks = dict((str(dest / ('%s.qcow2' % t)), t) for t in ('vda', 'vdb'))
+        for path, target in disks.items():
+            size = ftlib.image_info(path)['virtual-size']
+            assert diff['after']['files'][path] == 'qcow2, %d bytes: disk %s of backup %s' % (size, target, point.id)
+        # Nothing else is listed than what the run wrote (firmware files, when the backup has them).
+        assert sorted(diff['after']['files']) == sorted(
+            str(p) for p in dest.rglob('*') if p.is_file())
+
+        again = ok(ftlib.run_module('virt_restore', args, diff=True))
+        assert again['changed'] is False
+        assert again['diff']['before'] == again['diff']['after'] == diff['after']
+        assert 'diff' not in ok(ftlib.run_module('virt_restore', args))
+
+        # Overwriting with force: the diff shows the file before it was replaced.
+        other = timeline.points['push'][2]
+        forced_args = dict(args, backup=other.id, force=True, define=False)
+        predicted = ok(ftlib.run_module('virt_restore', forced_args, check_mode=True, diff=True))
+        forced = ok(ftlib.run_module('virt_restore', forced_args, diff=True))
+        assert forced['changed'] is True and predicted['diff'] == forced['diff']
+        replaced = [p for p in disks if forced['diff']['before']['files'][p] != forced['diff']['after']['files'][p]]
+        assert replaced, 'the two points hold the same data: nothing to overwrite'
+        for path in replaced:
+            assert forced['diff']['before']['files'][path].endswith("bytes, not this backup's data")
+            assert forced['diff']['after']['files'][path].endswith('disk %s of backup %s' % (disks[path], other.id))
+        assert forced['diff']['before']['domain'] is None and forced['diff']['after']['domain'] is None
+    finally:
+        ftlib.remove_domain(conn, name)

@@ -95,6 +95,16 @@ def prove(lineage):
 
 # -- repositories -----------------------------------------------------------------------------------
 
+def check_apart(source, target):
+    """Two directory repositories, neither one inside the other (a copy into itself would list the
+    copy as a domain of the source)."""
+    real_source, real_target = os.path.realpath(source), os.path.realpath(target)
+    for outer, inner in ((real_source, real_target), (real_target, real_source)):
+        if inner == outer or inner.startswith(outer.rstrip('/') + '/'):
+            raise VirtError('source %s and target %s are the same directory or one holds the other: copy into a '
+                            'directory outside the source; nothing was copied' % (source, target))
+
+
 class LocalRepo:
     """A directory repository (it may not exist yet when it is a target)."""
 
@@ -278,6 +288,12 @@ def make_scratch(near=None):
         st = os.stat(probe)
         if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
             parent = probe
+            try:
+                # The scratch mirror is opened as a repository: every directory above it must be
+                # root's too (Repository refuses it otherwise), not only the nearest one.
+                _repository.check_ancestors(os.path.join(probe, SCRATCH_PREFIX))
+            except _repository.RepositoryError:
+                parent = None
     parent = parent or tempfile.gettempdir()
     _remove_stale_scratch(parent)
     return tempfile.mkdtemp(prefix='%s%d-' % (SCRATCH_PREFIX, os.getpid()), dir=parent)
@@ -418,6 +434,8 @@ class Copier:
             if isinstance(source, LocalRepo):
                 source.require()
             target = open_repository(params['target'], params, must_exist=False)
+            if isinstance(source, LocalRepo) and isinstance(target, LocalRepo):
+                check_apart(source.path, target.path)
             if self.lock and not target.call(target.store.object_lock_enabled):
                 raise VirtError('s3_object_lock %s: bucket %s of %s has no object lock (create it with object lock '
                                 'enabled, e.g. aws s3api create-bucket --object-lock-enabled-for-bucket); nothing was '
@@ -462,6 +480,12 @@ class Copier:
 
     def _copy(self, source, target):
         started = time.monotonic()
+        if target.repo is not None and target.repo.id != source.repo.id:
+            # Backups of two repositories in one place would mix their domains of the same name (two
+            # hosts' web01): a restore of 'latest' could bring back the other host's VM.
+            raise VirtError('target %s is a copy of another repository (id %s) than source %s (id %s): copy each '
+                            'repository into a location of its own; nothing was copied'
+                            % (target.label, target.repo.id, source.label, source.repo.id))
         backups, errors = self._source_backups(source)
         plan, present = [], []
         for backup, data in backups:
@@ -521,8 +545,8 @@ class Copier:
     @staticmethod
     def _listing(backups):
         # Text, one backup a line: Ansible's diff display takes strings (or dicts), not lists.
-        return ''.join('%s\n' % name for name in sorted('%s/%s/%s' % (b.manifest['domain'], b.chain, b.id)
-                                                         for b in backups))
+        names = sorted('%s/%s/%s' % (b.manifest['domain'], b.chain, b.id) for b in backups)
+        return ''.join('%s\n' % name for name in names)
 
     # -- into S3 ----------------------------------------------------------------------------------
 

@@ -113,6 +113,13 @@ def restore(conn_factory, params, check_mode):
     new_xml = _with_backing(new_xml, spec, backup)
     result.update(changed=True, nvram=fw_plan['nvram'], tpm=fw_plan['tpm'],
                   export=_export.public(spec, before if before and before.get('alive') else None))
+    before_files, after_files = _restore.planned_files(
+        dict((path, (True, _overlay_label(spec, n))) for n, path in overlays.items()),
+        backup, firmware, fw_plan, dest)
+    result['diff'] = dict(
+        before=dict(files=before_files, export=_export_label(before), domain=None),
+        after=dict(files=after_files, export=_export_label(spec),
+                   domain=dict(name=new_name, state='running' if params.get('start') else 'shutoff')))
     if warnings:
         result['warnings'] = warnings
     if check_mode:
@@ -198,6 +205,19 @@ def _check_reachable(dest):
         path = parent
 
 
+def _overlay_label(spec, disk_name):
+    return 'qcow2 overlay on %s' % _uri(spec, disk_name)
+
+
+def _export_label(state):
+    """What an export serves, for diff mode; None when there is none."""
+    if state is None:
+        return None
+    return '%s: backup %s of domain %s from %s%s' % (
+        state.get('name'), state.get('backup'), state.get('domain'), state.get('repository'),
+        '' if state.get('alive', True) else ' (its daemon is gone)')
+
+
 def _uri(spec, disk_name):
     return 'nbd+unix:///%s?socket=%s' % (disk_name, spec['socket'])
 
@@ -249,8 +269,8 @@ def _with_backing(xml, spec, backup):
     for old in metadata.findall('{%s}restore' % METADATA_NS):
         metadata.remove(old)
     etree.SubElement(metadata, '{%s}restore' % METADATA_NS, nsmap={'virtops': METADATA_NS},
-                     repository=spec['repository'], domain=spec['domain'], backup=backup.id,
-                     export=spec['name'])
+                     repository=spec['repository'], repository_id=spec['repository_id'], domain=spec['domain'],
+                     backup=backup.id, export=spec['name'])
     return etree.tostring(root, encoding='unicode', pretty_print=True)
 
 
@@ -294,6 +314,13 @@ def _adopt(dom, spec, before, lineage, overlays, params, check_mode, result):
                                                               spec['repository']))
     needing = _dependent_disks(dom, spec['socket'])
     alive = before is not None and before.get('alive') and _export.same(spec, before)
+    # Diff mode: this run makes no files; it serves the point, stops serving it, or starts the domain.
+    overlay_files = dict((p, _overlay_label(spec, n)) for n, p in overlays.items() if os.path.isfile(p))
+    state_before = 'running' if dom.isActive() else 'shutoff'
+    result['diff'] = dict(
+        before=dict(files=overlay_files, export=_export_label(before), domain=dict(name=new_name, state=state_before)),
+        after=dict(files=dict(overlay_files), export=_export_label(spec) if needing else None,
+                   domain=dict(name=new_name, state='running' if params.get('start') else state_before)))
     result['domain'] = _describe(dom)
     result['disks'] = [d for d in result['disks'] if d['name'] in needing] if needing else []
     if needing:
@@ -303,6 +330,13 @@ def _adopt(dom, spec, before, lineage, overlays, params, check_mode, result):
                             % (new_name, ', '.join(missing)))
         if not alive:
             result['changed'] = True
+            if dom.isActive():
+                # QEMU does not reconnect to a backing NBD server (libvirt 9.0 drops <reconnect> in a
+                # backingStore): the new daemon serves the point, but this QEMU's reads keep failing.
+                result.setdefault('warnings', []).append(
+                    'domain %s was running while the daemon serving its backup point was gone: its reads of '
+                    'disks %s failed and keep failing until it is shut down and started again (this task '
+                    'with start: true starts it)' % (new_name, ', '.join(sorted(needing))))
             if not check_mode:
                 before = _serve(spec, before, lineage)
         result['export'] = _export.public(spec, before if not check_mode or alive else None)

@@ -204,7 +204,11 @@ def _is_link(dir_fd, name):
 
 
 def open_regular(root, parts):
-    """A read-only fd of a regular file under root (no link followed); RepositoryError otherwise."""
+    """A read-only fd of a regular file under root (no link followed); RepositoryError otherwise.
+
+    The file must belong to the user this code runs as (root) and be writable by nobody else:
+    what is checked in it (a manifest, an image header) is then what QEMU or a later read gets
+    from the same descriptor, and no other user can rewrite it in between."""
     path = os.path.join(root, *parts)
     try:
         # O_NONBLOCK: a FIFO planted under the name must not hang the run (no effect on files).
@@ -212,9 +216,18 @@ def open_regular(root, parts):
     except OSError as exc:
         raise RepositoryError('cannot open %s: %s' % (path, exc.strerror or exc))
     st = os.fstat(fd)
+    problem = None
     if not stat.S_ISREG(st.st_mode):
+        problem = '%s is not a regular file' % path
+    elif st.st_uid != os.geteuid():
+        problem = ('%s is owned by uid %d, not by uid %d (this module\'s user, who wrote every file of a '
+                   'repository): another user could change it after it was checked' % (path, st.st_uid, os.geteuid()))
+    elif st.st_mode & 0o022:
+        problem = ('%s is writable by group or others (mode %04o): another user could change it after it was '
+                   'checked' % (path, stat.S_IMODE(st.st_mode)))
+    if problem:
         os.close(fd)
-        raise RepositoryError('%s is not a regular file' % path)
+        raise RepositoryError(problem)
     return fd
 
 

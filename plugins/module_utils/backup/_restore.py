@@ -238,6 +238,14 @@ def restore(conn_factory, params, check_mode):
 
     result = dict(changed=bool(todo) or define or fw_changes, backup=backup.summary(), disks=planned,
                   nvram=fw_plan['nvram'], tpm=fw_plan['tpm'], domain=None)
+    # Diff mode: the files and the domain this run makes, from the plan alone, so that check mode
+    # shows exactly what a real run does.
+    disk_files = dict((p['path'], (p in todo, '%s, %d bytes: disk %s of backup %s' % (
+        out_fmt, backup.disk(p['name'])['virtual_size'], p['name'], backup.id))) for p in planned)
+    before_files, after_files = planned_files(disk_files, backup, firmware, fw_plan, dest)
+    result['diff'] = dict(
+        before=dict(files=before_files, domain=new_name if params.get('define') and not define else None),
+        after=dict(files=after_files, domain=new_name if params.get('define') else None))
     if warnings:
         result['warnings'] = warnings
     if check_mode:
@@ -332,6 +340,30 @@ def restore(conn_factory, params, check_mode):
         if dest_fd is not None:
             os.close(dest_fd)
     return result
+
+
+def planned_files(disk_files, backup, firmware, fw_plan, dest):
+    """(before, after) of the files a restore writes into dest, {path: what it holds}, for diff mode.
+
+    disk_files: {path: (written by this run, what it holds then)}. A file this run overwrites
+    (force) shows its size before; firmware files come from the plan of _firmware."""
+    wanted = dict(disk_files)
+    for parts, entry in _firmware._entries(firmware or {}):  # pylint: disable=protected-access
+        rel = os.path.join(*parts)
+        what = 'UEFI variable store' if parts[0] == _firmware.NVRAM_FILE else 'TPM state file'
+        wanted[os.path.join(dest, rel)] = (rel in fw_plan['todo'], '%s, %d bytes of backup %s' % (
+            what, entry['size'], backup.id))
+    before, after = {}, {}
+    for path, (written, what) in wanted.items():
+        after[path] = what
+        if not written:
+            before[path] = what
+        elif os.path.lexists(path):
+            before[path] = '%d bytes, not this backup\'s data' % os.lstat(path).st_size
+    for name in fw_plan.get('stale') or ():
+        path = os.path.join(dest, _firmware.TPM_DIR, name)
+        before[path] = '%d bytes, not in backup %s' % (os.lstat(path).st_size, backup.id)
+    return before, after
 
 
 def _install_tpm(dom, saved, restored_dir, result):

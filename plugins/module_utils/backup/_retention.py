@@ -38,6 +38,7 @@ import os
 import signal
 import stat
 
+from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export, _firmware, _images, _repository
 
 RULES = ('keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly')
@@ -144,12 +145,14 @@ class Plan:
         return sorted((self.items[i] for i in self.remove), key=lambda i: (i.time, i.id))
 
 
-def plan(items, rules, keep_chains=None, merge=False, served=None):
+def plan(items, rules, keep_chains=None, merge=False, served=None, used=None):
     """Decide, for the complete backups of one domain, what stays and what goes.
 
     Kept: what a rule keeps, protected backups, the newest backup (the next incremental builds on
     it), every backup of the newest keep_chains chains, backups served (served: id -> export names;
-    an instant restore runs from them), and every backup a kept one depends on.
+    an instant restore runs from them), backups that instant-restored domains of this host still run
+    from (used: id -> domain names; also when their export is gone, after a reboot), and every
+    backup a kept one depends on.
     With merge, a chain whose oldest backups only serve as dependencies is shortened: its backups
     up to the newest common ancestor of every kept backup are merged into a synthetic full there.
     """
@@ -175,6 +178,10 @@ def plan(items, rules, keep_chains=None, merge=False, served=None):
     for item in items:
         for name in served.get(item.id, ()):
             keep(item.id, 'served by export %s' % name)
+    used = used or {}
+    for item in items:
+        for name in used.get(item.id, ()):
+            keep(item.id, 'used by instant-restored domain %s' % name)
     chains = []
     for item in items:
         if item.chain not in chains:
@@ -200,7 +207,7 @@ def plan(items, rules, keep_chains=None, merge=False, served=None):
                 root = None      # the full itself is needed: nothing to merge
             elif root is not None and not all(lineages[i.id][-1].parent is None for i in wanted):
                 root = None      # a broken chain (a parent is missing) is left as it is
-            elif any(m.id in served for m in members):
+            elif any(m.id in served or m.id in used for m in members):
                 root = None      # a daemon serves images of this chain: they stay where it found them
         for item in wanted:
             if item is root:
@@ -324,6 +331,43 @@ class LocalStore:
 
     def unlock(self, domain, fd):
         self.repo.unlock(domain, fd)
+
+    def restored_from(self, conn, domain):
+        """{backup id: [domain names]} of the domains defined on conn (a libvirt connection) that an
+        instant restore made from a backup of domain in this repository (by path, or by repository
+        id: the same files mounted elsewhere) and whose disks still back onto its export. The export
+        state in /run is gone after a reboot; the domain's definition is not, and the next run of
+        its virt_restore task serves that point again."""
+        import libvirt     # only with a connection, which the module has checked
+        # Imported here: _instant builds on the restore code, which retention does not need otherwise.
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _instant
+        found = {}
+        for dom in conn.listAllDomains(0):
+            try:
+                texts = [dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)]
+                if dom.isActive():
+                    texts.append(dom.XMLDesc(0))
+                name = dom.name()
+            except libvirt.libvirtError:
+                continue        # undefined meanwhile
+            for text in texts:
+                root = _xmldiff.parse(text, 'the definition of domain %s' % name)
+                marker = root.find('./metadata/{%s}restore' % _instant.METADATA_NS)
+                if marker is None or marker.get('domain') != domain or not marker.get('backup'):
+                    continue
+                here = isinstance(marker.get('repository'), str) and \
+                    os.path.realpath(marker.get('repository')) == os.path.realpath(self.root)
+                if not here and marker.get('repository_id') != self.repo.id:
+                    continue
+                try:
+                    socket = _export.socket_path(marker.get('export') or '')
+                except _export.ExportError:
+                    continue
+                if any(host.get('socket') == socket for host in root.iterfind('./devices/disk//host')):
+                    names = found.setdefault(marker.get('backup'), [])
+                    if name not in names:
+                        names.append(name)
+        return found
 
     def partials(self, domain):
         """(chain, name) of backup directories without a manifest: debris of interrupted runs
@@ -730,10 +774,13 @@ class Pruner:
 
     checkpoints: None, or an object with existing(domain, domain_uuid, names) -> the names among
     names that exist as checkpoints of that very domain on this host, and delete(domain, name).
+    restored_from: None, or a function of a domain name -> {backup id: [names of instant-restored
+    domains that run from it]} (LocalStore.restored_from through the module's connection).
     """
 
     def __init__(self, store, rules, keep_chains=None, merge=False, protect=(), unprotect=(),
-                 incomplete_grace=86400, checkpoints=None, check_mode=False, now=None, workdir=None):
+                 incomplete_grace=86400, checkpoints=None, check_mode=False, now=None, workdir=None,
+                 restored_from=None):
         self.store = store
         self.rules = rules
         self.keep_chains = keep_chains
@@ -745,6 +792,7 @@ class Pruner:
         self.check_mode = check_mode
         self.now = now or _repository.utcnow()
         self.workdir = workdir
+        self.restored_from = restored_from
 
     def run(self, domain):
         fd = None if self.check_mode else self.store.lock(domain)
@@ -793,7 +841,8 @@ class Pruner:
             if wanted != item.protected:
                 out['protected' if wanted else 'unprotected'].append(item.id)
                 item.protected = wanted
-        decisions = plan(items, self.rules, self.keep_chains, self.merge, self.store.served(domain))
+        used = self.restored_from(domain) if self.restored_from is not None else None
+        decisions = plan(items, self.rules, self.keep_chains, self.merge, self.store.served(domain), used)
         uuid = next((b.manifest.get('domain_uuid') for b in reversed(backups) if b.manifest.get('domain_uuid')), None)
         for item in sorted(items, key=lambda i: (i.time, i.id)):
             if item.id in decisions.keep:

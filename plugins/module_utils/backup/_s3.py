@@ -120,6 +120,10 @@ class Store:
         self.bucket, self.prefix = parse_location(location)
         self.location = SCHEME + self.bucket + ('/' + self.prefix if self.prefix else '')
         self.endpoint = params.get('s3_endpoint_url')
+        if self.endpoint and not re.match(r'https?://[^/?#\s]+(/[^\s]*)?$', self.endpoint):
+            # botocore raises a bare ValueError for this, which would fail the module as 'unexpected'
+            raise S3Error('S3 repository %s: s3_endpoint_url %r is not an http:// or https:// URL (such as '
+                          'https://s3.example.com:9000)' % (self.location, self.endpoint))
         try:
             session = boto3.session.Session(profile_name=params.get('s3_profile') or None)
             config = botocore.config.Config(

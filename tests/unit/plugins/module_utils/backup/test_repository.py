@@ -309,6 +309,26 @@ def test_a_fifo_in_place_of_a_manifest_does_not_hang(repo):
     assert 'not a regular file' in errors[0], errors
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason='changing a file owner needs root')
+def test_a_file_another_user_owns_or_can_write_is_not_read(repo):
+    """A file of another user inside a root-owned repository could be rewritten between its check
+    and its use (an image header given to QEMU): it is refused, as is a group-writable one."""
+    path = add_backup(repo, '20261126T010000Z', '20261126T010000Z')
+    mpath = os.path.join(path, r.MANIFEST)
+    assert repo.find('vm1', 'latest').id == '20261126T010000Z'
+    os.chown(mpath, 65534, 65534)
+    errors = []
+    assert repo.backups('vm1', errors) == []
+    assert 'owned by uid 65534' in errors[0], errors
+    os.chown(mpath, 0, 0)
+    os.chmod(mpath, 0o664)
+    errors = []
+    assert repo.backups('vm1', errors) == []
+    assert 'writable by group or others' in errors[0], errors
+    os.chmod(mpath, 0o644)
+    assert repo.find('vm1', 'latest').id == '20261126T010000Z'
+
+
 def v2(bid, chain, **kw):
     """A manifest of format version 2: the chain hashes its blocks with XXH3-128."""
     m = manifest(bid, chain, **kw)

@@ -259,6 +259,55 @@ def test_remove_tree_never_follows_a_link(tmp_path):
     assert (outside / 'precious').read_text() == 'keep me'
 
 
+INSTANT_XML = """<domain type='test'><name>{name}</name><memory>65536</memory>
+<metadata><virtops:restore xmlns:virtops='https://virtops.dev/libvirt/instant-restore/1' repository='{repo}'
+ repository_id='{repo_id}' domain='web01' backup='{backup}' export='instant-{name}'/></metadata>
+<os><type>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+<source file='/var/lib/fu/{name}.qcow2'/>
+<backingStore type='network'><format type='raw'/><source protocol='nbd' name='vda'>
+<host transport='unix' socket='{socket}'/></source><backingStore/></backingStore>
+<target dev='vda' bus='virtio'/></disk></devices></domain>"""
+
+
+def test_a_backup_an_instant_restored_domain_runs_from_stays_without_its_export(tmp_path):
+    # Found by QA: after a reboot the export state in /run is gone, but the domain's disks still back
+    # onto that point (its definition says so); prune must not take it.
+    import libvirt
+    from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export, _repository
+    repo = _repository.Repository(str(tmp_path / 'repo'), create=True)
+    (tmp_path / 'alias').symlink_to(tmp_path / 'repo')
+    other = _repository.Repository(str(tmp_path / 'other'), create=True)
+    conn = libvirt.open('test:///default')
+    made = []
+
+    def define(name, backup, repo_path=repo.path, repo_id=repo.id, socket=None):
+        made.append(conn.defineXML(INSTANT_XML.format(
+            name=name, repo=repo_path, repo_id=repo_id, backup=backup,
+            socket=socket or _export.socket_path('instant-' + name))))
+
+    try:
+        define('fu-rescue', '20260302T010000Z', repo_path=str(tmp_path / 'alias'))   # by path, through a link
+        define('fu-moved', '20260303T010000Z', repo_path='/elsewhere', repo_id=repo.id)  # same repository, moved
+        define('fu-foreign', '20260304T010000Z', repo_path='/elsewhere', repo_id=other.id)
+        define('fu-pivoted', '20260305T010000Z', socket='/run/elsewhere/nbd.sock')   # its disks moved off
+        found = _retention.LocalStore(repo).restored_from(conn, 'web01')
+        assert found == {'20260302T010000Z': ['fu-rescue'], '20260303T010000Z': ['fu-moved']}
+        assert _retention.LocalStore(repo).restored_from(conn, 'db01') == {}
+        assert _retention.LocalStore(other).restored_from(conn, 'web01') == {'20260304T010000Z': ['fu-foreign']}
+    finally:
+        for dom in made:
+            dom.undefine()
+        conn.close()
+
+    items = chain('2026-03-01 01:00', '2026-03-02 01:00', '2026-03-03 01:00', '2026-03-04 01:00')
+    used = {items[1].id: ['fu-rescue']}
+    result = plan(items, dict(keep_last=1), used=used)
+    assert result.keep[items[1].id] == ['used by instant-restored domain fu-rescue', 'needed by %s' % items[3].id]
+    assert set(result.remove) == set()
+    assert plan(items, dict(keep_last=1), merge=True, used=used).merges == []
+    assert items[1].id in plan(items, dict(keep_last=1), merge=True).remove
+
+
 class Crash(Exception):
     pass
 

@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy, _s3
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy, _repository, _s3
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -43,6 +43,34 @@ def test_locations_that_are_not_plain_names_are_refused(text):
 def test_only_s3_urls_are_locations():
     assert _s3.is_location('s3://b/p')
     assert not _s3.is_location('/srv/backup') and not _s3.is_location(None)
+
+
+@pytest.mark.parametrize('endpoint', ['127.0.0.1:9000', 's3.example.com', 'ftp://s3.example.com', 'http://',
+                                      'https:// s3.example.com'])
+def test_an_endpoint_that_is_not_an_http_url_fails_clearly(endpoint):
+    # botocore raises a bare ValueError for '127.0.0.1:9000', which failed the module as 'unexpected'
+    pytest.importorskip('boto3')
+    with pytest.raises(_s3.S3Error, match='is not an http:// or https:// URL'):
+        _s3.Store('s3://backups/x', dict(s3_endpoint_url=endpoint))
+
+
+@pytest.mark.parametrize('endpoint', ['http://127.0.0.1:9000', 'https://s3.example.com', 'https://s3.example.com/'])
+def test_http_endpoints_are_taken(endpoint):
+    pytest.importorskip('boto3')
+    params = dict(s3_endpoint_url=endpoint, s3_access_key='a', s3_secret_key='b', s3_region='us-east-1')
+    store = _s3.Store('s3://backups/x', params)
+    assert store.endpoint == endpoint
+
+
+@pytest.mark.parametrize('target', ['/srv/backup', '/srv/backup/', '/srv/backup/mirror', '/srv', '/srv/backup/x/../y'])
+def test_directory_repositories_inside_each_other_are_refused(target):
+    with pytest.raises(_copy.VirtError, match='one holds the other'):
+        _copy.check_apart('/srv/backup', target)
+
+
+@pytest.mark.parametrize('target', ['/srv/backup2', '/srv/mirror/backup', '/backup'])
+def test_directory_repositories_side_by_side_are_taken(target):
+    _copy.check_apart('/srv/backup', target)
 
 
 def test_retention_ends_the_given_days_later():
@@ -82,6 +110,22 @@ def test_scratch_directories_are_private(tmp_path):
     try:
         assert os.path.dirname(scratch) != str(tmp_path)
         assert stat.S_IMODE(os.stat(scratch).st_mode) == 0o700
+    finally:
+        os.rmdir(scratch)
+
+
+def test_scratch_never_goes_below_a_directory_of_another_user(tmp_path):
+    # The scratch mirror is opened as a repository, which refuses parents another user owns: beside
+    # a dest whose own directory is root's but sits in a directory of another user, the restore
+    # would fail. The system's temporary directory is used instead.
+    theirs = tmp_path / 'theirs'
+    (theirs / 'ours').mkdir(parents=True, mode=0o755)
+    os.chmod(str(theirs), 0o755)
+    os.chown(str(theirs), 65534, 65534)
+    scratch = _copy.make_scratch(str(theirs / 'ours' / 'dest'))
+    try:
+        assert not scratch.startswith(str(theirs))
+        _repository.check_ancestors(os.path.join(scratch, 'x'))
     finally:
         os.rmdir(scratch)
 

@@ -281,3 +281,27 @@ def test_what_the_direct_reader_does_not_read_is_left_to_qemu(tmp_path, options,
     expected = _via_nbd(image, size, _blockhash.XXH3_128).data
     with _images.open_file(image, 'qcow2', size) as chain:
         assert _images.hash_image(chain, size, 65536, own_file=True).data == expected
+
+
+def test_a_writer_that_cannot_use_io_uring_starts_with_native_aio(tmp_path, monkeypatch):
+    """qemu-nbd refusing the io_uring writer (an old kernel, a seccomp filter; here an invalid
+    aio value in its place) is started again with native AIO, in a new private directory."""
+    dst = str(tmp_path / 'w.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', dst, str(SIZE)], check=True)
+    start = _nbdio.QemuNbdServer._start
+
+    def refuse_io_uring(server, cmd, pass_fds):
+        return start(server, [arg.replace('aio=io_uring', 'aio=unknown') for arg in cmd], pass_fds)
+
+    monkeypatch.setattr(_nbdio.QemuNbdServer, '_start', refuse_io_uring)
+    with _nbdio.QemuNbdServer(dst, readonly=False, workdir=str(tmp_path)) as writer:
+        if not writer.direct_io:
+            pytest.skip('%s does not support O_DIRECT' % tmp_path)
+        with open('/proc/%d/cmdline' % writer.proc.pid) as cmdline:
+            assert 'file.aio=native' in cmdline.read()
+        hashmap = _blockhash.BlockHashMap(SIZE)
+        src, data = _disk(tmp_path)
+        with _nbdio.QemuNbdServer(src, fmt='raw', workdir=str(tmp_path)) as reader:
+            _nbdio.Transfer(reader.export(), SIZE, hashmap, writer.export()).run([], _nbdio.select_all)
+    assert _read_qcow2(dst, tmp_path) == data
+    assert sorted(os.listdir(str(tmp_path))) == ['src.raw', 'w.qcow2']     # no private directory left
