@@ -1008,7 +1008,7 @@ class _Comparer:
         raw = _text(elem) if spec.value is None else elem.get(spec.value)
         size = to_bytes(raw, elem.get(spec.unit_attr) or spec.default_unit)
         if size is not None and spec.granule:
-            size = -(-size // spec.granule) * spec.granule
+            size = (size + spec.granule - 1) // spec.granule * spec.granule   # rounded up
         return (size, spec) if size is not None else (None, spec)
 
     # -- identity ---------------------------------------------------------------------------

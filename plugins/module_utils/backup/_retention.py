@@ -188,7 +188,7 @@ def plan(items, rules, keep_chains=None, merge=False, served=None, used=None):
             chains.append(item.chain)
     if keep_chains:
         # Chains in the order of their full backups (ids are times), the newest last.
-        for chain in sorted(chains)[-keep_chains:]:
+        for chain in sorted(chains)[max(0, len(chains) - keep_chains):]:
             for item in items:
                 if item.chain == chain:
                     keep(item.id, 'keep_chains')
