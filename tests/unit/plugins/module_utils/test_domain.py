@@ -18,6 +18,7 @@ pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _domain  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
+from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.domain_runs import four_times, run  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -58,34 +59,6 @@ def name(conn):
 
 def xml(name, memory=64, disk=None):
     return XML.format(name=name, memory=memory, disk=disk or '/images/%s.qcow2' % name)
-
-
-def params(**kwargs):
-    p = dict(name=None, xml=None, state='present', autostart=None, timeout=5, force=False,
-             remove_metadata=True, remove_storage=False, restart_on_change=False)
-    p.update(kwargs)
-    return p
-
-
-class Recorder:
-    def __init__(self):
-        self.warnings = []
-
-    def __call__(self, msg):
-        self.warnings.append(msg)
-
-
-def run(conn, check_mode=False, diff_mode=True, **kwargs):
-    warn = Recorder()
-    result = _domain.DomainManager(conn, params(**kwargs), check_mode=check_mode,
-                                   diff_mode=diff_mode, warn=warn, sleep=lambda s: None).run()
-    result['warnings'] = warn.warnings
-    return result
-
-
-def four_times(conn, **kwargs):
-    """check mode, real run, check mode again, real run again (community.crypto style)."""
-    return [run(conn, check_mode=c, **kwargs) for c in (True, False, True, False)]
 
 
 def state_of(conn, name):

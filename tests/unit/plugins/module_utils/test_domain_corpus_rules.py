@@ -18,6 +18,7 @@ libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.domain_runs import run  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 _counter = itertools.count()
@@ -75,19 +76,9 @@ def name(conn):
         dom.undefine()
 
 
-def run(conn, check_mode, xml):
-    warnings = []
-    params = dict(name=None, xml=xml, state='present', autostart=None, timeout=5, force=False,
-                  remove_metadata=True, remove_storage=False, restart_on_change=False)
-    result = _domain.DomainManager(conn, params, check_mode=check_mode, diff_mode=True,
-                                   warn=warnings.append, sleep=lambda s: None).run()
-    result['warnings'] = warnings
-    return result
-
-
 def test_rewritten_xml_is_idempotent_and_a_real_change_is_seen(conn, name):
     xml = XML.format(name=name)
-    check, real, check2, real2 = [run(conn, c, xml) for c in (True, False, True, False)]
+    check, real, check2, real2 = [run(conn, c, xml=xml) for c in (True, False, True, False)]
     assert check['changed'] and real['changed']
     assert real['warnings'] == []  # libvirt kept everything as the rules expect
     # libvirt did rewrite the XML: the rules, not luck, make the second run quiet.
@@ -100,7 +91,7 @@ def test_rewritten_xml_is_idempotent_and_a_real_change_is_seen(conn, name):
     assert not check2['changed'] and not real2['changed'], real2['diff']
     # A real change (another node set) is predicted, applied, then idempotent.
     edited = xml.replace("nodeset='0-3,^1'", "nodeset='0-1'")
-    check3, real3, real4 = run(conn, True, edited), run(conn, False, edited), run(conn, False, edited)
+    check3, real3, real4 = run(conn, True, xml=edited), run(conn, False, xml=edited), run(conn, False, xml=edited)
     assert check3['changed'] and real3['changed'] and not real4['changed']
     assert check3['diff']['after'] == real3['diff']['after']
 

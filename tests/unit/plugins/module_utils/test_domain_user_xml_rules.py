@@ -17,6 +17,7 @@ libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.domain_runs import run  # noqa: E402
 
 _counter = itertools.count()
 
@@ -74,16 +75,6 @@ def name(conn):
         dom.undefine()
 
 
-def run(conn, check_mode, xml):
-    warnings = []
-    params = dict(name=None, xml=xml, state='present', autostart=None, timeout=5, force=False,
-                  remove_metadata=True, remove_storage=False, restart_on_change=False)
-    result = _domain.DomainManager(conn, params, check_mode=check_mode, diff_mode=True,
-                                   warn=warnings.append, sleep=lambda s: None).run()
-    result['warnings'] = warnings
-    return result
-
-
 def test_running_state_is_not_part_of_the_intent():
     desired = _xmldiff.apply_implied(_xmldiff.parse(LIVE_XML.format(name='x', balloon=131072)),
                                      _xmldiff.DOMAIN)
@@ -99,7 +90,7 @@ def test_running_state_is_not_part_of_the_intent():
 @pytest.mark.parametrize('balloon', ['131072', '0'])
 def test_xml_of_a_running_domain_fed_back_is_idempotent(conn, name, balloon):
     xml = LIVE_XML.format(name=name, balloon=balloon)
-    real = run(conn, False, xml)
+    real = run(conn, False, xml=xml)
     assert real['changed']
     if conn.lookup_domain(name) is None:
         pytest.skip('the test driver refused the XML')
@@ -108,12 +99,12 @@ def test_xml_of_a_running_domain_fed_back_is_idempotent(conn, name, balloon):
     assert stored.find('devices/console').get('tty') is None
     assert stored.findtext('currentMemory') == '131072'
     assert real['warnings'] == []
-    again, check = run(conn, False, xml), run(conn, True, xml)
+    again, check = run(conn, False, xml=xml), run(conn, True, xml=xml)
     assert not again['changed'] and not check['changed'], again['diff']
     # A real change is predicted, applied, then idempotent.
     edited = xml.replace("'52:54:00:15:99:02'/>\n      <source network='default'/>",
                          "'52:54:00:15:99:02'/>\n      <source network='default'/>\n      <link state='down'/>")
-    check2, real2, real3 = run(conn, True, edited), run(conn, False, edited), run(conn, False, edited)
+    check2, real2, real3 = run(conn, True, xml=edited), run(conn, False, xml=edited), run(conn, False, xml=edited)
     assert check2['changed'] and real2['changed'] and not real3['changed']
 
 
@@ -121,7 +112,7 @@ def test_a_start_refused_after_a_define_reports_the_change(conn, name, monkeypat
     """state=running stores the new definition, then the start fails (on QEMU: a network that
     is not active): the failure must say changed, since the definition did change."""
     xml = LIVE_XML.format(name=name, balloon=131072)
-    assert run(conn, False, xml)['changed']
+    assert run(conn, False, xml=xml)['changed']
     from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
 
     def refused(self, dom, paused=False):
@@ -164,7 +155,7 @@ def test_memory_in_gigabytes_is_idempotent(conn, name):
     xml = LIVE_XML.format(name=name, balloon=131072).replace(
         "<memory unit='KiB'>131072</memory>", "<memory unit='GB'>1</memory>").replace(
         "<currentMemory unit='KiB'>131072</currentMemory>", "<currentMemory unit='MB'>500</currentMemory>")
-    real, again, check = run(conn, False, xml), run(conn, False, xml), run(conn, True, xml)
+    real, again, check = run(conn, False, xml=xml), run(conn, False, xml=xml), run(conn, True, xml=xml)
     assert real['changed'] and real['warnings'] == []
     assert not again['changed'] and not check['changed'], again['diff']
     stored = _xmldiff.parse(_domain.inactive_xml(conn.lookup_domain(name)))
