@@ -28,21 +28,6 @@ RESTORE = 'ansible_collections.virtops.libvirt.plugins.modules.virt_restore'
 EXPORT = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup_export'
 BACKUP = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup'
 
-SOURCE_XML = """<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='%s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>"""
-
 
 def _module(b, bench, module, params, label):
     """Run a module as Ansible does; (backup_bench.Measured, result dict). b: the backup_bench module."""
@@ -70,7 +55,7 @@ def case_instant(b, bench):
         source = b.PREFIX + 'instant-src-' + label
         image = bench.make_disk('instant-' + label, size, DATA)
         bench.domains.append(source)
-        bench.connect().defineXML(SOURCE_XML % (source, image))
+        bench.connect().defineXML(bench.domain_xml(source, image))
         repo = bench.path('repos', 'instant-' + label)
         _module(b, bench, BACKUP, dict(domain=source, repository=repo), 'virt_backup of %s' % source)
         case = 'instant: virt_restore to running, %s disk' % b.human(size)

@@ -29,20 +29,6 @@ COPY = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup_copy'
 BACKUP = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup'
 KIND = 's3copy'
 
-SOURCE_XML = """<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='%s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>"""
-
 
 def _server():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -59,7 +45,7 @@ def case_copy(b, bench):
     source = b.PREFIX + 's3copy-src'
     image = bench.make_disk('s3copy', SIZE, DATA)
     bench.domains.append(source)
-    bench.connect().defineXML(SOURCE_XML % (source, image))
+    bench.connect().defineXML(bench.domain_xml(source, image))
     repo = bench.path('repos', 's3copy')
     _instant_bench._module(b, bench, BACKUP, dict(domain=source, repository=repo), 'virt_backup of %s' % source)
     server = _server().start()

@@ -440,8 +440,10 @@ class Bench:
             os.path.basename(image), human(size), human(data), human(chunk), time.monotonic() - t0))
         return image
 
-    def start_domain(self, name, image, fmt='qcow2'):
-        xml = """<domain type='qemu'>
+    @staticmethod
+    def domain_xml(name, image, fmt='qcow2'):
+        """A 64 MiB TCG domain with no OS whose one virtio disk is image."""
+        return """<domain type='qemu'>
   <name>%s</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
@@ -455,6 +457,9 @@ class Bench:
     <memballoon model='none'/>
   </devices>
 </domain>""" % (name, fmt, image)
+
+    def start_domain(self, name, image, fmt='qcow2'):
+        xml = self.domain_xml(name, image, fmt)
         t0 = time.monotonic()
         self.domains.append(name)
         for attempt in (1, 2):     # once more after a libvirtd restart
