@@ -9,7 +9,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
 
-    # Options of an S3 repository (s3://bucket/prefix); see _s3.ARGUMENT_SPEC.
+    # Options of an S3 repository (s3://bucket/prefix); see backup/_options.S3_ARGS.
     DOCUMENTATION = r'''
 options:
   s3_endpoint_url:

@@ -10,8 +10,8 @@ message meant for the user; none of them exits a module.
 
 The work is split in two: pure planners (plan_pull, plan_commit, plan_copy, plan_resize) that
 decide from the disk's backing chain whether anything is left to do and what the chain will be
-afterwards (check mode returns exactly that), and BlockJobRunner, which starts, waits for and
-finishes the job.
+afterwards (check mode returns exactly that), and BlockJobManager, whose one step starts, waits
+for and finishes the job.
 
 Facts this code relies on (libvirt 9.0, QEMU 7.2, seen on qemu:///system):
 - block jobs need a running (or paused) domain; libvirt reads the backing chain of each disk
@@ -43,8 +43,24 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     flag as _flag,
     libvirt_call,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
-from ansible_collections.virtops.libvirt.plugins.module_utils._storage import is_local, parse_size
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_DESTINATION_EXISTS,
+    REASON_DOMAIN_NOT_RUNNING,
+    REASON_INVALID_DESTINATION,
+    REASON_INVALID_DISK,
+    REASON_INVALID_IMAGE,
+    REASON_INVALID_OPTION,
+    REASON_INVALID_XML,
+    REASON_JOB_FAILED,
+    REASON_JOB_RUNNING,
+    REASON_SHRINK_REFUSED,
+    REASON_TIMEOUT,
+    REASON_UNKNOWN_DISK,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import is_local_uri
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._units import parse_size
 
 
 OPERATIONS = ('commit', 'pull', 'copy', 'resize')
@@ -121,7 +137,7 @@ def parse_disks(xml):
     mirror is the running copy or active commit as the live XML shows it: dict(path, format, job,
     ready), else None.
     """
-    root = _xmldiff.parse(xml, 'the domain XML')
+    root = _document.parse(xml, 'the domain XML')
     disks = []
     for disk in root.findall('devices/disk'):
         target = disk.find('target')
@@ -156,7 +172,7 @@ def find_disk(disks, wanted, domain):
     raise BlockJobError('domain %s has no disk %s (disks: %s; give a target like vda or the path '
                         'of the active image)' % (
                             domain, wanted, ', '.join(d['name'] for d in disks) or 'none'),
-                        obj=domain, reason='unknown disk')
+                        obj=domain, reason=REASON_UNKNOWN_DISK)
 
 
 def _same_path(a, b):
@@ -178,7 +194,7 @@ def locate(chain, value, what, label):
         position = int(text)
         if position >= len(chain):
             raise BlockJobError('%s %s: position %d is beyond the end of the backing chain (%s)' % (
-                label, what, position, ' <- '.join(paths(chain))), reason='invalid image')
+                label, what, position, ' <- '.join(paths(chain))), reason=REASON_INVALID_IMAGE)
         return position
     for position, layer in enumerate(chain):
         if _same_path(layer['path'], text):
@@ -190,7 +206,7 @@ def locate(chain, value, what, label):
 # Planning (pure: the chain in, what to do and the chain afterwards out)
 
 
-class Plan:
+class JobPlan:
     """What a run does: changed, the message, the chain (or size) afterwards, libvirt args."""
 
     def __init__(self, changed, msg, chain_after=None, **args):
@@ -204,20 +220,20 @@ def plan_pull(chain, label, base=None):
     """Pull the data of the images above base into the active one (all of them: flatten)."""
     if base is None:
         if len(chain) <= 1:
-            return Plan(False, '%s has no backing file: nothing to pull' % label, chain)
-        return Plan(True, 'pull the %d backing image(s) of %s into its active image' % (
+            return JobPlan(False, '%s has no backing file: nothing to pull' % label, chain)
+        return JobPlan(True, 'pull the %d backing image(s) of %s into its active image' % (
             len(chain) - 1, label), chain[:1], base=None)
     position = locate(chain, base, 'base', label)
     if position is None:
         raise BlockJobError('%s: base %s is not in the backing chain (%s)' % (
-            label, base, ' <- '.join(paths(chain))), reason='invalid image')
+            label, base, ' <- '.join(paths(chain))), reason=REASON_INVALID_IMAGE)
     if position == 0:
         raise BlockJobError('%s: base %s is the active image; base must be one of its backing '
-                            'images' % (label, base), reason='invalid image')
+                            'images' % (label, base), reason=REASON_INVALID_IMAGE)
     if position == 1:
-        return Plan(False, '%s: %s is already the backing file of the active image: nothing to '
-                    'pull' % (label, chain[1]['path']), chain)
-    return Plan(True, 'pull %d image(s) above %s into the active image of %s' % (
+        return JobPlan(False, '%s: %s is already the backing file of the active image: nothing to '
+                       'pull' % (label, chain[1]['path']), chain)
+    return JobPlan(True, 'pull %d image(s) above %s into the active image of %s' % (
         position - 1, chain[position]['path'], label), chain[:1] + chain[position:],
         base=chain[position]['path'])
 
@@ -225,25 +241,25 @@ def plan_pull(chain, label, base=None):
 def plan_commit(chain, label, top=None, base=None, pivot=True):
     """Commit the images from top down to just above base into base."""
     if not chain:
-        raise BlockJobError('%s has no image' % label, reason='invalid disk')
+        raise BlockJobError('%s has no image' % label, reason=REASON_INVALID_DISK)
     top_pos = 0
     if top is not None:
         top_pos = locate(chain, top, 'top', label)
         if top_pos is None:
-            return Plan(False, '%s: %s is not in the backing chain (any more): nothing to commit' % (
+            return JobPlan(False, '%s: %s is not in the backing chain (any more): nothing to commit' % (
                 label, top), chain)
     base_pos = len(chain) - 1
     if base is not None:
         base_pos = locate(chain, base, 'base', label)
         if base_pos is None:
             raise BlockJobError('%s: base %s is not in the backing chain (%s)' % (
-                label, base, ' <- '.join(paths(chain))), reason='invalid image')
+                label, base, ' <- '.join(paths(chain))), reason=REASON_INVALID_IMAGE)
     if base_pos == top_pos:
-        return Plan(False, '%s: nothing above %s to commit' % (label, chain[base_pos]['path']), chain)
+        return JobPlan(False, '%s: nothing above %s to commit' % (label, chain[base_pos]['path']), chain)
     if base_pos < top_pos:
         raise BlockJobError('%s: base %s is above top %s in the backing chain (%s)' % (
             label, chain[base_pos]['path'], chain[top_pos]['path'], ' <- '.join(paths(chain))),
-            reason='invalid image')
+            reason=REASON_INVALID_IMAGE)
     active = top_pos == 0
     if active and pivot:
         after = chain[base_pos:]
@@ -251,7 +267,7 @@ def plan_commit(chain, label, top=None, base=None, pivot=True):
         after = list(chain)  # the data goes down, the overlays stay in use
     else:
         after = chain[:top_pos] + chain[base_pos:]
-    return Plan(True, 'commit %s into %s' % (
+    return JobPlan(True, 'commit %s into %s' % (
         ', '.join(paths(chain[top_pos:base_pos])), chain[base_pos]['path']) + ' of %s' % label,
         after, top=chain[top_pos]['path'], base=chain[base_pos]['path'], active=active,
         committed=paths(chain[top_pos:base_pos]))
@@ -264,31 +280,31 @@ def plan_copy(chain, label, dest, pivot=True, shallow=False, reuse_external=Fals
     dest_exists: whether dest exists (None when it cannot be known, a remote host).
     """
     if chain and _same_path(chain[0]['path'], dest):
-        return Plan(False, '%s already uses %s' % (label, dest), chain)
+        return JobPlan(False, '%s already uses %s' % (label, dest), chain)
     if dest_exists and not reuse_external:
         if not pivot:
             # Without pivot a copy is a file that appears once, like `creates:`.
-            return Plan(False, '%s exists: the copy of %s is not made again (reuse_external: '
-                        'true copies into it again)' % (dest, label), chain)
+            return JobPlan(False, '%s exists: the copy of %s is not made again (reuse_external: '
+                           'true copies into it again)' % (dest, label), chain)
         raise BlockJobError('%s: the copy destination %s exists; remove it, or set reuse_external '
                             'to copy into it (it must then be an image of the right size)' % (
-                                label, dest), reason='destination exists')
+                                label, dest), reason=REASON_DESTINATION_EXISTS)
     if not pivot:
         after = list(chain)
     else:
         after = [dict(path=dest, format=None, index=None)] + (list(chain[1:]) if shallow else [])
-    return Plan(True, 'copy %s to %s%s' % (label, dest, ' and pivot to it' if pivot else ''),
-                after)
+    return JobPlan(True, 'copy %s to %s%s' % (label, dest, ' and pivot to it' if pivot else ''),
+                   after)
 
 
 def plan_resize(capacity, size, label, allow_shrink=False):
     if capacity == size:
-        return Plan(False, '%s already has %d bytes' % (label, size))
+        return JobPlan(False, '%s already has %d bytes' % (label, size))
     if size < capacity and not allow_shrink:
         raise BlockJobError('%s: shrinking from %d to %d bytes loses the data at the end of the '
                             'disk; set allow_shrink to do it' % (label, capacity, size),
-                            reason='shrink refused')
-    return Plan(True, '%s %s from %d to %d bytes' % (
+                            reason=REASON_SHRINK_REFUSED)
+    return JobPlan(True, '%s %s from %d to %d bytes' % (
         'shrink' if size < capacity else 'grow', label, capacity, size))
 
 
@@ -314,23 +330,59 @@ def job_facts(info):
 # Doing it
 
 
-class BlockJobRunner:
-    """One run of virt_blockjob against one disk of one domain."""
+BLOCKJOB_ARGS = dict(
+    name=dict(type='str', required=True, aliases=['domain']),
+    disk=dict(type='str', required=True),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    operation=dict(type='str', choices=list(OPERATIONS)),
+    base=dict(type='str'),
+    top=dict(type='str'),
+    pivot=dict(type='bool', default=True),
+    delete=dict(type='bool', default=False),
+    dest=dict(type='str'),
+    format=dict(type='str', choices=['qcow2', 'raw']),
+    shallow=dict(type='bool', default=False),
+    reuse_external=dict(type='bool', default=False),
+    granularity=dict(type='str'),
+    buf_size=dict(type='str'),
+    size=dict(type='str'),
+    allow_shrink=dict(type='bool', default=False),
+    bandwidth=dict(type='str'),
+    wait=dict(type='bool', default=True),
+    timeout=dict(type='int', default=3600),
+)
 
-    def __init__(self, conn, params, check_mode=False):
-        self.conn = conn
-        self.p = params
-        self.check_mode = check_mode
+
+class BlockJobManager(ObjectManager):
+    """virt_blockjob: one block job on one disk (option disk) of a running domain (option name).
+
+    The live object is the disk (parse_disks' dict) and self.info its running job. Planning
+    decides from the backing chain whether anything is left to do and reports what the run
+    will return (check mode returns exactly that); the one step starts the job (or takes over
+    one found running), waits for it, finishes it and reports what came out instead.
+    params: BLOCKJOB_ARGS.
+    """
+
+    kind = 'disk'
+    argument_spec = BLOCKJOB_ARGS
+    module_options = dict(required_if=[('state', 'present', ('operation',))])
+
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.dom = None
-        self.label = None
+        self.disk_label = None
         self.started = None
+        self.active = None
+        self.info = None
+        self.fields = None  # the result but changed and diff
+        self.diff = None
 
     # -- reading -------------------------------------------------------------------------------
 
     def disk(self):
         with libvirt_call('reading the definition', _dom_label(self.dom)):
             xml = self.dom.XMLDesc(0)
-        return find_disk(parse_disks(xml), self.p['disk'], self.dom.name())
+        return find_disk(parse_disks(xml), self.params['disk'], self.dom.name())
 
     def job_info(self, target):
         with libvirt_call('reading the block job of disk %s' % target, _dom_label(self.dom)):
@@ -344,69 +396,100 @@ class BlockJobRunner:
         with libvirt_call('reading the state', _dom_label(self.dom)):
             return bool(self.dom.isActive())
 
-    # -- the run -------------------------------------------------------------------------------
+    # -- the lifecycle -------------------------------------------------------------------------
 
-    def run(self):
-        p = self.p
-        self.dom = self.conn.get_domain(p['name'])
+    def check_options(self):
+        check_options(self.params)
+
+    def identify(self):
+        self.dom = self.connection.get_domain(self.params['name'])
         self.started = time.time()
-        if not self.is_active():
+        return self.params['disk']
+
+    def lookup(self):
+        p = self.params
+        self.active = self.is_active()
+        if not self.active:
             if p['state'] == 'absent':
                 # Only a running domain has block jobs; still say so when the disk is unknown.
                 with libvirt_call('reading the definition', _dom_label(self.dom)):
                     xml = self.dom.XMLDesc(_flag('VIR_DOMAIN_XML_INACTIVE'))
-                disk = find_disk(parse_disks(xml), p['disk'], self.dom.name())
-                return self._result(False, 'domain %s is not running: no block job on disk %s' % (
-                    self.dom.name(), disk['name']), disk, None, disk['chain'], disk['chain'])
+                return find_disk(parse_disks(xml), p['disk'], self.dom.name())
             raise BlockJobError(
                 'domain %s is not running; block jobs (%s) need a running domain. For a shut-off '
                 'domain, resize the image with virtops.libvirt.virt_volume or qemu-img resize, '
                 'and commit or rebase images with qemu-img. Nothing was changed.' % (
-                    self.dom.name(), p['operation']), obj=self.dom.name(), reason='not running')
+                    self.dom.name(), p['operation']), obj=self.dom.name(), reason=REASON_DOMAIN_NOT_RUNNING)
         disk = self.disk()
-        self.label = 'disk %s of domain %s' % (disk['name'], self.dom.name())
-        info = self.job_info(disk['name'])
-        if p['state'] == 'absent':
-            return self.abort(disk, info)
-        if info:
-            return self.existing_job(disk, info)
-        return getattr(self, p['operation'])(disk)
+        self.disk_label = 'disk %s of domain %s' % (disk['name'], self.dom.name())
+        self.info = self.job_info(disk['name'])
+        return disk
 
-    def _result(self, changed, msg, disk, job, before, after, **extra):
-        res = dict(changed=changed, msg=msg, disk=disk['name'] if disk else None,
-                   operation=self.p.get('operation'), job=job_facts(job) if job is not None else None,
-                   duration=round(time.time() - self.started, 3) if self.started else 0.0,
-                   chain_before=paths(before), chain_after=paths(after),
-                   diff=dict(before=dict(disk=disk['name'], chain=paths(before)),
-                             after=dict(disk=disk['name'], chain=paths(after))))
+    def plan_present(self, live):
+        if self.info:
+            return self.existing_job(live, self.info)
+        operations = dict(commit=self.commit, pull=self.pull, copy=self.copy, resize=self.resize)
+        return operations[self.params['operation']](live)
+
+    def after_apply(self, live, plan):
+        plan.diff = self.diff
+        return live
+
+    def result_fields(self, live, plan):
+        return dict(self.fields)
+
+    def report(self, msg, disk, job, before, after, **extra):
+        """What the result says (the prediction while planning; a step replaces it with what
+        happened): msg, the job's figures, the chain (or size) before and after, extra fields."""
+        self.fields = dict(msg=msg, disk=disk['name'] if disk else None,
+                           operation=self.params.get('operation'), job=job_facts(job) if job is not None else None,
+                           duration=round(time.time() - self.started, 3) if self.started else 0.0,
+                           chain_before=paths(before), chain_after=paths(after))
+        self.fields.update(extra)
         if 'size' in extra:
-            res['diff'] = dict(before=dict(disk=disk['name'], capacity=extra['size']['before']),
-                               after=dict(disk=disk['name'], capacity=extra['size']['after']))
-        res.update(extra)
-        return res
+            self.diff = dict(before=dict(disk=disk['name'], capacity=extra['size']['before']),
+                             after=dict(disk=disk['name'], capacity=extra['size']['after']))
+        else:
+            self.diff = dict(before=dict(disk=disk['name'], chain=paths(before)),
+                             after=dict(disk=disk['name'], chain=paths(after)))
+
+    def planned(self, steps, msg, disk, job, before, after, **extra):
+        """The Plan of steps (name, callable), reporting what the run will return."""
+        self.report(msg, disk, job, before, after, **extra)
+        plan = Plan()
+        for name, run in steps:
+            plan.add(name, run)
+        plan.diff = self.diff
+        return plan
 
     # -- state: absent -------------------------------------------------------------------------
 
-    def abort(self, disk, info):
-        chain = disk['chain']
+    def plan_absent(self, live):
+        chain = live['chain']
+        if not self.active:
+            return self.planned([], 'domain %s is not running: no block job on disk %s' % (
+                self.dom.name(), live['name']), live, None, chain, chain)
+        info = self.info
         if not info:
-            return self._result(False, 'no block job on %s' % self.label, disk, None, chain, chain)
+            return self.planned([], 'no block job on %s' % self.disk_label, live, None, chain, chain)
         name, kind = JOB_TYPES.get(info.get('type'), ('unknown', None))
         if kind is None:
             raise BlockJobError('%s has a running %s job, which this module does not end (a backup '
                                 'job ends with virt_backup or virDomainAbortJob); nothing was '
-                                'changed' % (self.label, name), obj=self.dom.name(),
+                                'changed' % (self.disk_label, name), obj=self.dom.name(),
                                 job=job_facts(info))
-        if self.p.get('operation') and self.p['operation'] != kind:
+        if self.params.get('operation') and self.params['operation'] != kind:
             raise BlockJobError('%s has a running %s job, not a %s job; nothing was changed' % (
-                self.label, name, self.p['operation']), obj=self.dom.name(), job=job_facts(info))
-        if self.check_mode:
-            return self._result(True, 'the %s job on %s would be aborted' % (name, self.label), disk,
-                                info, chain, chain)
-        self._abort_job(disk['name'])
-        after = self.disk()['chain']
-        return self._result(True, 'the %s job on %s aborted; the disk keeps its image' % (
-            name, self.label), disk, info, chain, after)
+                self.disk_label, name, self.params['operation']), obj=self.dom.name(), job=job_facts(info))
+
+        def abort(live):
+            self._abort_job(live['name'])
+            after = self.disk()['chain']
+            self.report('the %s job on %s aborted; the disk keeps its image' % (
+                name, self.disk_label), live, info, chain, after)
+            return live
+        return self.planned([('abort', abort)], 'the %s job on %s would be aborted' % (name, self.disk_label),
+                            live, info, chain, chain)
 
     def _abort_job(self, target):
         with libvirt_call('aborting the block job of disk %s' % target, _dom_label(self.dom)):
@@ -418,39 +501,41 @@ class BlockJobRunner:
         """A job of the same kind (one started by an earlier run with wait: false) is awaited and
         finished; any other job is an error."""
         name, kind = JOB_TYPES.get(info.get('type'), ('unknown', None))
-        op = self.p['operation']
+        op = self.params['operation']
         if kind != op:
             raise BlockJobError(
                 '%s has a running %s job (%s of %s bytes); a disk runs one block job at a time. '
                 'Wait for it, or abort it with state: absent. Nothing was changed.' % (
-                    self.label, name, info.get('cur'), info.get('end')),
-                obj=self.dom.name(), reason='job running', job=job_facts(info))
+                    self.disk_label, name, info.get('cur'), info.get('end')),
+                obj=self.dom.name(), reason=REASON_JOB_RUNNING, job=job_facts(info))
         if op == 'copy':
             dest = self.copy_dest()[0]
             mirror = disk['mirror'] or {}
             if mirror.get('path') and not _same_path(mirror['path'], dest):
                 raise BlockJobError('%s is being copied to %s, not to %s; abort that job first '
                                     '(state: absent). Nothing was changed.' % (
-                                        self.label, mirror['path'], dest),
-                                    obj=self.dom.name(), reason='job running', job=job_facts(info))
+                                        self.disk_label, mirror['path'], dest),
+                                    obj=self.dom.name(), reason=REASON_JOB_RUNNING, job=job_facts(info))
         chain = disk['chain']
         after = self._predict_for_running(disk, name)
-        if not self.p['wait']:
-            return self._result(False, 'a %s job runs on %s (%s%%)' % (
-                name, self.label, job_facts(info)['progress']), disk, info, chain, chain)
-        if self.check_mode:
-            return self._result(True, 'the running %s job on %s would be awaited and finished' % (
-                name, self.label), disk, info, chain, after)
-        final = self.wait(disk, info, name, started_here=False)
-        return self.finish(disk, name, final, chain, after, adopted=True)
+        if not self.params['wait']:
+            return self.planned([], 'a %s job runs on %s (%s%%)' % (
+                name, self.disk_label, job_facts(info)['progress']), disk, info, chain, chain)
+
+        def finish(disk):
+            final = self.wait(disk, info, name, started_here=False)
+            self.complete(disk, name, final, chain, after, adopted=True)
+            return disk
+        return self.planned([('finish', finish)], 'the running %s job on %s would be awaited and finished' % (
+            name, self.disk_label), disk, info, chain, after)
 
     def _predict_for_running(self, disk, name):
         chain = disk['chain']
         if name == 'copy':
-            return [dict(path=self.copy_dest()[0], format=None, index=None)] if self.p['pivot'] else chain
+            return [dict(path=self.copy_dest()[0], format=None, index=None)] if self.params['pivot'] else chain
         if name == 'active-commit':
             mirror = disk['mirror'] or {}
-            if self.p['pivot'] and mirror.get('path'):
+            if self.params['pivot'] and mirror.get('path'):
                 for i, layer in enumerate(chain):
                     if _same_path(layer['path'], mirror['path']):
                         return chain[i:]
@@ -467,7 +552,7 @@ class BlockJobRunner:
         """
         target = disk['name']
         needs_ready = name in ('copy', 'active-commit')
-        deadline = self.started + self.p['timeout']
+        deadline = self.started + self.params['timeout']
         last = info
         while True:
             current = self.job_info(target)
@@ -476,8 +561,8 @@ class BlockJobRunner:
                     raise BlockJobError(
                         'the %s job on %s ended before it was ready (QEMU reported an error; see '
                         '/var/log/libvirt/qemu/%s.log). The disk keeps its image.' % (
-                            name, self.label, self.dom.name()),
-                        obj=self.dom.name(), reason='job failed', job=job_facts(last))
+                            name, self.disk_label, self.dom.name()),
+                        obj=self.dom.name(), reason=REASON_JOB_FAILED, job=job_facts(last))
                 done = dict(last)
                 done['cur'] = done.get('end', 0)
                 return done
@@ -497,14 +582,14 @@ class BlockJobRunner:
                     what = 'left running (this run did not start it)'
                 raise BlockJobError(
                     'the %s job on %s did not finish within %s s (%s of %s bytes, %s%%); %s' % (
-                        name, self.label, self.p['timeout'], facts['cur'], facts['end'],
-                        facts['progress'], what), obj=self.dom.name(), reason='timeout', job=facts)
+                        name, self.disk_label, self.params['timeout'], facts['cur'], facts['end'],
+                        facts['progress'], what), obj=self.dom.name(), reason=REASON_TIMEOUT, job=facts)
             time.sleep(POLL_INTERVAL)
 
-    def finish(self, disk, name, final, chain, predicted, adopted=False):
+    def complete(self, disk, name, final, chain, predicted, adopted=False):
         """The last phase: pivot or complete a ready job; check the chain came out as planned."""
         target = disk['name']
-        pivot = self.p.get('pivot')
+        pivot = self.params.get('pivot')
         if name in ('copy', 'active-commit'):
             flags = _flag('VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT') if pivot else 0
             action = '%s the %s job of disk %s' % ('pivoting' if pivot else 'completing', name, target)
@@ -515,8 +600,8 @@ class BlockJobRunner:
             raise BlockJobError(
                 'the %s job on %s ended, but the backing chain is %s instead of %s (QEMU reported an '
                 'error? see /var/log/libvirt/qemu/%s.log)' % (
-                    name, self.label, ' <- '.join(paths(after)), ' <- '.join(paths(predicted)),
-                    self.dom.name()), obj=self.dom.name(), reason='job failed',
+                    name, self.disk_label, ' <- '.join(paths(after)), ' <- '.join(paths(predicted)),
+                    self.dom.name()), obj=self.dom.name(), reason=REASON_JOB_FAILED,
                 job=job_facts(final), chain_before=paths(chain), chain_after=paths(after))
         if name == 'copy':
             ending = ' and pivoted' if pivot else ' (the disk keeps its image)'
@@ -529,24 +614,24 @@ class BlockJobRunner:
             verb = 'pulled into its active image'
         else:
             verb = 'committed into a lower image of its chain'
-        msg = '%s %s%s' % (self.label, verb, ' (finished a job found running)' if adopted else '')
-        return self._result(True, msg, disk, final, chain, after)
+        msg = '%s %s%s' % (self.disk_label, verb, ' (finished a job found running)' if adopted else '')
+        self.report(msg, disk, final, chain, after)
 
     # -- operations ----------------------------------------------------------------------------
 
     def _started(self, disk, plan, name, chain):
-        """After the job started: return at once (wait: false) or wait and finish."""
+        """After the job started: report at once (wait: false) or wait and finish."""
         info = self.job_info(disk['name'])
-        if not self.p['wait']:
-            return self._result(True, '%s started on %s' % (name, self.label), disk,
-                                info or None, chain, chain)
+        if not self.params['wait']:
+            self.report('%s started on %s' % (name, self.disk_label), disk, info or None, chain, chain)
+            return
         if not info:
             # Already over (a small pull or commit): the figures are gone with it.
             info = dict(type=[k for k, v in JOB_TYPES.items() if v[0] == name][0], cur=0, end=0,
                         bandwidth=0)
         try:
             final = self.wait(disk, info, name, started_here=True)
-            return self.finish(disk, name, final, chain, plan.chain_after)
+            self.complete(disk, name, final, chain, plan.chain_after)
         except BlockJobError:
             raise
         except Exception:
@@ -558,133 +643,141 @@ class BlockJobRunner:
                 pass
             raise
 
-    def _planned(self, disk, plan, chain, **extra):
-        """The result when nothing is started: nothing to do, or check mode's prediction.
+    def _job_plan(self, disk, plan, chain, start, **extra):
+        """The Plan of an operation: the step start(disk) when plan says there is something to
+        do, and the result without it (nothing to do, or check mode's prediction).
 
         With wait: false a real run returns before the job changed the chain, so check mode
         predicts the chain as it is.
         """
-        after = plan.chain_after if self.p['wait'] and plan.chain_after is not None else chain
-        return self._result(plan.changed, _would(plan, self.check_mode, self.p['wait']), disk, None,
+        after = plan.chain_after if self.params['wait'] and plan.chain_after is not None else chain
+        steps = [(self.params['operation'], start)] if plan.changed else []
+        return self.planned(steps, _would(plan, self.check_mode, self.params['wait']), disk, None,
                             chain, after, **extra)
 
     def pull(self, disk):
         chain = disk['chain']
-        plan = plan_pull(chain, self.label, self.p.get('base'))
-        if not plan.changed or self.check_mode:
-            return self._planned(disk, plan, chain)
-        bandwidth = parse_bandwidth(self.p.get('bandwidth')) or 0
-        with libvirt_call('starting a pull on disk %s' % disk['name'], _dom_label(self.dom)):
-            if plan.args['base'] is None:
-                self.dom.blockPull(disk['name'], bandwidth, _flag('VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES'))
-            else:
-                self.dom.blockRebase(disk['name'], plan.args['base'], bandwidth,
-                                     _flag('VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES'))
-        return self._started(disk, plan, 'pull', chain)
+        plan = plan_pull(chain, self.disk_label, self.params.get('base'))
+
+        def start(disk):
+            bandwidth = parse_bandwidth(self.params.get('bandwidth')) or 0
+            with libvirt_call('starting a pull on disk %s' % disk['name'], _dom_label(self.dom)):
+                if plan.args['base'] is None:
+                    self.dom.blockPull(disk['name'], bandwidth, _flag('VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES'))
+                else:
+                    self.dom.blockRebase(disk['name'], plan.args['base'], bandwidth,
+                                         _flag('VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES'))
+            self._started(disk, plan, 'pull', chain)
+            return disk
+        return self._job_plan(disk, plan, chain, start)
 
     def commit(self, disk):
         chain = disk['chain']
-        plan = plan_commit(chain, self.label, self.p.get('top'), self.p.get('base'), self.p['pivot'])
+        plan = plan_commit(chain, self.disk_label, self.params.get('top'), self.params.get('base'), self.params['pivot'])
         extra = {}
         if plan.changed:
-            extra['deleted'] = plan.args['committed'] if self.p.get('delete') else []
-        if not plan.changed or self.check_mode:
-            return self._planned(disk, plan, chain, **extra)
-        flags = _flag('VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES')
-        if plan.args['active']:
-            flags |= _flag('VIR_DOMAIN_BLOCK_COMMIT_ACTIVE')
-        if self.p.get('delete'):
-            flags |= _flag('VIR_DOMAIN_BLOCK_COMMIT_DELETE')
-        bandwidth = parse_bandwidth(self.p.get('bandwidth')) or 0
-        with libvirt_call('starting a commit on disk %s' % disk['name'], _dom_label(self.dom)):
-            self.dom.blockCommit(disk['name'], plan.args['base'], plan.args['top'], bandwidth, flags)
-        res = self._started(disk, plan, 'active-commit' if plan.args['active'] else 'commit', chain)
-        res.update(extra)
-        return res
+            extra['deleted'] = plan.args['committed'] if self.params.get('delete') else []
+
+        def start(disk):
+            flags = _flag('VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES')
+            if plan.args['active']:
+                flags |= _flag('VIR_DOMAIN_BLOCK_COMMIT_ACTIVE')
+            if self.params.get('delete'):
+                flags |= _flag('VIR_DOMAIN_BLOCK_COMMIT_DELETE')
+            bandwidth = parse_bandwidth(self.params.get('bandwidth')) or 0
+            with libvirt_call('starting a commit on disk %s' % disk['name'], _dom_label(self.dom)):
+                self.dom.blockCommit(disk['name'], plan.args['base'], plan.args['top'], bandwidth, flags)
+            self._started(disk, plan, 'active-commit' if plan.args['active'] else 'commit', chain)
+            self.fields.update(extra)
+            return disk
+        return self._job_plan(disk, plan, chain, start, **extra)
 
     def copy_dest(self):
         """(path, disk XML for virDomainBlockCopy or None when built from the options)."""
-        dest = (self.p.get('dest') or '').strip()
+        dest = (self.params.get('dest') or '').strip()
         if not dest:
             raise BlockJobError('operation copy needs dest (a path, or a <disk> XML)',
-                                reason='missing option')
+                                reason=REASON_INVALID_OPTION)
         if not dest.startswith('<'):
             return dest, None
-        root = _xmldiff.parse(dest, 'the dest XML')
+        root = _document.parse(dest, 'the dest XML')
         if root.tag != 'disk':
             raise BlockJobError('the dest XML has root element <%s>, expected <disk>' % root.tag,
-                                reason='invalid XML')
+                                reason=REASON_INVALID_XML)
         path = _layer_path(root.get('type'), root.find('source'))
         if path is None:
             raise BlockJobError('the dest XML names no source (<source file=...> or dev=...)',
-                                reason='invalid XML')
-        if self.p.get('format'):
+                                reason=REASON_INVALID_XML)
+        if self.params.get('format'):
             raise BlockJobError('format applies only when dest is a path; put it in the dest XML '
-                                '(<driver type=...>)', reason='invalid option')
+                                '(<driver type=...>)', reason=REASON_INVALID_OPTION)
         return path, dest
 
     def _dest_xml(self, path, fmt):
         kind = 'block' if path.startswith('/dev/') else 'file'
-        root = _xmldiff.etree.Element('disk', type=kind)
-        _xmldiff.etree.SubElement(root, 'source', **{'file' if kind == 'file' else 'dev': path})
+        root = _document.etree.Element('disk', type=kind)
+        _document.etree.SubElement(root, 'source', **{'file' if kind == 'file' else 'dev': path})
         if fmt:
-            _xmldiff.etree.SubElement(root, 'driver', type=fmt)
-        return _xmldiff.render(root)
+            _document.etree.SubElement(root, 'driver', type=fmt)
+        return _document.render(root)
 
     def copy(self, disk):
         chain = disk['chain']
         path, xml = self.copy_dest()
         exists = None
-        if is_local(self.conn.uri) and path.startswith('/'):
+        if is_local_uri(self.connection.uri) and path.startswith('/'):
             exists = os.path.exists(path)
             parent = os.path.dirname(path)
             if not exists and not os.path.isdir(parent):
                 raise BlockJobError('%s: the directory of the copy destination %s does not exist' % (
-                    self.label, path), reason='invalid destination')
-        plan = plan_copy(chain, self.label, path, self.p['pivot'], self.p['shallow'],
-                         self.p['reuse_external'], exists)
-        if not plan.changed or self.check_mode:
-            return self._planned(disk, plan, chain, destination=path)
-        if xml is None:
-            fmt = self.p.get('format') or (chain[0]['format'] if chain else None)
-            xml = self._dest_xml(path, fmt)
-        params = {}
-        bandwidth = parse_bandwidth(self.p.get('bandwidth'))
-        if bandwidth:
-            params[_flag('VIR_DOMAIN_BLOCK_COPY_BANDWIDTH')] = bandwidth
-        for opt, key in (('granularity', 'VIR_DOMAIN_BLOCK_COPY_GRANULARITY'),
-                         ('buf_size', 'VIR_DOMAIN_BLOCK_COPY_BUF_SIZE')):
-            if self.p.get(opt):
-                params[_flag(key)] = parse_size(self.p[opt], opt)
-        # A persistent domain needs TRANSIENT_JOB (the job does not survive a restart of the
-        # domain); the pivot still updates the persistent definition.
-        flags = _flag('VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB')
-        if self.p['shallow']:
-            flags |= _flag('VIR_DOMAIN_BLOCK_COPY_SHALLOW')
-        if self.p['reuse_external']:
-            flags |= _flag('VIR_DOMAIN_BLOCK_COPY_REUSE_EXT')
-        with libvirt_call('starting a copy of disk %s to %s' % (disk['name'], path), _dom_label(self.dom)):
-            self.dom.blockCopy(disk['name'], xml, params, flags)
-        res = self._started(disk, plan, 'copy', chain)
-        # Not 'dest': AnsibleModule would add that file's attributes (and a 'size') to the result.
-        res['destination'] = path
-        return res
+                    self.disk_label, path), reason=REASON_INVALID_DESTINATION)
+        plan = plan_copy(chain, self.disk_label, path, self.params['pivot'], self.params['shallow'],
+                         self.params['reuse_external'], exists)
+
+        def start(disk):
+            dest_xml = xml
+            if dest_xml is None:
+                fmt = self.params.get('format') or (chain[0]['format'] if chain else None)
+                dest_xml = self._dest_xml(path, fmt)
+            params = {}
+            bandwidth = parse_bandwidth(self.params.get('bandwidth'))
+            if bandwidth:
+                params[_flag('VIR_DOMAIN_BLOCK_COPY_BANDWIDTH')] = bandwidth
+            for opt, key in (('granularity', 'VIR_DOMAIN_BLOCK_COPY_GRANULARITY'),
+                             ('buf_size', 'VIR_DOMAIN_BLOCK_COPY_BUF_SIZE')):
+                if self.params.get(opt):
+                    params[_flag(key)] = parse_size(self.params[opt], opt)
+            # A persistent domain needs TRANSIENT_JOB (the job does not survive a restart of the
+            # domain); the pivot still updates the persistent definition.
+            flags = _flag('VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB')
+            if self.params['shallow']:
+                flags |= _flag('VIR_DOMAIN_BLOCK_COPY_SHALLOW')
+            if self.params['reuse_external']:
+                flags |= _flag('VIR_DOMAIN_BLOCK_COPY_REUSE_EXT')
+            with libvirt_call('starting a copy of disk %s to %s' % (disk['name'], path), _dom_label(self.dom)):
+                self.dom.blockCopy(disk['name'], dest_xml, params, flags)
+            self._started(disk, plan, 'copy', chain)
+            # Not 'dest': AnsibleModule would add that file's attributes (and a 'size') to the result.
+            self.fields['destination'] = path
+            return disk
+        return self._job_plan(disk, plan, chain, start, destination=path)
 
     def resize(self, disk):
-        if self.p.get('size') is None:
-            raise BlockJobError('operation resize needs size (for example 10G)', reason='missing option')
-        size = parse_size(self.p['size'], 'size')
+        if self.params.get('size') is None:
+            raise BlockJobError('operation resize needs size (for example 10G)', reason=REASON_INVALID_OPTION)
+        size = parse_size(self.params['size'], 'size')
         chain = disk['chain']
         before = self.capacity(disk['name'])
-        plan = plan_resize(before, size, self.label, self.p['allow_shrink'])
-        sizes = dict(before=before, after=size)
-        if not plan.changed or self.check_mode:
-            return self._planned(disk, plan, chain, size=sizes)
-        with libvirt_call('resizing disk %s to %d bytes' % (disk['name'], size), _dom_label(self.dom)):
-            self.dom.blockResize(disk['name'], size, _flag('VIR_DOMAIN_BLOCK_RESIZE_BYTES'))
-        sizes['after'] = self.capacity(disk['name'])
-        return self._result(True, '%s resized from %d to %d bytes' % (self.label, before, sizes['after']),
-                            disk, None, chain, chain, size=sizes)
+        plan = plan_resize(before, size, self.disk_label, self.params['allow_shrink'])
+
+        def start(disk):
+            with libvirt_call('resizing disk %s to %d bytes' % (disk['name'], size), _dom_label(self.dom)):
+                self.dom.blockResize(disk['name'], size, _flag('VIR_DOMAIN_BLOCK_RESIZE_BYTES'))
+            after = self.capacity(disk['name'])
+            self.report('%s resized from %d to %d bytes' % (self.disk_label, before, after),
+                        disk, None, chain, chain, size=dict(before=before, after=after))
+            return disk
+        return self._job_plan(disk, plan, chain, start, size=dict(before=before, after=size))
 
 
 def _would(plan, check_mode, wait=True):
@@ -715,26 +808,19 @@ def check_options(params):
     op = params.get('operation')
     if params['state'] == 'present' and not op:
         raise BlockJobError('state present needs operation (commit, pull, copy or resize)',
-                            reason='missing option')
+                            reason=REASON_INVALID_OPTION)
     for opt, ops in ONLY.items():
         if params.get(opt) in (None, False):
             continue
         if params['state'] == 'absent' or op not in ops:
             raise BlockJobError('%s applies only to operation %s%s' % (
                 opt, ' and '.join(ops), '' if params['state'] == 'present' else ' with state present'),
-                reason='invalid option')
+                reason=REASON_INVALID_OPTION)
     if params.get('bandwidth') is not None and op == 'resize':
-        raise BlockJobError('bandwidth does not apply to operation resize', reason='invalid option')
+        raise BlockJobError('bandwidth does not apply to operation resize', reason=REASON_INVALID_OPTION)
     if params.get('bandwidth') is not None:
         parse_bandwidth(params['bandwidth'])
     if params.get('size') is not None:
         parse_size(params['size'], 'size')
     if params.get('timeout') is not None and params['timeout'] <= 0:
-        raise BlockJobError('timeout must be a positive number of seconds', reason='invalid option')
-
-
-def ensure(conn, params, check_mode=False):
-    """The module's whole run: dict(changed, msg, disk, operation, job, duration, chain_before,
-    chain_after, diff, ...)."""
-    check_options(params)
-    return BlockJobRunner(conn, params, check_mode).run()
+        raise BlockJobError('timeout must be a positive number of seconds', reason=REASON_INVALID_OPTION)

@@ -28,8 +28,8 @@ import json
 import re
 import shutil
 import subprocess
-from xml.sax.saxutils import escape as xml_escape
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._checkpoint_profile import CHECKPOINT, CHECKPOINT_DEFINITION
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
     domain_label as _dom_label,
@@ -39,12 +39,16 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml, require_lxml
-
-try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - reported by require_lxml
-    etree = None
+from ansible_collections.virtops.libvirt.plugins.module_utils._disks import domain_disks
+from ansible_collections.virtops.libvirt.plugins.module_utils._moment import (
+    INFO_ARGS,
+    MomentManager,
+    child_text,
+    parse_moment,
+    replace_description,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare
 
 try:
     import libvirt
@@ -70,13 +74,6 @@ def _chk_label(dom, name):
 # XML
 
 
-def _text(elem, path):
-    node = elem.find(path)
-    if node is None or node.text is None:
-        return None
-    return node.text.strip()
-
-
 def parse_checkpoint_xml(xml):
     """A checkpoint XML document as a dict.
 
@@ -86,20 +83,7 @@ def parse_checkpoint_xml(xml):
     (whether the <domain> copy is present). Raises CheckpointError on XML that is not a
     checkpoint.
     """
-    try:
-        root = parse_xml(xml, 'the checkpoint XML')
-    except VirtError as exc:
-        raise CheckpointError(exc.msg)
-    if root.tag != 'domaincheckpoint':
-        raise CheckpointError('the checkpoint XML has root element <%s>; expected <domaincheckpoint>'
-                              % root.tag)
-    creation = _text(root, 'creationTime')
-    if creation is not None:
-        try:
-            creation = int(creation)
-        except ValueError:
-            raise CheckpointError('the checkpoint XML has a creationTime that is not a number: %r'
-                                  % creation)
+    root, creation = parse_moment(xml, 'checkpoint', CheckpointError)
     disks = []
     for disk in root.findall('disks/disk'):
         size = disk.get('size')
@@ -111,86 +95,51 @@ def parse_checkpoint_xml(xml):
             size=int(size) if size is not None else None,
         ))
     return dict(
-        name=_text(root, 'name'),
-        description=_text(root, 'description'),
-        parent=_text(root, 'parent/name'),
+        name=child_text(root, 'name'),
+        description=child_text(root, 'description'),
+        parent=child_text(root, 'parent/name'),
         creation_time=creation,
         disks=disks,
         has_domain=root.find('domain') is not None,
     )
 
 
-def build_checkpoint_xml(name, description=None, disks=None):
-    """XML for virDomainCheckpointCreateXML.
+def build_checkpoint_xml(name, description=None, disks=None, parent=None, creation_time=None):
+    """XML for virDomainCheckpointCreateXML: the one builder of checkpoint XML (virt_checkpoint and
+    the backup engine).
 
     disks: None to let libvirt choose (every writable disk gets a bitmap), or a list of
-    dicts name, checkpoint ('bitmap' or 'no'); libvirt gives unlisted disks no bitmap.
+    dicts name, checkpoint ('bitmap' or 'no') and, to REDEFINE a checkpoint whose bitmaps exist,
+    bitmap (its name); libvirt gives unlisted disks no bitmap. parent (a checkpoint name) and
+    creation_time (seconds) only for REDEFINE, which records them as given.
     """
     require_lxml()
     root = etree.Element('domaincheckpoint')
     etree.SubElement(root, 'name').text = name
     if description:
         etree.SubElement(root, 'description').text = description
+    if parent:
+        etree.SubElement(etree.SubElement(root, 'parent'), 'name').text = parent
+    if creation_time is not None:
+        etree.SubElement(root, 'creationTime').text = str(int(creation_time))
     if disks is not None:
         node = etree.SubElement(root, 'disks')
         for disk in disks:
-            etree.SubElement(node, 'disk', dict(name=disk['name'], checkpoint=disk.get('checkpoint') or BITMAP))
+            attrs = dict(name=disk['name'], checkpoint=disk.get('checkpoint') or BITMAP)
+            if disk.get('bitmap'):
+                attrs['bitmap'] = disk['bitmap']
+            etree.SubElement(node, 'disk', attrs)
     return etree.tostring(root, encoding='unicode')
 
 
 def set_description(xml, description):
     """The checkpoint XML with its <description> replaced (removed when description is empty).
 
-    A text edit of the part before <creationTime> (libvirt writes name, description, parent,
-    creationTime, disks, domain in this order): the copy of the domain definition, which may use
-    XML namespaces and has a <description> of its own, stays byte for byte as libvirt wrote it.
+    libvirt writes name, description, parent, creationTime, disks, domain in this order; the
+    domain copy stays byte for byte (_moment.replace_description).
     """
     parse_checkpoint_xml(xml)
-    match = re.search(r'<creationTime[\s>]', xml)
-    if match is None:
-        raise CheckpointError('the checkpoint XML has no <creationTime>')
-    head, tail = xml[:match.start()], xml[match.start():]
-    head = re.sub(r'[ \t]*<description(\s[^>]*)?(/>|>.*?</description>)[ \t]*\n?', '', head, count=1, flags=re.S)
-    if description:
-        name = re.search(r'</name>[ \t]*\n?', head)
-        if name is None:
-            raise CheckpointError('the checkpoint XML has no <name> before <creationTime>')
-        indent = re.search(r'\n([ \t]*)<name>', head)
-        element = '%s<description>%s</description>\n' % (indent.group(1) if indent else '', xml_escape(description))
-        if not name.group(0).endswith('\n'):
-            element = element.strip()
-        head = head[:name.end()] + element + head[name.end():]
-    return head + tail
-
-
-def domain_disks(dom, inactive=False):
-    """The domain's disks as dicts: name (target dev), device, format (driver type, None when
-    the XML does not say), source (path, volume or network name, None when empty), readonly."""
-    flags = _flag('VIR_DOMAIN_XML_INACTIVE') if inactive else 0
-    with libvirt_call('reading the definition', _dom_label(dom)):
-        xml = dom.XMLDesc(flags)
-    root = parse_xml(xml, 'the definition of %s' % _dom_label(dom))
-    disks = []
-    for disk in root.findall('devices/disk'):
-        target = disk.find('target')
-        if target is None:
-            continue
-        driver = disk.find('driver')
-        source = disk.find('source')
-        src = None
-        if source is not None:
-            src = (source.get('file') or source.get('dev') or source.get('name')
-                   or source.get('volume') or source.get('dir'))
-            if src is None and source.get('pool'):
-                src = '%s/%s' % (source.get('pool'), source.get('volume'))
-        disks.append(dict(
-            name=target.get('dev'),
-            device=disk.get('device') or 'disk',
-            format=driver.get('type') if driver is not None else None,
-            source=src,
-            readonly=disk.find('readonly') is not None,
-        ))
-    return disks
+    return replace_description(xml, description, 'checkpoint', CheckpointError)
 
 
 def predict_disks(dom_disks, requested=None):
@@ -204,10 +153,10 @@ def predict_disks(dom_disks, requested=None):
     result = []
     for disk in dom_disks:
         if requested is None:
-            kind = NO if disk['source'] is None or disk['readonly'] else BITMAP
+            kind = NO if disk.source is None or disk.readonly else BITMAP
         else:
-            kind = by_name.get(disk['name'], NO)
-        result.append(dict(name=disk['name'], checkpoint=kind))
+            kind = by_name.get(disk.name, NO)
+        result.append(dict(name=disk.name, checkpoint=kind))
     return result
 
 
@@ -215,7 +164,7 @@ def validate_disk_request(dom, dom_disks, requested):
     """Fail before libvirt does when the disk list names unknown disks or twice the same one."""
     if requested is None:
         return
-    known = [d['name'] for d in dom_disks]
+    known = [d.name for d in dom_disks]
     seen = set()
     for disk in requested:
         if disk['name'] in seen:
@@ -231,25 +180,25 @@ def check_bitmap_capable(dom, name, dom_disks, planned):
 
     Disks whose format the domain XML does not state (test driver) are left to libvirt.
     """
-    formats = dict((d['name'], d) for d in dom_disks)
+    formats = dict((d.name, d) for d in dom_disks)
     bad = []
     for disk in planned:
         if disk['checkpoint'] != BITMAP:
             continue
         info = formats.get(disk['name'])
-        if info is None or info['format'] is None:
+        if info is None or info.format is None:
             continue
-        if info['format'] not in BITMAP_FORMATS:
+        if info.format not in BITMAP_FORMATS:
             bad.append(info)
     if bad:
-        reasons = ['disk %s (%s) has format %s' % (d['name'], d['source'] or 'no source', d['format'])
+        reasons = ['disk %s (%s) has format %s' % (d.name, d.source or 'no source', d.format)
                    for d in bad]
         raise CheckpointError(
             'cannot create %s: %s; a checkpoint keeps a persistent dirty bitmap in the disk image, '
             'which only %s images can hold. Exclude the disk with disks: [{name: %s, checkpoint: no}] '
             '(list every disk that should get a bitmap), or convert it to qcow2.' % (
-                _chk_label(dom, name), '; '.join(reasons), '/'.join(BITMAP_FORMATS), bad[0]['name']),
-            obj=name, disks=[d['name'] for d in bad])
+                _chk_label(dom, name), '; '.join(reasons), '/'.join(BITMAP_FORMATS), bad[0].name),
+            obj=name, disks=[d.name for d in bad])
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,7 +399,7 @@ def plan_offline_delete(dom, chk, children=False):
         raise CheckpointError('deleting %s of the shut-off domain needs qemu-img on the host (package qemu-utils '
                               'or qemu-img) to remove its bitmaps; or set metadata_only: true'
                               % _chk_label(dom, chk.getName()), obj=dom.name())
-    sources = dict((d['name'], d) for d in domain_disks(dom, inactive=True))
+    sources = dict((d.name, d) for d in domain_disks(dom, inactive=True))
     names = [chk.getName()] + (descendants(dom, chk) if children else [])
     pairs = []
     for name in names:
@@ -458,7 +407,7 @@ def plan_offline_delete(dom, chk, children=False):
         for disk in parse_checkpoint_xml(checkpoint_xml(dom, other, no_domain=True))['disks']:
             if disk['checkpoint'] != BITMAP or disk['name'] not in sources:
                 continue  # a disk removed from the domain took its bitmap with it
-            path = sources[disk['name']]['source']
+            path = sources[disk['name']].source
             if not path or not path.startswith('/'):
                 raise CheckpointError(
                     'cannot delete %s while the domain is shut off: disk %s is not a local image (%s), so its '
@@ -525,6 +474,22 @@ def discard_checkpoint(dom, name, disk_paths=None):
 # --------------------------------------------------------------------------------------------
 # Desired state (the virt_checkpoint module)
 
+CHECKPOINT_ARGS = dict(
+    domain=dict(type='str', required=True),
+    name=dict(type='str'),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    description=dict(type='str'),
+    disks=dict(type='list', elements='dict', options=dict(
+        name=dict(type='str', required=True),
+        checkpoint=dict(type='str', choices=['bitmap', 'no'], default='bitmap'),
+    )),
+    redefine_xml=dict(type='str'),
+    children=dict(type='bool', default=False),
+    metadata_only=dict(type='bool', default=False),
+)
+
+CHECKPOINT_INFO_ARGS = INFO_ARGS
+
 
 def _comparable(desc):
     """The part of a checkpoint description that diff mode shows."""
@@ -534,126 +499,131 @@ def _comparable(desc):
     return dict((k, desc.get(k)) for k in keys)
 
 
-def disk_differences(existing_disks, requested):
-    """Listed disks whose checkpoint setting differs from the existing checkpoint, as strings."""
-    have = dict((d['name'], d['checkpoint']) for d in existing_disks)
+def disk_differences(intent, requested):
+    """The listed disks whose checkpoint setting differs from the existing checkpoint, as
+    strings, from the comparison of the options with it (CHECKPOINT)."""
+    wanted = dict((d['name'], d.get('checkpoint') or BITMAP) for d in requested)
     diffs = []
-    for disk in requested:
-        want = disk.get('checkpoint') or BITMAP
-        got = have.get(disk['name'], NO)
-        if want != got:
-            diffs.append('disk %s: checkpoint=%s, requested %s' % (disk['name'], got, want))
+    for difference in intent.differences:
+        if difference.path == 'disks':  # the checkpoint has no disks at all
+            diffs.extend('disk %s: checkpoint=%s, requested %s' % (d['name'], NO, wanted[d['name']])
+                         for d in requested if wanted[d['name']] != NO)
+            continue
+        match = re.match(r'disks/disk\[(.*)\](@checkpoint)?$', difference.path)
+        if match is not None:
+            got = difference.before if match.group(2) else NO
+            diffs.append('disk %s: checkpoint=%s, requested %s' % (match.group(1), got, wanted[match.group(1)]))
     return diffs
 
 
-def _same_metadata(a, b):
-    """Whether two parsed checkpoints carry the same metadata (xml and size aside)."""
-    def disks(p):
-        return sorted((d['name'], d['checkpoint'], d['bitmap']) for d in p['disks'])
-    return (a['name'] == b['name'] and (a['description'] or '') == (b['description'] or '')
-            and a['parent'] == b['parent'] and a['creation_time'] == b['creation_time']
-            and disks(a) == disks(b))
+class CheckpointManager(MomentManager):
+    """virt_checkpoint: create a checkpoint, change its description, redefine it from XML, or
+    delete it (with its descendants, or its metadata only). params: CHECKPOINT_ARGS."""
 
+    kind = 'checkpoint'
+    argument_spec = CHECKPOINT_ARGS
+    module_options = dict(
+        required_one_of=[('name', 'redefine_xml')],
+        required_if=[('state', 'absent', ('name',))],
+        mutually_exclusive=[('redefine_xml', 'description'), ('redefine_xml', 'disks')],
+    )
+    only = (('present', ('description', 'disks', 'redefine_xml')),
+            ('absent', ('children', 'metadata_only')))
+    find = staticmethod(lookup_checkpoint)
+    read = staticmethod(describe)
+    names_below = staticmethod(descendants)
+    comparable = staticmethod(_comparable)
 
-def ensure_present(conn, domain, name=None, description=None, disks=None, redefine_xml=None,
-                   check_mode=False):
-    """Make the checkpoint exist as requested. Returns dict(changed, checkpoint, diff, msg)."""
-    conn.require('checkpoints')
-    dom = conn.get_domain(domain)
-    if redefine_xml is not None:
-        return _ensure_redefined(dom, name, redefine_xml, check_mode)
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        MomentManager.__init__(self, connection, params, check_mode, diff_mode, warn)
+        self.redefined = None  # redefine_xml, parsed
 
-    chk = lookup_checkpoint(dom, name)
-    if chk is None:
-        planned = plan_checkpoint(dom, name, disks)
-        after = dict(name=name, description=description or None, parent=None, creation_time=None,
-                     disks=[dict(name=d['name'], checkpoint=d['checkpoint'],
-                                 bitmap=name if d['checkpoint'] == BITMAP else None) for d in planned],
-                     xml=None)
-        if check_mode:
-            return dict(changed=True, checkpoint=after, diff=dict(before={}, after=_comparable(after)),
-                        msg='checkpoint %s would be created' % name)
-        chk = create_checkpoint(dom, name, description, disks)
-        after = describe(dom, chk)
-        return dict(changed=True, checkpoint=after, diff=dict(before={}, after=_comparable(after)),
-                    msg='checkpoint %s created' % name)
+    def identify(self):
+        self.connection.require('checkpoints')
+        name = MomentManager.identify(self)
+        xml = self.params.get('redefine_xml')
+        if xml is None:
+            return name
+        self.redefined = parse_redefine_xml(xml)
+        if name is not None and name != self.redefined['name']:
+            raise CheckpointError('name is %s but redefine_xml describes checkpoint %s' % (name, self.redefined['name']))
+        return self.redefined['name']
 
-    before = describe(dom, chk)
-    if disks is not None:
-        diffs = disk_differences(before['disks'], disks)
+    # -- present ----------------------------------------------------------------------------
+
+    def plan_present(self, live):
+        if self.redefined is not None:
+            return self._plan_redefine(live)
+        p, name = self.params, self.name
+        if live is None:
+            planned = plan_checkpoint(self.dom, name, p['disks'])
+            after = dict(name=name, description=p['description'] or None, parent=None, creation_time=None,
+                         disks=[dict(name=d['name'], checkpoint=d['checkpoint'],
+                                     bitmap=name if d['checkpoint'] == BITMAP else None) for d in planned],
+                         xml=None)
+            return self.planned([('create', self._create)], after, {}, _comparable(after),
+                                'checkpoint %s created' % name, would='checkpoint %s would be created' % name)
+
+        before = describe(self.dom, live)
+        description = p['description'] if p['description'] is not None else before['description']
+        intent = compare(build_checkpoint_xml(name, description, p['disks']), before['xml'], CHECKPOINT)
+        diffs = disk_differences(intent, p['disks'] or [])
         if diffs:
             raise CheckpointError(
                 '%s exists with other disks than requested (%s). The bitmaps of a checkpoint are made '
                 'when it is created and cannot be changed afterwards; delete it (state: absent) and '
                 'create it again, or create a checkpoint with another name. Nothing was changed.' % (
-                    _chk_label(dom, name), '; '.join(diffs)),
+                    _chk_label(self.dom, name), '; '.join(diffs)),
                 obj=name, checkpoint=before)
-    if description is None or (before['description'] or '') == description:
-        return dict(changed=False, checkpoint=before,
-                    diff=dict(before=_comparable(before), after=_comparable(before)),
-                    msg='checkpoint %s exists as requested' % name)
+        if not intent.changed:
+            return self.planned([], before, _comparable(before), _comparable(before),
+                                'checkpoint %s exists as requested' % name)
 
-    # Only the description differs: it is libvirt metadata, which REDEFINE replaces without
-    # touching the bitmaps.
-    after = dict(before)
-    after['description'] = description or None
-    if check_mode:
-        after['xml'] = set_description(before['xml'], description)
-        return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
-                    msg='description of checkpoint %s would be changed' % name)
-    redefine_checkpoint(dom, set_description(before['xml'], description))
-    after = describe(dom, lookup_checkpoint(dom, name))
-    return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
-                msg='description of checkpoint %s changed' % name)
+        # Only the description differs: it is libvirt metadata, which REDEFINE replaces without
+        # touching the bitmaps.
+        after = dict(before)
+        after['description'] = p['description'] or None
+        after['xml'] = set_description(before['xml'], p['description'])
+        return self.planned([('redefine', self._redefine(after['xml']))], after, _comparable(before), _comparable(after),
+                            'description of checkpoint %s changed' % name,
+                            would='description of checkpoint %s would be changed' % name)
 
-
-def _ensure_redefined(dom, name, xml, check_mode):
-    parsed = parse_redefine_xml(xml)
-    if name is not None and name != parsed['name']:
-        raise CheckpointError('name is %s but redefine_xml describes checkpoint %s' % (name, parsed['name']))
-    name = parsed['name']
-    chk = lookup_checkpoint(dom, name)
-    before = describe(dom, chk) if chk is not None else None
-    if before is not None and _same_metadata(parse_checkpoint_xml(before['xml']), parsed):
-        return dict(changed=False, checkpoint=before,
-                    diff=dict(before=_comparable(before), after=_comparable(before)),
-                    msg='checkpoint %s is defined as in redefine_xml' % name)
-    if check_mode:
+    def _plan_redefine(self, chk):
+        name, xml, parsed = self.name, self.params['redefine_xml'], self.redefined
+        before = describe(self.dom, chk) if chk is not None else None
+        if before is not None and not compare(xml, before['xml'], CHECKPOINT_DEFINITION).changed:
+            return self.planned([], before, _comparable(before), _comparable(before),
+                                'checkpoint %s is defined as in redefine_xml' % name)
         after = dict((k, parsed[k]) for k in ('name', 'description', 'parent', 'creation_time'))
         after['disks'] = [dict(name=d['name'], checkpoint=d['checkpoint'], bitmap=d['bitmap'])
                           for d in parsed['disks']]
         after['xml'] = xml
-        return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
-                    msg='checkpoint %s would be redefined' % name)
-    chk = redefine_checkpoint(dom, xml)
-    after = describe(dom, chk)
-    return dict(changed=True, checkpoint=after, diff=dict(before=_comparable(before), after=_comparable(after)),
-                msg='checkpoint %s redefined' % name)
+        return self.planned([('redefine', self._redefine(xml))], after, _comparable(before), _comparable(after),
+                            'checkpoint %s redefined' % name, would='checkpoint %s would be redefined' % name)
+
+    def _create(self, chk):
+        p = self.params
+        return create_checkpoint(self.dom, self.name, p['description'], p['disks'])
+
+    def _redefine(self, xml):
+        return lambda chk: redefine_checkpoint(self.dom, xml)
+
+    # -- absent -----------------------------------------------------------------------------
+
+    def deletion_note(self, live):
+        p = self.params
+        offline = None if p['metadata_only'] else plan_offline_delete(self.dom, live, p['children'])
+        if offline is None:
+            return ''
+        return (' (the domain is shut off: bitmaps removed from %d image(s) with qemu-img, then the metadata)'
+                % len(set(pair[0] for pair in offline)))
+
+    def delete(self, live):
+        delete_checkpoint(self.dom, live, children=self.params['children'], metadata_only=self.params['metadata_only'])
 
 
-def ensure_absent(conn, domain, name, children=False, metadata_only=False, check_mode=False):
-    """Make the checkpoint (and with children=True its descendants) go away."""
-    conn.require('checkpoints')
-    dom = conn.get_domain(domain)
-    chk = lookup_checkpoint(dom, name)
-    if chk is None:
-        return dict(changed=False, checkpoint=None, deleted=[], diff=dict(before={}, after={}),
-                    msg='checkpoint %s does not exist' % name)
-    before = describe(dom, chk)
-    deleted = [name] + (descendants(dom, chk) if children else [])
-    offline = None if metadata_only else plan_offline_delete(dom, chk, children)
-    diff_before = _comparable(before)
-    if children:
-        diff_before['descendants'] = deleted[1:]
-    what = '%s%s %s' % ('metadata of ' if metadata_only else '',
-                        'checkpoints' if len(deleted) > 1 else 'checkpoint', ', '.join(deleted))
-    how = ''
-    if offline is not None:
-        how = (' (the domain is shut off: bitmaps removed from %d image(s) with qemu-img, then the metadata)'
-               % len(set(pair[0] for pair in offline)))
-    if check_mode:
-        return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
-                    msg='%s would be deleted%s' % (what, how.replace('removed', 'would be removed')))
-    delete_checkpoint(dom, chk, children=children, metadata_only=metadata_only)
-    return dict(changed=True, checkpoint=before, deleted=deleted, diff=dict(before=diff_before, after={}),
-                msg='%s deleted%s' % (what, how))
+def read_checkpoints(connection, params, warn):
+    """virt_checkpoint_info's result."""
+    connection.require('checkpoints')
+    dom = connection.get_domain(params['domain'])
+    return dict(checkpoints=checkpoints_info(dom, params['name'], size=True))

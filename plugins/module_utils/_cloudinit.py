@@ -39,6 +39,18 @@ except ImportError:  # pragma: no cover - JSON is valid YAML, cloud-init reads i
     yaml = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_INVALID_NETWORK_CONFIG,
+    REASON_INVALID_OPTION,
+    REASON_MISSING_DIRECTORY,
+    REASON_MISSING_LIBRARY,
+    REASON_NOT_A_FILE,
+    REASON_NOT_A_SEED_IMAGE,
+    REASON_NO_INSTANCE_ID,
+    REASON_READ_ERROR,
+    REASON_WRITE_ERROR,
+)
 
 
 LABEL = 'cidata'
@@ -87,7 +99,7 @@ def _text(value, what):
     if isinstance(value, str):
         return value.encode('utf-8')
     raise VirtError('%s must be a string or a dictionary, got %s' % (what, type(value).__name__),
-                    reason='invalid argument')
+                    reason=REASON_INVALID_OPTION)
 
 
 def render_user_data(value, what='user_data'):
@@ -107,7 +119,7 @@ def render_meta_data(value, hostname=None, instance_id=None):
         if hostname is not None or instance_id is not None:
             raise VirtError('hostname and instance_id fill in a meta_data dictionary; with '
                             'meta_data given as a string, put them into that string',
-                            reason='invalid argument')
+                            reason=REASON_INVALID_OPTION)
         return _text(value, 'meta_data')
     data = dict(value or {})
     if 'instance-id' not in data and (instance_id or hostname):
@@ -117,7 +129,7 @@ def render_meta_data(value, hostname=None, instance_id=None):
     if not data.get('instance-id'):
         raise VirtError('meta-data needs an instance-id (cloud-init runs its per-instance steps '
                         'again whenever it changes): set instance_id, hostname, or '
-                        "meta_data['instance-id']", reason='no instance-id')
+                        "meta_data['instance-id']", reason=REASON_NO_INSTANCE_ID)
     return to_yaml(data).encode('utf-8')
 
 
@@ -132,7 +144,7 @@ def render_network_config(value):
             raise VirtError('network_config must be cloud-init network configuration version 1 '
                             'or 2 (a dictionary with version: 1 or version: 2, optionally under '
                             'a network key); got version %r' % (version,),
-                            reason='invalid network_config')
+                            reason=REASON_INVALID_NETWORK_CONFIG)
         return to_yaml(value).encode('utf-8')
     return _text(value, 'network_config')
 
@@ -158,7 +170,7 @@ def wanted_files(params):
 def _require_pycdlib():
     if pycdlib is None:
         raise VirtError('pycdlib is needed to build and read seed images (Debian and Ubuntu: '
-                        'python3-pycdlib; PyPI: pycdlib)', reason='missing library')
+                        'python3-pycdlib; PyPI: pycdlib)', reason=REASON_MISSING_LIBRARY)
 
 
 def build_iso(files):
@@ -288,87 +300,117 @@ def _instance_id(meta):
     return None
 
 
-class SeedManager:
-    """Compare the wanted seed with the file at path, then write or remove it (unless check
-    mode)."""
+class SeedManager(ObjectManager):
+    """virt_cloud_init_seed: compare the wanted seed with the file at path (by the files inside
+    it), then write or remove it (unless check mode). No libvirt object: the connection is
+    never opened. params: the module's parameters (SEED_ARGS)."""
 
-    def __init__(self, params, check_mode=False, diff_mode=False):
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.actions = []
+    kind = 'seed image'
+    argument_spec = SEED_ARGS
+    module_options = dict(add_file_common_args=True)
 
-    def run(self):
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
+        self.path = params['path']
+        self.wanted = None
+        self.files = {}
+        self.differ = []
+        self.attr_diff = None
+
+    def check_options(self):
         p = self.params
-        self.path = p['path']
         if not os.path.isabs(self.path):
-            raise VirtError('path must be absolute, got %s' % self.path, reason='invalid argument')
+            raise VirtError('path must be absolute, got %s' % self.path, reason=REASON_INVALID_OPTION)
         if os.path.isdir(self.path):
             raise VirtError('%s is a directory; path names the seed image file' % self.path,
-                            reason='invalid argument')
-        if p['state'] == 'absent':
-            return self.absent()
-        return self.present()
+                            reason=REASON_INVALID_OPTION)
+        if p['state'] == 'present':
+            self.wanted = wanted_files(p)
+            if not os.path.isdir(os.path.dirname(self.path)):
+                raise VirtError('the directory of path %s does not exist (nothing was changed)'
+                                % self.path, reason=REASON_MISSING_DIRECTORY)
 
-    def _existing(self):
+    def identify(self):
+        return self.path
+
+    def lookup(self):
         """(label, files) of the file at path; None when there is no file; a VirtError when it
         is not a seed image, unless force."""
         if not os.path.lexists(self.path):
             return None
         if not os.path.isfile(self.path):
             raise VirtError('%s exists and is not a regular file (nothing was changed)'
-                            % self.path, reason='not a file')
+                            % self.path, reason=REASON_NOT_A_FILE)
         try:
             label, files = read_seed_file(self.path)
         except (IOError, OSError) as exc:
-            raise VirtError('reading %s failed: %s' % (self.path, exc), reason='read error')
+            raise VirtError('reading %s failed: %s' % (self.path, exc), reason=REASON_READ_ERROR)
         except ValueError as exc:
             if self.params['force']:
                 return ('', {})
             raise VirtError('%s exists and is not an ISO 9660 image (%s); set force: true to '
                             'replace it (nothing was changed)' % (self.path, exc),
-                            reason='not a seed image')
+                            reason=REASON_NOT_A_SEED_IMAGE)
         if label != LABEL and not self.params['force']:
             raise VirtError('%s is an ISO 9660 image labelled %r, not a cloud-init seed (%r); '
                             'set force: true to replace it (nothing was changed)'
-                            % (self.path, label, LABEL), reason='not a seed image')
+                            % (self.path, label, LABEL), reason=REASON_NOT_A_SEED_IMAGE)
         return label, files
 
-    def absent(self):
-        existing = self._existing()
-        if existing is None:
-            return self.result(False, {}, [])
-        self.actions = ['remove']
-        if not self.check_mode:
-            try:
-                os.unlink(self.path)
-            except OSError as exc:
-                raise VirtError('removing %s failed: %s' % (self.path, exc), reason='write error')
-        label, files = existing
-        diff = self.diff(label, files, None, {}, sorted(files))
-        return self.result(True, {}, sorted(files), diff)
+    def plan_absent(self, live):
+        plan = Plan()
+        if live is None:
+            return plan
+        label, files = live
+        self.differ = sorted(files)
+        plan.add('remove', self._remove)
+        plan.diff = self.diff(label, files, None, {}, sorted(files))
+        return plan
 
-    def present(self):
-        wanted = wanted_files(self.params)
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            raise VirtError('the directory of path %s does not exist (nothing was changed)'
-                            % self.path, reason='missing directory')
-        existing = self._existing()
-        label, files = existing if existing is not None else (None, {})
-        differ = changed_files(wanted, files)
-        changed = existing is None or label != LABEL or bool(differ)
-        if changed:
-            self.actions = ['create' if existing is None else 'rebuild']
-            if not self.check_mode:
-                data = build_iso(wanted)
-                try:
-                    write_atomic(self.path, data)
-                except (IOError, OSError) as exc:
-                    raise VirtError('writing %s failed: %s' % (self.path, exc),
-                                    reason='write error')
-        diff = self.diff(label, files, LABEL, wanted, differ) if changed else None
-        return self.result(changed, wanted, differ, diff)
+    def plan_present(self, live):
+        label, files = live if live is not None else (None, {})
+        self.files = self.wanted
+        self.differ = changed_files(self.wanted, files)
+        plan = Plan()
+        if live is None or label != LABEL or self.differ:
+            plan.add('create' if live is None else 'rebuild', self._write)
+            plan.diff = self.diff(label, files, LABEL, self.wanted, self.differ)
+        return plan
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _write(self, existing):
+        data = build_iso(self.wanted)
+        try:
+            write_atomic(self.path, data)
+        except (IOError, OSError) as exc:
+            raise VirtError('writing %s failed: %s' % (self.path, exc),
+                            reason=REASON_WRITE_ERROR)
+        return existing
+
+    def _remove(self, existing):
+        try:
+            os.unlink(self.path)
+        except OSError as exc:
+            raise VirtError('removing %s failed: %s' % (self.path, exc), reason=REASON_WRITE_ERROR)
+        return None
+
+    # -- file attributes, diff and result -----------------------------------------------------
+
+    def finish(self, live, plan):
+        """Owner, group and mode as asked (add_file_common_args), through the AnsibleModule
+        when run_module runs the manager; in check mode a file not written yet has none to
+        compare."""
+        if self.module is None or self.params['state'] != 'present' or not os.path.isfile(self.path):
+            return live
+        attr_diff = dict(before={}, after={})
+        file_args = self.module.load_file_common_arguments(self.params, path=self.path)
+        if self.module.set_fs_attributes_if_different(file_args, False, diff=attr_diff):
+            self.actions.append('attributes')
+            plan.changed = True
+        if attr_diff['before'] or attr_diff['after']:
+            self.attr_diff = attr_diff
+        return live
 
     def _file_text(self, name, data):
         if name in SECRET_FILES and not self.params['diff_user_data']:
@@ -396,11 +438,16 @@ class SeedManager:
                     before=self._side(before_label, before_files, names),
                     after=self._side(after_label, after_files, names))
 
-    def result(self, changed, files, differ, diff=None):
-        instance_id = _instance_id(files.get('meta-data'))
-        res = dict(changed=changed, path=self.path, actions=self.actions,
-                   files=sorted(files), changed_files=differ, instance_id=instance_id,
-                   sha256=dict((n, _sha256(d)) for n, d in files.items()))
-        if diff is not None:
-            res['diff'] = diff
-        return res
+    def diff_of(self, plan):
+        """The files inside the seed when it changes (none otherwise), and the file attributes'
+        own diff beside it when they differ."""
+        if not self.diff_mode:
+            return None
+        if self.attr_diff is not None:
+            return [d for d in (plan.diff, self.attr_diff) if d]
+        return plan.diff
+
+    def result_fields(self, live, plan):
+        return dict(path=self.path, actions=self.actions, files=sorted(self.files),
+                    changed_files=self.differ, instance_id=_instance_id(self.files.get('meta-data')),
+                    sha256=dict((n, _sha256(d)) for n, d in self.files.items()))

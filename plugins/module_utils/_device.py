@@ -33,21 +33,29 @@ import os
 import re
 import time
 
-try:
-    from urllib.parse import urlparse
-except ImportError:  # pragma: no cover - Python 2 is not supported, import kept for sanity
-    from urlparse import urlparse  # type: ignore
-
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
-    ObjectManager,
     VirtError,
-    domain_state,
     libvirt,
     libvirt_call,
     optional_flag as _flag,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_AMBIGUOUS_DEVICE,
+    REASON_DETACH_TIMEOUT,
+    REASON_DOMAIN_NOT_PERSISTENT,
+    REASON_DOMAIN_NOT_RUNNING,
+    REASON_INVALID_XML,
+    REASON_NOT_FOUND,
+    REASON_NOT_UPDATABLE_LIVE,
+    REASON_NO_IDENTITY,
+    REASON_NO_SCOPE,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._domain_profile import DOMAIN
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._secrets import xml_option_secrets
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import ACTIVE_STATES, domain_state, is_local_uri
 
 
 DEVICE_ARGS = dict(
@@ -66,9 +74,6 @@ DEVICE_TAGS = (
     'redirdev', 'redirfilter', 'rng', 'tpm', 'shmem', 'memory', 'watchdog', 'memballoon',
     'nvram', 'panic', 'iommu', 'vsock', 'audio', 'crypto',
 )
-
-# Run states in which the domain has a live configuration.
-ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
 # What libvirt's QEMU driver changes on a running device (virDomainUpdateDeviceFlags), as
 # paths relative to the device element. A difference anywhere else cannot be applied live.
@@ -95,7 +100,7 @@ def _user_alias(elem):
 
 
 def _identity_spec(tag):
-    spec = _xmldiff.DOMAIN.identity.lookup('devices/' + tag)
+    spec = DOMAIN.identity.lookup('devices/' + tag)
     return tuple(spec) if spec else ()
 
 
@@ -103,7 +108,7 @@ def _key_of(elem):
     """The identity key of a device per the shared DOMAIN profile (normalised; None if unset)."""
     tag = elem.tag
     # The diff engine's own key extraction, so identity means the same everywhere.
-    comparer = _xmldiff._Comparer(_xmldiff.DOMAIN)
+    comparer = _compare.Comparer(DOMAIN)
     return comparer.key_of(elem, 'devices/' + tag, _identity_spec(tag))
 
 
@@ -140,7 +145,7 @@ class DesiredDevice:
         text = xml if xml is None else str(xml).strip()
         if text and re.match(r'^<\?xml[^>]*\?>\s*$', text):
             text = ''
-        self.root = _xmldiff.parse(text, where)
+        self.root = _document.parse(text, where)
         tag = self.root.tag if isinstance(self.root.tag, str) else ''
         if tag in ('devices', 'domain'):
             holder = self.root.find('devices') if tag == 'domain' else self.root
@@ -148,12 +153,12 @@ class DesiredDevice:
             raise VirtError(
                 '%s has a <%s> element holding %d device(s); give exactly one device element '
                 '(for example <disk>...</disk>) and one task per device (nothing was changed)'
-                % (where, tag, len(children)), obj=domain_name, reason='invalid XML')
+                % (where, tag, len(children)), obj=domain_name, reason=REASON_INVALID_XML)
         if tag not in DEVICE_TAGS:
             raise VirtError(
                 '%s has root element <%s>, which is not a libvirt device; expected one of %s '
                 '(nothing was changed)' % (where, tag, ', '.join(DEVICE_TAGS)),
-                obj=domain_name, reason='invalid XML')
+                obj=domain_name, reason=REASON_INVALID_XML)
         self.tag = tag
         self.alias = _user_alias(self.root)
         alias = self.root.find('alias')
@@ -161,7 +166,7 @@ class DesiredDevice:
             raise VirtError(
                 '%s: <alias name=\'%s\'> is not a user alias; libvirt keeps only aliases that '
                 'start with "ua-" (nothing was changed)' % (where, alias.get('name') or ''),
-                obj=domain_name, reason='invalid XML')
+                obj=domain_name, reason=REASON_INVALID_XML)
         self.key = _key_of(self.root)
         self.source = _source_attrs(self.root) if tag == 'hostdev' else []
         self.label = self._label()
@@ -186,17 +191,17 @@ class DesiredDevice:
         if self.tag == 'disk' and self.key[0] is None:
             raise VirtError('%s: a <disk> needs <target dev=...>, which identifies it in the '
                             'domain (nothing was changed)' % where, obj=self.domain_name,
-                            reason='no identity')
+                            reason=REASON_NO_IDENTITY)
         if self.tag == 'interface' and self.key[0] is None and self.alias is None:
             raise VirtError(
                 '%s: an <interface> needs <mac address=...> or a user alias '
                 '(<alias name=\'ua-...\'/>) to be recognised: without them libvirt generates a '
                 'new MAC address on every attach, so every run would add another interface '
-                '(nothing was changed)' % where, obj=self.domain_name, reason='no identity')
+                '(nothing was changed)' % where, obj=self.domain_name, reason=REASON_NO_IDENTITY)
         if self.tag == 'hostdev' and not self.source and self.alias is None:
             raise VirtError('%s: a <hostdev> needs its <source> (host address, or vendor and '
                             'product) or a user alias to be recognised (nothing was changed)'
-                            % where, obj=self.domain_name, reason='no identity')
+                            % where, obj=self.domain_name, reason=REASON_NO_IDENTITY)
 
     def compared(self):
         """The desired device as compared: libvirt makes every CD-ROM read-only."""
@@ -210,13 +215,13 @@ class DesiredDevice:
 # Finding the device in a domain XML
 
 def _agree(desired_key, live_key):
-    return all(d is None or _xmldiff.values_equal(d, l) for d, l in zip(desired_key, live_key))
+    return all(d is None or _compare.values_equal(d, l) for d, l in zip(desired_key, live_key))
 
 
 def _source_agrees(desired_source, elem):
     live = _source_attrs(elem)
     for path, attr, value in desired_source:
-        if not any(p == path and a == attr and _xmldiff.values_equal(value, v)
+        if not any(p == path and a == attr and _compare.values_equal(value, v)
                    for p, a, v in live):
             return False
     return True
@@ -250,7 +255,7 @@ def find_device(desired, root, scope):
             '%s: the %s configuration has %d <%s> devices that match the XML; give the device a '
             'user alias (<alias name=\'ua-...\'/>) or the attributes that tell them apart '
             '(nothing was changed)' % (desired.obj, scope, len(hits), desired.tag),
-            obj=desired.domain_name, reason='ambiguous device')
+            obj=desired.domain_name, reason=REASON_AMBIGUOUS_DEVICE)
     return hits[0] if hits else None
 
 
@@ -260,8 +265,8 @@ def find_device(desired, root, scope):
 def _wrap(device):
     """A <domain><devices>device</devices></domain> around a copy of device, so the shared
     DOMAIN profile (paths under devices/) applies unchanged."""
-    root = _xmldiff.etree.Element('domain')
-    devices = _xmldiff.etree.SubElement(root, 'devices')
+    root = _document.etree.Element('domain')
+    devices = _document.etree.SubElement(root, 'devices')
     devices.append(copy.deepcopy(device))
     return root
 
@@ -270,20 +275,20 @@ def _unwrap(text):
     """The device element's text from a rendered wrapped document ('' when there is none)."""
     if not text:
         return ''
-    root = _xmldiff.parse(text)
+    root = _document.parse(text)
     found = list(root.iterfind('devices/*'))
-    return _xmldiff.render(found[0]) if found else ''
+    return _document.render(found[0]) if found else ''
 
 
 def compare_device(desired, existing, scope):
     """The IntentDiff of the desired device against the existing element (None: missing)."""
-    return _xmldiff.compare(_wrap(desired.compared()),
+    return _compare.compare(_wrap(desired.compared()),
                             _wrap(existing) if existing is not None else None,
-                            _xmldiff.DOMAIN, runtime=scope == 'live')
+                            DOMAIN, runtime=scope == 'live')
 
 
 def normalized_device(elem):
-    return _unwrap(_xmldiff.normalized(_wrap(elem), _xmldiff.DOMAIN))
+    return _unwrap(_compare.normalized(_wrap(elem), DOMAIN))
 
 
 def _relative(difference):
@@ -344,31 +349,32 @@ _GRAMMAR = ('<grammar xmlns="http://relaxng.org/ns/structure/1.0" '
 
 def validate_device(uri, elem, obj, domain_name):
     """Validate one device element against its definition in libvirt's domain schema, when
-    this host has the schema and the URI is local (as _xmldiff.check_schema does for whole
+    this host has the schema and the URI is local (as _document.check_schema does for whole
     documents). libvirt ignores unknown device XML silently, and its attach API has no
     validate flag, so this runs in real runs too."""
-    schema_file = os.path.join(_xmldiff.SCHEMA_DIR, 'domain.rng')
-    if urlparse(uri).hostname or not os.path.exists(schema_file):
+    schema_file = os.path.join(_document.SCHEMA_DIR, 'domain.rng')
+    if not is_local_uri(uri) or not os.path.exists(schema_file):
         return
     define = SCHEMA_DEFINES.get(elem.tag, elem.tag)
     try:
-        grammar = _xmldiff.etree.fromstring(
-            _GRAMMAR % define, base_url=os.path.join(_xmldiff.SCHEMA_DIR, 'device.rng'))
-        schema = _xmldiff.etree.RelaxNG(grammar)
+        grammar = _document.etree.fromstring(
+            _GRAMMAR % define, base_url=os.path.join(_document.SCHEMA_DIR, 'device.rng'))
+        schema = _document.etree.RelaxNG(grammar)
     except Exception:  # pylint: disable=broad-except
         return  # a schema without this device's definition is no reason to fail
     if not schema.validate(elem):
         errors = '; '.join(e.message for e in list(schema.error_log)[:3])
         raise VirtError('%s: the device XML does not validate against libvirt\'s schema: %s '
                         '(nothing was changed)' % (obj, errors), obj=domain_name,
-                        reason='invalid XML')
+                        reason=REASON_INVALID_XML)
 
 
 # ---------------------------------------------------------------------------------------------
 # The manager
 
-class Step:
-    """One planned change: action (attach, update, detach) in scope (live, config)."""
+class Change:
+    """One planned change of the device: action (attach, update, detach) in scope (live,
+    config). str() is the step's name in the result's actions."""
 
     def __init__(self, action, scope, existing=None, xml=None):
         self.action = action
@@ -381,16 +387,25 @@ class Step:
 
 
 class DeviceManager(ObjectManager):
-    """Compute the desired device per scope, compare with the domain, then apply (unless check
-    mode). params: DEVICE_ARGS values. run() returns the result dictionary."""
+    """virt_domain_device: compute the desired device per scope, compare with the domain, then
+    apply (unless check mode). params: DEVICE_ARGS values."""
+
+    kind = 'device'
+    argument_spec = DEVICE_ARGS
+    secrets = staticmethod(xml_option_secrets)
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):
         ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.sleep = sleep
         self.clock = clock
-        self.done = []
+        self.desired = None
         self.restart_required = False
+        # What planning found: the scopes acted on, each one's domain XML and device in it.
+        self.in_scopes = []
+        self.roots = {}
+        self.found = {}
+        self.changes = []
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -405,7 +420,7 @@ class DeviceManager(ObjectManager):
             action = 'reading the live XML'
         with libvirt_call(action, 'domain %s' % self.name):
             text = dom.XMLDesc(flags)
-        return _xmldiff.parse(text, 'the %s XML of domain %s' % (scope, self.name))
+        return _document.parse(text, 'the %s XML of domain %s' % (scope, self.name))
 
     def scopes(self, dom):
         """The scopes to act on: the options, else config when persistent plus live when active."""
@@ -421,12 +436,12 @@ class DeviceManager(ObjectManager):
                             'configuration; leave live unset to change the running domain only '
                             'while it runs (nothing was changed)'
                             % (self.desired.obj, self.name, state), obj=self.name,
-                            reason='domain not running')
+                            reason=REASON_DOMAIN_NOT_RUNNING)
         if config and not persistent:
             raise VirtError('%s: config is true but domain %s is transient (it has no persistent '
                             'definition); leave config unset (nothing was changed)'
                             % (self.desired.obj, self.name), obj=self.name,
-                            reason='domain not persistent')
+                            reason=REASON_DOMAIN_NOT_PERSISTENT)
         scopes = []
         if live if live is not None else active:
             scopes.append('live')
@@ -435,34 +450,62 @@ class DeviceManager(ObjectManager):
         if not scopes:
             raise VirtError('%s: live and config are both false, so there is nothing to act on; '
                             'set at least one of them (nothing was changed)' % self.desired.obj,
-                            obj=self.name, reason='no scope')
+                            obj=self.name, reason=REASON_NO_SCOPE)
         return scopes
 
-    # -- entry point ------------------------------------------------------------------------
+    # -- the lifecycle's hooks ----------------------------------------------------------------
 
-    def run(self):
+    def check_options(self):
         p = self.params
-        self.name = p['name']
         if p.get('timeout') is not None and p['timeout'] < 0:
             raise VirtError('timeout must be 0 or more seconds, got %s' % p['timeout'])
-        self.desired = DesiredDevice(p['xml'], self.name)
+
+    def identify(self):
+        self.desired = DesiredDevice(self.params['xml'], self.params['name'])
+        return self.params['name']
+
+    def label(self):
+        return self.desired.obj
+
+    def lookup(self):
         dom = self.connection.lookup_domain(self.name)
         if dom is None:
-            verb = 'attach' if p['state'] == 'present' else 'detach'
+            verb = 'attach' if self.params['state'] == 'present' else 'detach'
             raise VirtError('domain %s not found on %s: cannot %s %s (nothing was changed)'
                             % (self.name, self.connection.uri, verb, self.desired.label),
-                            obj=self.name, reason='no such domain')
-        scopes = self.scopes(dom)
-        roots = dict((scope, self.read(dom, scope)) for scope in scopes)
-        found = dict((scope, find_device(self.desired, roots[scope], scope)) for scope in scopes)
-        self.pending_restart(dom, scopes)
-        if p['state'] == 'present':
-            steps, diffs = self.plan_present(scopes, roots, found)
-        else:
-            steps, diffs = self.plan_absent(scopes, found)
-        if steps and not self.check_mode:
-            self.apply(dom, steps, roots, found)
-        return self.result(dom, scopes, steps, diffs)
+                            obj=self.name, reason=REASON_NOT_FOUND)
+        return dom
+
+    def survey(self, dom):
+        """Read the device in every scope acted on (and what a restart would change)."""
+        self.in_scopes = self.scopes(dom)
+        self.roots = dict((scope, self.read(dom, scope)) for scope in self.in_scopes)
+        self.found = dict((scope, find_device(self.desired, self.roots[scope], scope))
+                          for scope in self.in_scopes)
+        self.pending_restart(dom, self.in_scopes)
+
+    def plan_present(self, live):
+        self.survey(live)
+        changes, diffs = self.plan_changes_present(self.in_scopes, self.roots, self.found)
+        return self.plan_of(changes, diffs)
+
+    def plan_absent(self, live):
+        self.survey(live)
+        changes, diffs = self.plan_changes_absent(self.in_scopes, self.found)
+        return self.plan_of(changes, diffs)
+
+    def plan_of(self, changes, diffs):
+        """The Plan of the changes, with the per-scope diff view diff mode shows."""
+        self.changes = changes
+        plan = Plan()
+        for change in changes:
+            plan.add(str(change), self.step_of(change))
+        plan.diff = []
+        for scope in self.in_scopes:
+            header = 'domain %s, %s: %s' % (self.name, scope, self.desired.label)
+            plan.diff.append(dict(before_header=header, after_header=header + ' (desired)',
+                                  before=diffs[scope][0], after=diffs[scope][1]))
+        return plan
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -478,7 +521,7 @@ class DeviceManager(ObjectManager):
             self.restart_required = existing is None or \
                 compare_device(self.desired, existing, 'live').changed
 
-    def plan_present(self, scopes, roots, found):
+    def plan_changes_present(self, scopes, roots, found):
         steps = []
         diffs = {}
         updates = {}
@@ -488,7 +531,7 @@ class DeviceManager(ObjectManager):
             diffs[scope] = [_unwrap(intent.before) if existing is not None else '',
                             _unwrap(intent.after)]
             if existing is None:
-                steps.append(Step('attach', scope))
+                steps.append(Change('attach', scope))
             elif intent.changed:
                 updates[scope] = intent
         for scope, intent in updates.items():
@@ -502,14 +545,14 @@ class DeviceManager(ObjectManager):
                         'bandwidth, source, filter; graphics passwords); set config: true to '
                         'change the persistent definition (applies at the next restart), or '
                         'detach and attach it (nothing was changed)' % (self.desired.obj, where),
-                        obj=self.name, reason='not updatable live', differences=intent.summary())
+                        obj=self.name, reason=REASON_NOT_UPDATABLE_LIVE, differences=intent.summary())
                 self.restart_required = True
                 self.warn('%s: the running device differs (%s) and libvirt cannot change that '
                           'live; the persistent definition is updated and the domain needs a '
                           'restart to use it' % (self.desired.obj, where))
                 diffs[scope][1] = diffs[scope][0]
                 continue
-            steps.append(Step('update', scope, existing))
+            steps.append(Change('update', scope, existing))
         # Live first: hotplug refusals are the common failure, and leave nothing changed.
         steps.sort(key=lambda s: 0 if s.scope == 'live' else 1)
         for step in steps:
@@ -517,7 +560,7 @@ class DeviceManager(ObjectManager):
             self.check_schema(step)
         return steps, diffs
 
-    def plan_absent(self, scopes, found):
+    def plan_changes_absent(self, scopes, found):
         steps = []
         diffs = {}
         for scope in scopes:
@@ -526,7 +569,7 @@ class DeviceManager(ObjectManager):
                 diffs[scope] = ['', '']
                 continue
             diffs[scope] = [normalized_device(existing), '']
-            steps.append(Step('detach', scope, existing))
+            steps.append(Change('detach', scope, existing))
         # Config first: it always completes; a live detach may wait for the guest.
         steps.sort(key=lambda s: 0 if s.scope == 'config' else 1)
         return steps, diffs
@@ -536,31 +579,31 @@ class DeviceManager(ObjectManager):
 
     # -- applying ---------------------------------------------------------------------------
 
-    def apply(self, dom, steps, roots, found):
-        for step in steps:
-            try:
-                if step.action == 'attach':
-                    self.attach(dom, step, found)
-                elif step.action == 'update':
-                    self.update(dom, step, roots)
-                else:
-                    self.detach(dom, step)
-            except VirtError as exc:
-                if self.done:
-                    exc.msg = '%s (already done: %s)' % (exc.msg, ', '.join(self.done))
-                    exc.details['changed'] = True
-                exc.details['actions'] = list(self.done)
-                raise
-            self.done.append(str(step))
+    def step_of(self, change):
+        """The step that makes one change (attach, update or detach it in its scope)."""
+        act = dict(attach=self.attach, update=self.update, detach=self.detach)[change.action]
+
+        def step(dom):
+            act(dom, change)
+            return dom
+        return step
+
+    def apply(self, live, plan):
+        try:
+            return ObjectManager.apply(self, live, plan)
+        except VirtError as exc:
+            # A failed change says what was done even when that is nothing.
+            exc.details.setdefault('actions', [])
+            raise
 
     def _call(self, what, step, func, xml, flags):
         try:
-            func(_xmldiff.render(xml) if not isinstance(xml, str) else xml, flags)
+            func(_document.render(xml) if not isinstance(xml, str) else xml, flags)
         except libvirt.libvirtError as exc:
             err = translate(exc, '%s (%s)' % (what, step.scope), self.desired.obj)
             raise err
 
-    def attach(self, dom, step, found):
+    def attach(self, dom, step):
         xml = step.xml
         if self.desired.tag == 'interface' and xml.find('mac') is None:
             # Found by alias only: give both scopes the MAC libvirt generated for the first.
@@ -576,7 +619,7 @@ class DeviceManager(ObjectManager):
         except VirtError:
             return None
 
-    def update(self, dom, step, roots):
+    def update(self, dom, step):
         if step.scope == 'live':
             self._call('updating', step, dom.updateDeviceFlags, step.xml,
                        _flag(AFFECT['live']))
@@ -584,13 +627,13 @@ class DeviceManager(ObjectManager):
         # Config: the persistent definition with this one device replaced in place, defined
         # in one call (atomic, keeps the device's position; libvirt's update API refuses most
         # changes other than media).
-        root = copy.deepcopy(roots['config'])
+        root = copy.deepcopy(self.roots['config'])
         old = find_device(self.desired, root, 'config')
         old.addprevious(copy.deepcopy(step.xml))
         old.getparent().remove(old)
         with libvirt_call('updating (config: redefining the domain with the device replaced)',
                           self.desired.obj):
-            self.conn.defineXMLFlags(_xmldiff.render(root), _flag('VIR_DOMAIN_DEFINE_VALIDATE'))
+            self.conn.defineXMLFlags(_document.render(root), _flag('VIR_DOMAIN_DEFINE_VALIDATE'))
 
     def detach(self, dom, step):
         if step.scope == 'config':
@@ -606,7 +649,7 @@ class DeviceManager(ObjectManager):
                 # The live alias names exactly this device, whatever else its XML says.
                 dom.detachDeviceAlias(alias.get('name'), _flag(AFFECT['live']))
             else:
-                dom.detachDeviceFlags(_xmldiff.render(step.existing), _flag(AFFECT['live']))
+                dom.detachDeviceFlags(_document.render(step.existing), _flag(AFFECT['live']))
         except libvirt.libvirtError as exc:
             # An unplug still pending from an earlier run: keep waiting for it.
             if 'in the process of unplug' not in str(exc):
@@ -623,18 +666,24 @@ class DeviceManager(ObjectManager):
             'acknowledges the unplug; disks on a virtio-scsi or USB bus do not need the guest). '
             'The request stays pending and the device disappears when the guest acts on it; '
             'raise timeout to wait longer, or use live: false to change only the persistent '
-            'definition' % (self.desired.obj, timeout), obj=self.name, reason='detach timeout')
+            'definition' % (self.desired.obj, timeout), obj=self.name, reason=REASON_DETACH_TIMEOUT)
 
     # -- result -----------------------------------------------------------------------------
 
-    def result(self, dom, scopes, steps, diffs):
+    def after_apply(self, live, plan):
+        """After a change: what libvirt did not keep of the device, in each scope."""
+        if self.params['state'] == 'present':
+            for scope in self.in_scopes:
+                self.check_kept(scope, find_device(self.desired, self.read(live, scope), scope))
+        return live
+
+    def result_fields(self, live, plan):
+        scopes, steps = self.in_scopes, self.changes
         device = {}
         for scope in scopes:
             # Without secrets (graphics passwords); in check mode: what is there now.
-            elem = find_device(self.desired, self.read(dom, scope, secure=False), scope)
-            device[scope] = _xmldiff.render(elem) if elem is not None else None
-            if steps and not self.check_mode and self.params['state'] == 'present':
-                self.check_kept(scope, find_device(self.desired, self.read(dom, scope), scope))
+            elem = find_device(self.desired, self.read(live, scope, secure=False), scope)
+            device[scope] = _document.render(elem) if elem is not None else None
         changed_scopes = [s for s in scopes if any(step.scope == s for step in steps)]
         verb = dict(attach='attached to', update='updated in', detach='detached from')
         if steps:
@@ -649,23 +698,14 @@ class DeviceManager(ObjectManager):
             msg = '%s is absent (%s)' % (self.desired.label, ', '.join(scopes))
         if self.restart_required:
             msg += '; the running domain needs a restart to use the persistent definition'
-        res = dict(
-            changed=bool(steps),
+        return dict(
             device=device,
             scopes=scopes,
             changed_scopes=changed_scopes,
-            actions=[str(s) for s in steps],
+            actions=list(self.actions),
             restart_required=self.restart_required,
             msg=msg,
         )
-        if self.diff_mode:
-            res['diff'] = []
-            for scope in scopes:
-                header = 'domain %s, %s: %s' % (self.name, scope, self.desired.label)
-                res['diff'].append(dict(before_header=header,
-                                        after_header=header + ' (desired)',
-                                        before=diffs[scope][0], after=diffs[scope][1]))
-        return res
 
     def check_kept(self, scope, elem):
         """After a change: anything libvirt did not keep would cause a change on every run."""

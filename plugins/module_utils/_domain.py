@@ -23,10 +23,8 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, import kept
     from urlparse import urlparse  # type: ignore
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
-    ObjectManager,
     VirtError,
     call_with_flags,
-    domain_state,
     flags_rejected,
     is_error,
     libvirt,
@@ -34,7 +32,15 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     optional_flag as _flag,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_SHUTDOWN_TIMEOUT,
+    REASON_UNSUPPORTED_BY_HYPERVISOR,
+    REASON_UUID_MISMATCH,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._domain_profile import DOMAIN
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document, _secrets, _units
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import ACTIVE_STATES, domain_state, is_local_uri
 
 
 STATES = ['present', 'running', 'paused', 'shutdown', 'destroyed', 'absent']
@@ -58,9 +64,6 @@ DOMAIN_INFO_ARGS = dict(
     state=dict(type='str', choices=INFO_STATES),
     interface_addresses=dict(type='str', choices=['lease', 'agent', 'arp']),
 )
-
-# Run states in which QEMU is running (or at least exists) for the domain.
-ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
 POLL_INTERVAL = 0.25
 
@@ -112,7 +115,7 @@ class DesiredDomain:
 
     def __init__(self, xml, name=None):
         self.text = xml
-        self.root, self.name, self.uuid = _xmldiff.parse_desired(xml, 'domain', 'domain', name)
+        self.root, self.name, self.uuid = _document.parse_desired(xml, 'domain', 'domain', name)
         # <domain id='N'> is the run-time id of a running domain (in XML copied from one):
         # define ignores it, but with it libvirt's schema check refuses valid documents
         # (<description> between <name> and <genid>), so it is left out of what is defined.
@@ -131,8 +134,8 @@ class DesiredDomain:
         """The XML to define; with the existing domain's uuid when the user did not write one
         (libvirt refuses a second definition of a name under a new uuid)."""
         if uuid is not None and self.uuid is None:
-            return _xmldiff.render(_xmldiff.with_uuid(self.root, uuid))
-        return _xmldiff.render(self.root)
+            return _document.render(_document.with_uuid(self.root, uuid))
+        return _document.render(self.root)
 
     def normalizers(self):
         """Values only the hypervisor can normalise: the machine alias (pc -> pc-i440fx-7.2)."""
@@ -166,14 +169,14 @@ def check_against_hypervisor(conn, desired):
                         obj)
         err.msg = ('%s: the hypervisor at %s cannot run it as written: %s (nothing was changed)'
                    % (obj, conn.uri, err.libvirt_message))
-        err.details['reason'] = 'unsupported by the hypervisor'
+        err.details['reason'] = REASON_UNSUPPORTED_BY_HYPERVISOR
         raise err
-    root = _xmldiff.parse(caps, 'domain capabilities')
+    root = _document.parse(caps, 'domain capabilities')
     desired.capabilities = root
     seclabels = desired.root.findall('seclabel')
     if len(seclabels) == 1 and not seclabels[0].get('model'):
         with libvirt_call('reading the host capabilities', obj):
-            host = _xmldiff.parse(conn.conn.getCapabilities(), 'host capabilities')
+            host = _document.parse(conn.conn.getCapabilities(), 'host capabilities')
         desired.compared = seclabel_as_stored(desired.root,
                                               (host.findtext('host/secmodel/model') or '').strip())
     machine = (root.findtext('machine') or '').strip()
@@ -209,7 +212,7 @@ def qemu_conf_settings(uri, names):
     """{name: value} of settings in the QEMU driver's qemu.conf, when the URI is a local qemu
     one and the file is readable; {} otherwise (nothing is foreseen from it then)."""
     parsed = urlparse(uri)
-    path = QEMU_CONF.get(parsed.path) if parsed.scheme == 'qemu' and not parsed.hostname else None
+    path = QEMU_CONF.get(parsed.path) if parsed.scheme == 'qemu' and is_local_uri(uri) else None
     try:
         with open(path) as conf:
             text = conf.read()
@@ -272,7 +275,7 @@ def check_foreseeable(conn, desired, warn=None):
     if refusals:
         raise VirtError('domain %s: the hypervisor at %s would refuse it: %s (nothing was changed)'
                         % (desired.name, conn.uri, '; '.join(refusals)), obj=desired.name,
-                        reason='unsupported by the hypervisor')
+                        reason=REASON_UNSUPPORTED_BY_HYPERVISOR)
     if warn is None or urlparse(conn.uri).scheme.split('+')[0] != 'qemu':
         return
     try:
@@ -289,72 +292,69 @@ def check_foreseeable(conn, desired, warn=None):
 # The manager
 
 class DomainManager(ObjectManager):
-    """Compute the desired state, compare it with the live domain, then apply (unless check mode).
+    """virt_domain: compute the desired state, compare it with the live domain, then apply
+    (unless check mode). params: the module's parameters (DOMAIN_ARGS)."""
 
-    params: the module's parameters (DOMAIN_ARGS). Returns the result dictionary from run().
-    """
+    kind = 'domain'
+    argument_spec = DOMAIN_ARGS
+    module_options = dict(required_one_of=[('name', 'xml')])
+    secrets = staticmethod(_secrets.xml_option_secrets)
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):
         ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.sleep = sleep
         self.clock = clock
-        self.actions = []
+        self.desired = None
         self.restart_required = False
         # set when a shutdown (or the shutdown of a restart) timed out and force destroyed it
         self.forced_off = False
         self.restart_paused = False
         self.removed_volumes = []
+        # what the plan stores or restarts, checked once the steps ran
+        self.defining = False
+        self.restarting = False
 
-    # -- entry point ------------------------------------------------------------------------
-
-    def run(self):
+    def check_options(self):
         p = self.params
         if p.get('timeout') is not None and p['timeout'] < 0:
             raise VirtError('timeout must be 0 or more seconds, got %s' % p['timeout'])
-        desired = None
+
+    def identify(self):
+        p = self.params
         if p.get('xml'):
-            desired = DesiredDomain(p['xml'], p.get('name'))
-        name = desired.name if desired is not None else p.get('name')
+            self.desired = DesiredDomain(p['xml'], p.get('name'))
+        name = self.desired.name if self.desired is not None else p.get('name')
         if not name:
             raise VirtError('give name or xml to say which domain')
-        self.name = name
-        self.obj = 'domain %s' % name
-        dom = self.connection.lookup_domain(name)
-        if p['state'] == 'absent':
-            return self.absent(dom)
-        if dom is None and desired is None:
+        return name
+
+    def lookup(self):
+        dom = self.connection.lookup_domain(self.name)
+        if dom is None and self.desired is None and not self.wants_absent():
             raise VirtError('%s does not exist on %s; give xml to define it'
-                            % (self.obj, self.connection.uri), obj=name)
-        return self.ensure(dom, desired)
+                            % (self.obj, self.connection.uri), obj=self.name)
+        return dom
 
     # -- absent -----------------------------------------------------------------------------
 
-    def absent(self, dom):
-        if dom is None:
-            return self.result(False, None, diff=self.diff(None, None, '', ''))
-        before_state = domain_state(dom)
-        before_autostart = autostart_of(dom) if persistent_of(dom) else False
-        before_xml = _xmldiff.normalized(inactive_xml(dom, secure=False), _xmldiff.DOMAIN)
-        volumes = self.managed_volumes(dom) if self.params['remove_storage'] else []
-        if dom.isActive():
-            self.actions.append('destroy')
-        self.actions.append('undefine')
+    def plan_absent(self, live):
+        if live is None:
+            return Plan()
+        plan = Plan(before=dict(state=domain_state(live),
+                                autostart=autostart_of(live) if persistent_of(live) else False),
+                    after=dict(state='absent'),
+                    before_xml=_compare.normalized(inactive_xml(live, secure=False), DOMAIN))
+        volumes = self.managed_volumes(live) if self.params['remove_storage'] else []
+        if live.isActive():
+            plan.add('destroy', self._destroy)
+        plan.add('undefine', self._undefine)
         self.removed_volumes = [v.path() for v in volumes]
-        self.actions.extend('delete volume %s' % path for path in self.removed_volumes)
-        if not self.check_mode:
-            if dom.isActive():
-                with libvirt_call('stopping (destroy)', self.obj):
-                    dom.destroy()
-            self.undefine(dom)
-            for vol in volumes:
-                with libvirt_call('deleting volume %s' % vol.path(), self.obj):
-                    vol.delete(0)
-        diff = self.diff(dict(state=before_state, autostart=before_autostart),
-                         dict(state='absent'), before_xml, '')
-        return self.result(True, None, diff=diff)
+        for vol, path in zip(volumes, self.removed_volumes):
+            plan.add('delete volume %s' % path, self._delete_volume(vol))
+        return plan
 
-    def undefine(self, dom):
+    def _undefine(self, dom):
         if self.params['remove_metadata']:
             flags = (_flag('VIR_DOMAIN_UNDEFINE_MANAGED_SAVE') |
                      _flag('VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA') |
@@ -364,7 +364,7 @@ class DomainManager(ObjectManager):
             flags = _flag('VIR_DOMAIN_UNDEFINE_KEEP_NVRAM')
         try:
             dom.undefineFlags(flags)
-            return
+            return None
         except libvirt.libvirtError as exc:
             # Some drivers (test:///) reject flags they have no use for; then ask only for
             # what this domain actually has.
@@ -372,6 +372,14 @@ class DomainManager(ObjectManager):
                 raise translate(exc, 'undefining', self.obj)
         with libvirt_call('undefining', self.obj):
             dom.undefineFlags(self._needed_undefine_flags(dom, flags))
+        return None
+
+    def _delete_volume(self, vol):
+        def step(dom):
+            with libvirt_call('deleting volume %s' % vol.path(), self.obj):
+                vol.delete(0)
+            return dom
+        return step
 
     def _needed_undefine_flags(self, dom, wanted):
         needed = 0
@@ -380,7 +388,7 @@ class DomainManager(ObjectManager):
             ('VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA', lambda: dom.snapshotNum(0)),
             ('VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA', lambda: dom.listAllCheckpoints(0)),
             ('VIR_DOMAIN_UNDEFINE_NVRAM',
-             lambda: _xmldiff.parse(inactive_xml(dom, False)).find('os/nvram') is not None),
+             lambda: _document.parse(inactive_xml(dom, False)).find('os/nvram') is not None),
         )
         for name, has in checks:
             if not wanted & _flag(name):
@@ -394,7 +402,7 @@ class DomainManager(ObjectManager):
 
     def managed_volumes(self, dom):
         """Storage volumes (known to a libvirt pool) that are the sources of the domain's disks."""
-        root = _xmldiff.parse(inactive_xml(dom, secure=False))
+        root = _document.parse(inactive_xml(dom, secure=False))
         volumes = []
         for disk in root.findall('devices/disk'):
             if disk.get('device', 'disk') != 'disk':
@@ -444,7 +452,7 @@ class DomainManager(ObjectManager):
             pools = self.conn.listAllStoragePools(_flag('VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE'))
         for pool in pools:
             try:
-                target = _xmldiff.parse(pool.XMLDesc(0)).findtext('target/path')
+                target = _document.parse(pool.XMLDesc(0)).findtext('target/path')
                 if target and os.path.normpath(target) == os.path.normpath(directory):
                     pool.refresh(0)
                     refreshed = True
@@ -454,79 +462,69 @@ class DomainManager(ObjectManager):
 
     # -- present / running / paused / shutdown / destroyed ----------------------------------
 
-    def ensure(self, dom, desired):
+    def plan_present(self, live):
         p = self.params
         state = p['state']
-        exists = dom is not None
-        before_state = domain_state(dom) if exists else 'absent'
-        persistent = persistent_of(dom) if exists else False
-        before_autostart = autostart_of(dom) if persistent else False
+        desired = self.desired
+        exists = live is not None
+        before_state = domain_state(live) if exists else 'absent'
+        persistent = persistent_of(live) if exists else False
+        before_autostart = autostart_of(live) if persistent else False
 
         intent = None
         if desired is not None:
-            if exists and desired.uuid and desired.uuid != dom.UUIDString().lower():
+            if exists and desired.uuid and desired.uuid != live.UUIDString().lower():
                 raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
                                 'cannot change a domain\'s uuid (nothing was changed)'
-                                % (self.obj, dom.UUIDString(), desired.uuid), obj=self.name,
-                                reason='uuid mismatch')
+                                % (self.obj, live.UUIDString(), desired.uuid), obj=self.name,
+                                reason=REASON_UUID_MISMATCH)
             check_against_hypervisor(self.connection, desired)
-            live = inactive_xml(dom) if exists else None
-            intent = _xmldiff.compare(desired.compared, live, _xmldiff.DOMAIN,
+            stored = inactive_xml(live) if exists else None
+            intent = _compare.compare(desired.compared, stored, DOMAIN,
                                       normalizers=desired.normalizers())
         define = desired is not None and (not exists or not persistent or intent.changed)
         if exists and not persistent and desired is None:
             define = True  # present means defined: make a transient domain persistent
         if define and self.check_mode and desired is not None:
-            _xmldiff.check_schema(self.connection.uri, desired.root, 'domain.rng', 'domain', desired.name)
+            _document.check_schema(self.connection.uri, desired.root, 'domain.rng', 'domain', desired.name)
             check_foreseeable(self.connection, desired, self.warn)
 
         active = before_state in ACTIVE_STATES
         # Does the running domain lag behind its (desired) definition?
         pending = False
         if active and desired is not None:
-            pending = define or self._running_differs(dom, desired)
+            pending = define or self._running_differs(live, desired)
         restart = pending and p['restart_on_change'] and state in ('present', 'running', 'paused')
 
-        # Plan.
-        plan = []
+        plan = Plan()
         if define:
-            plan.append('define')
+            plan.add('define', self._define)
         current = before_state
         if restart:
-            plan.append('restart')
+            plan.add('restart', self._restart)
             # present keeps the run state: a paused domain comes back paused.
             self.restart_paused = state == 'paused' or (state == 'present' and
                                                         before_state == 'paused')
             current = 'paused' if self.restart_paused else 'running'
-        steps, after_state = self.plan_state(state, current)
-        plan.extend(steps)
+        names, after_state = self.plan_state(state, current)
+        run_state_steps = self._run_state_steps()
+        for step_name in names:
+            plan.add(step_name, run_state_steps[step_name])
         autostart = p.get('autostart')
         after_autostart = before_autostart
         if autostart is not None and autostart != before_autostart:
-            plan.append('autostart' if autostart else 'no autostart')
+            plan.add('autostart' if autostart else 'no autostart', self._set_autostart(autostart))
             after_autostart = autostart
-        self.actions = list(plan)
         self.restart_required = pending and not restart and after_state in ACTIVE_STATES
 
-        # Apply.
-        if not self.check_mode and plan:
-            dom = self.apply(dom, desired, plan, state)
-
-        diff = None
-        if self.diff_mode:
-            before_xml = intent.before if intent is not None else ''
-            after_xml = intent.after if intent is not None else ''
-            if intent is not None and not define:
-                before_xml = after_xml = intent.after
-            diff = self.diff(dict(state=before_state, autostart=before_autostart),
-                             dict(state=after_state, autostart=after_autostart),
-                             before_xml, after_xml)
-        result = self.result(bool(plan), dom, diff=diff)
-        if define and not self.check_mode:
-            self._check_kept(dom, desired)
-        if restart and not self.check_mode:
-            self._check_restarted(dom, desired)
-        return result
+        self.defining, self.restarting = define, restart
+        plan.before = dict(state=before_state, autostart=before_autostart)
+        plan.after = dict(state=after_state, autostart=after_autostart)
+        if intent is not None:
+            plan.before_xml, plan.after_xml = intent.before, intent.after
+            if not define:
+                plan.before_xml = intent.after
+        return plan
 
     @staticmethod
     def plan_state(state, current):
@@ -558,46 +556,69 @@ class DomainManager(ObjectManager):
             return (['destroy'], 'shutoff') if current in ACTIVE_STATES else ([], current)
         raise VirtError('unknown state %s' % state)  # pragma: no cover - argument_spec choices
 
-    def apply(self, dom, desired, plan, state):
-        done = []
-        try:
-            return self._apply_steps(dom, desired, plan, done)
-        except VirtError as exc:
-            raise exc.after_steps(done)
+    # -- steps ------------------------------------------------------------------------------
 
-    def _apply_steps(self, dom, desired, plan, done):
-        for step in plan:
-            if step == 'define':
-                uuid = dom.UUIDString() if dom is not None else None
-                xml = desired.xml_for_define(uuid) if desired is not None else live_xml(dom, True)
-                with libvirt_call('defining', self.obj):
-                    dom = self.conn.defineXMLFlags(xml, _flag('VIR_DOMAIN_DEFINE_VALIDATE'))
-            elif step == 'restart':
-                self.graceful_shutdown(dom, purpose='restarting to apply the new definition')
-                self.start(dom, paused=self.restart_paused)
-            elif step == 'start':
-                self.start(dom)
-            elif step == 'start paused':
-                self.start(dom, paused=True)
-            elif step == 'resume':
-                with libvirt_call('resuming', self.obj):
-                    dom.resume()
-            elif step == 'suspend':
-                with libvirt_call('pausing (suspend)', self.obj):
-                    dom.suspend()
-            elif step == 'wakeup':
-                with libvirt_call('waking up', self.obj):
-                    dom.pMWakeup(0)
-            elif step == 'shutdown':
-                self.graceful_shutdown(dom, purpose='shutting down')
-            elif step == 'destroy':
-                with libvirt_call('stopping (destroy)', self.obj):
-                    dom.destroy()
-            elif step in ('autostart', 'no autostart'):
-                with libvirt_call('setting autostart', self.obj):
-                    dom.setAutostart(1 if step == 'autostart' else 0)
-            done.append(step)
+    def _define(self, dom):
+        uuid = dom.UUIDString() if dom is not None else None
+        xml = self.desired.xml_for_define(uuid) if self.desired is not None else live_xml(dom, True)
+        with libvirt_call('defining', self.obj):
+            return self.conn.defineXMLFlags(xml, _flag('VIR_DOMAIN_DEFINE_VALIDATE'))
+
+    def _restart(self, dom):
+        self.graceful_shutdown(dom, purpose='restarting to apply the new definition')
+        self.start(dom, paused=self.restart_paused)
         return dom
+
+    def _run_state_steps(self):
+        """The steps plan_state names, by name."""
+        return {
+            'start': self._start,
+            'start paused': self._start_paused,
+            'resume': self._resume,
+            'suspend': self._suspend,
+            'wakeup': self._wakeup,
+            'shutdown': self._shutdown,
+            'destroy': self._destroy,
+        }
+
+    def _start(self, dom):
+        self.start(dom)
+        return dom
+
+    def _start_paused(self, dom):
+        self.start(dom, paused=True)
+        return dom
+
+    def _resume(self, dom):
+        with libvirt_call('resuming', self.obj):
+            dom.resume()
+        return dom
+
+    def _suspend(self, dom):
+        with libvirt_call('pausing (suspend)', self.obj):
+            dom.suspend()
+        return dom
+
+    def _wakeup(self, dom):
+        with libvirt_call('waking up', self.obj):
+            dom.pMWakeup(0)
+        return dom
+
+    def _shutdown(self, dom):
+        self.graceful_shutdown(dom, purpose='shutting down')
+        return dom
+
+    def _destroy(self, dom):
+        with libvirt_call('stopping (destroy)', self.obj):
+            dom.destroy()
+        return dom
+
+    def _set_autostart(self, value):
+        def step(dom):
+            with libvirt_call('setting autostart', self.obj):
+                dom.setAutostart(1 if value else 0)
+            return dom
+        return step
 
     def start(self, dom, paused=False):
         if not paused:
@@ -648,19 +669,19 @@ class DomainManager(ObjectManager):
             '%s did not shut down within %s s while %s: the guest did not act on the ACPI '
             'shutdown request; it is left %s. Set force: true to destroy it after the timeout, '
             'or give it a longer timeout.' % (self.obj, timeout, purpose, left),
-            obj=self.name, reason='shutdown timeout', actions=self.actions)
+            obj=self.name, reason=REASON_SHUTDOWN_TIMEOUT, actions=self.actions)
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _running_differs(self, dom, desired):
         running = live_xml(dom, secure=True)
-        intent = _xmldiff.compare(desired.compared, running, _xmldiff.DOMAIN,
+        intent = _compare.compare(desired.compared, running, DOMAIN,
                                   normalizers=desired.normalizers(), runtime=True)
         return intent.changed
 
     def _check_kept(self, dom, desired):
         """After a define: anything libvirt did not keep would cause a change on every run."""
-        intent = _xmldiff.compare(desired.compared, inactive_xml(dom), _xmldiff.DOMAIN,
+        intent = _compare.compare(desired.compared, inactive_xml(dom), DOMAIN,
                                   normalizers=desired.normalizers())
         if intent.changed:
             self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
@@ -670,31 +691,34 @@ class DomainManager(ObjectManager):
         """After a restart: a running domain that still differs would be restarted again by
         every run with restart_on_change."""
         running = live_xml(dom, secure=True)
-        intent = _xmldiff.compare(desired.compared, running, _xmldiff.DOMAIN,
+        intent = _compare.compare(desired.compared, running, DOMAIN,
                                   normalizers=desired.normalizers(), runtime=True)
         if intent.changed:
             self.warn('%s: after the restart the running domain still differs from the XML (%s); '
                       'restart_on_change will restart it again on the next run'
                       % (self.obj, '; '.join(intent.summary())))
 
-    def diff(self, before, after, before_xml, after_xml):
-        if not self.diff_mode:
-            return None
-        return _xmldiff.diff_view(self.obj, _xmldiff.facts_text(before, before_xml),
-                                  _xmldiff.facts_text(after, after_xml))
+    # -- after the steps, and the result ----------------------------------------------------
 
-    def result(self, changed, dom, diff=None):
+    def after_apply(self, live, plan):
+        """After a define: anything libvirt did not keep would cause a change on every run.
+        After a restart: a domain that still differs would be restarted by every run."""
+        if self.defining and self.desired is not None:
+            # A transient domain made persistent as it is has no XML to keep.
+            self._check_kept(live, self.desired)
+        if self.restarting:
+            self._check_restarted(live, self.desired)
+        return live
+
+    def result_fields(self, live, plan):
         res = dict(
-            changed=changed,
-            domain=domain_result(dom) if dom is not None else {},
+            domain=domain_result(live) if live is not None and not self.wants_absent() else {},
             restart_required=self.restart_required,
-            actions=self.actions,
+            actions=list(self.actions),
             forced_off=self.forced_off,
         )
-        if self.params.get('state') == 'absent':
+        if self.wants_absent():
             res['removed_volumes'] = self.removed_volumes
-        if diff is not None:
-            res['diff'] = diff
         return res
 
 
@@ -711,7 +735,7 @@ def _int(text, default=None):
 def _kib(elem):
     if elem is None:
         return None
-    size = _xmldiff.to_bytes(elem.text, elem.get('unit') or 'KiB')
+    size = _units.to_bytes(elem.text, elem.get('unit') or 'KiB')
     return size // 1024 if size is not None else None
 
 
@@ -788,7 +812,7 @@ def domain_facts(dom, addresses_from=None, warn=None):
     """Facts about one domain, as virt_domain_info returns them."""
     warn = warn or (lambda msg: None)
     xml = live_xml(dom)
-    root = _xmldiff.parse(xml, 'the XML of domain %s' % dom.name())
+    root = _document.parse(xml, 'the XML of domain %s' % dom.name())
     state = domain_state(dom)
     persistent = persistent_of(dom)
     vcpu = root.find('vcpu')
@@ -836,3 +860,9 @@ def domains_info(connection, name=None, state=None, addresses_from=None, warn=No
                 continue
             raise
     return result
+
+
+def read_domains(connection, params, warn):
+    """virt_domain_info's result."""
+    return dict(domains=domains_info(connection, name=params['name'], state=params['state'],
+                                     addresses_from=params['interface_addresses'], warn=warn))

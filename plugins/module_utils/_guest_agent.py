@@ -39,6 +39,8 @@ import base64
 import json
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+
 try:
     import libvirt
     import libvirt_qemu
@@ -68,7 +70,7 @@ HOW_TO_ALLOW = (
     'the same options are on the "QEMU Guest Agent" service\'s command line.')
 
 
-class AgentError(Exception):
+class AgentError(VirtError):
     """A failure explained for the user.
 
     reason: not_running, no_channel, not_answering, disabled, unsupported, timeout, too_large,
@@ -76,10 +78,8 @@ class AgentError(Exception):
     """
 
     def __init__(self, msg, reason, libvirt_message=None):
-        super(AgentError, self).__init__(msg)
-        self.msg = msg
+        super(AgentError, self).__init__(msg, libvirt_message=libvirt_message)
         self.reason = reason
-        self.libvirt_message = libvirt_message
 
     # Ansible should call a host whose agent cannot be reached unreachable, and a command that
     # failed in a reachable guest a failed task.

@@ -18,13 +18,21 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     translate,
     version_string,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import parse as parse_xml
 
 try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
+
+HOST_INFO_ARGS = dict(
+    arch=dict(type='str'),
+    machine=dict(type='str'),
+    virttype=dict(type='str'),
+    emulator=dict(type='path'),
+    domain_capabilities=dict(type='bool', default=True),
+)
 
 KIB = 1024
 
@@ -200,3 +208,9 @@ def host_info(connection, arch=None, machine=None, virttype=None, emulator=None,
         cpu_models=cpu_models(conn, models_arch),
         cpu_models_arch=models_arch,
     )
+
+
+def read_host(connection, params, warn):
+    """virt_host_info's result."""
+    return host_info(connection, arch=params['arch'], machine=params['machine'], virttype=params['virttype'],
+                     emulator=params['emulator'], with_domain_capabilities=params['domain_capabilities'])

@@ -20,12 +20,13 @@ from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     Connection,
-    STATE_NAMES,
     VirtError,
     libvirt_call,
     optional_flag as _flag,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils import _domain
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import STATE_NAMES
 
 
 # Domain metadata of this collection: <metadata><vo:tags xmlns:vo="TAGS_NS"><vo:tag>web</vo:tag>
@@ -135,7 +136,7 @@ def domain_record(dom, uri, hypervisor, sources=(), networks=None, family='any',
     """One domain as an inventory record (a plain dict)."""
     name = dom.name()
     xml = _domain.live_xml(dom)
-    root = _xmldiff.parse(xml, 'the XML of domain %s' % name)
+    root = _document.parse(xml, 'the XML of domain %s' % name)
     with libvirt_call('reading the state', 'domain %s on %s' % (name, uri)):
         state = STATE_NAMES.get(dom.state()[0], 'unknown')
         active = bool(dom.isActive())

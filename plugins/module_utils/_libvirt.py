@@ -24,47 +24,14 @@ else:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+
 
 CONNECTION_ARGS = dict(
     uri=dict(type='str', default='qemu:///system'),
     username=dict(type='str'),
     password=dict(type='str', no_log=True),
 )
-
-
-class VirtError(Exception):
-    """A failure explained for the user: what was being done, on which object, and why.
-
-    Engine code raises this; only a module's main() turns it into fail_json, once.
-    """
-
-    def __init__(self, msg, action=None, obj=None, code=None, libvirt_message=None, **details):
-        super(VirtError, self).__init__(msg)
-        self.msg = msg
-        self.action = action
-        self.obj = obj
-        self.code = code
-        self.libvirt_message = libvirt_message
-        self.details = details
-
-    def after_steps(self, done):
-        """The failure of a step that came after others which changed the object (a new
-        definition stored, then its start refused): say what was done and report changed,
-        as Ansible expects of a task that failed half way."""
-        if done:
-            self.msg = '%s (already done: %s)' % (self.msg, ', '.join(done))
-            self.details['changed'] = True
-            self.details.setdefault('actions', list(done))
-        return self
-
-    def result(self):
-        res = dict(msg=self.msg)
-        if self.code is not None:
-            res['libvirt_error_code'] = self.code
-        if self.libvirt_message:
-            res['libvirt_message'] = self.libvirt_message
-        res.update(self.details)
-        return res
 
 
 def error_code(exc):
@@ -234,20 +201,6 @@ class Connection:
             pass
 
 
-class ObjectManager:
-    """What every state-driven manager (domains, devices, networks, filters, pools, volumes)
-    starts from: the connection, the module's parameters, check and diff mode, and where
-    warnings go. Subclasses compute the desired state, compare it with the live one, apply."""
-
-    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        self.connection = connection
-        self.conn = connection.conn
-        self.params = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.warn = warn or (lambda msg: None)
-
-
 class _SecretsModule(AnsibleModule):
     """AnsibleModule that adds the secrets found inside its parameters (secrets(params), such as
     the passwords in an XML option) to its no_log values as soon as it reads the parameters: its
@@ -269,7 +222,7 @@ class VirtModule:
 
     Composition, not inheritance: modules use .module for everything AnsibleModule offers.
     secrets: a function of the module's parameters that returns values to mask in everything
-    the module returns or logs (see _xmldiff.xml_option_secrets).
+    the module returns or logs (see xml/_secrets.py).
     """
 
     def __init__(self, argument_spec, connect=True, secrets=None, **kwargs):
@@ -316,22 +269,3 @@ class VirtModule:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-STATE_NAMES = {
-    0: 'nostate',
-    1: 'running',
-    2: 'blocked',
-    3: 'paused',
-    4: 'shutdown',
-    5: 'shutoff',
-    6: 'crashed',
-    7: 'pmsuspended',
-}
-
-
-def domain_state(dom):
-    """The domain's run state as a word: running, paused, shutoff, ..."""
-    with libvirt_call('reading the state', 'domain %s' % dom.name()):
-        state, _reason = dom.state()
-    return STATE_NAMES.get(state, 'unknown')

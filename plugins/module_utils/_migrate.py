@@ -33,21 +33,28 @@ import os
 import threading
 import time
 
-try:
-    from urllib.parse import urlparse
-except ImportError:  # pragma: no cover - Python 2 is not supported
-    from urlparse import urlparse  # type: ignore
-
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     Connection,
     VirtError,
-    domain_state,
     is_error,
     libvirt,
     libvirt_call,
     optional_flag as _flag,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_INCOMPATIBLE_DESTINATION,
+    REASON_INVALID_OPTION,
+    REASON_MIGRATION_FAILED,
+    REASON_NAME_CLASH,
+    REASON_NOT_FOUND,
+    REASON_SPLIT_BRAIN,
+    REASON_STORAGE,
+    REASON_UNREACHABLE,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._disks import xml_disks
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import ACTIVE_STATES, domain_state, is_local_uri
 
 
 MIGRATE_ARGS = dict(
@@ -77,8 +84,6 @@ MIGRATE_ARGS = dict(
     timeout_action=dict(type='str', choices=['abort', 'suspend', 'postcopy'], default='abort'),
 )
 
-ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
-
 POLL_INTERVAL = 0.5
 
 # Job statistics returned, in the order the documentation lists them (libvirt's own key names).
@@ -102,27 +107,27 @@ def validate(opts, source_uri):
     name = opts['name']
     if opts['dest_uri'] == source_uri:
         raise MigrateError('dest_uri is the source URI %s; a domain cannot migrate to the host it runs '
-                           'on' % source_uri, obj=name, reason='bad input')
+                           'on' % source_uri, obj=name, reason=REASON_INVALID_OPTION)
     if opts.get('tunnelled') and not opts.get('p2p'):
         raise MigrateError('tunnelled needs p2p=true (the source daemon carries the data over its own '
-                           'connection to the destination)', obj=name, reason='bad input')
+                           'connection to the destination)', obj=name, reason=REASON_INVALID_OPTION)
     if opts.get('tunnelled') and opts.get('migrate_uri'):
         raise MigrateError('migrate_uri does not apply to tunnelled migration (the data goes over the '
-                           'libvirt connection)', obj=name, reason='bad input')
+                           'libvirt connection)', obj=name, reason=REASON_INVALID_OPTION)
     if opts.get('timeout_action') == 'postcopy' and opts.get('timeout') and not opts.get('postcopy'):
-        raise MigrateError('timeout_action=postcopy needs postcopy=true', obj=name, reason='bad input')
+        raise MigrateError('timeout_action=postcopy needs postcopy=true', obj=name, reason=REASON_INVALID_OPTION)
     if opts.get('migrate_disks') and opts.get('copy_storage', 'none') == 'none':
         raise MigrateError('migrate_disks needs copy_storage=all or incremental', obj=name,
-                           reason='bad input')
+                           reason=REASON_INVALID_OPTION)
     if opts.get('dest_xml') and opts.get('disk_paths'):
-        raise MigrateError('give dest_xml or disk_paths, not both', obj=name, reason='bad input')
+        raise MigrateError('give dest_xml or disk_paths, not both', obj=name, reason=REASON_INVALID_OPTION)
     for opt in ('bandwidth', 'timeout', 'max_downtime', 'parallel_connections'):
         if opts.get(opt) is not None and opts[opt] < 1:
             raise MigrateError('%s must be 1 or more, got %s' % (opt, opts[opt]), obj=name,
-                               reason='bad input')
+                               reason=REASON_INVALID_OPTION)
     if opts.get('parallel_connections') and opts.get('tunnelled'):
         raise MigrateError('parallel_connections does not work with tunnelled migration', obj=name,
-                           reason='bad input')
+                           reason=REASON_INVALID_OPTION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,17 +160,17 @@ def plan(source, dest, opts):
     if source is None and dest is None:
         raise MigrateError('domain %s is on neither host: not on the source %s and not (as %s) on the '
                            'destination %s' % (name, opts.get('uri'), dest_name, dest_uri), obj=name,
-                           reason='not found')
+                           reason=REASON_NOT_FOUND)
     if source is not None and dest is not None and source['uuid'] != dest['uuid']:
         raise MigrateError('the destination %s already has a different domain called %s (uuid %s; the '
                            'source domain has uuid %s); nothing was changed. Pick another dest_name or '
                            'remove that domain' % (dest_uri, dest_name, dest['uuid'], source['uuid']),
-                           obj=name, reason='name clash')
+                           obj=name, reason=REASON_NAME_CLASH)
     if source is not None and dest is not None and source['active'] and dest['active']:
         raise MigrateError('domain %s (uuid %s) is active on both hosts, %s on the source and %s on the '
                            'destination %s (split brain); nothing was changed. Stop the copy that must not '
                            'run' % (name, source['uuid'], source['state'], dest['state'], dest_uri),
-                           obj=name, reason='split brain')
+                           obj=name, reason=REASON_SPLIT_BRAIN)
     if dest is not None and (source is None or not source['active']):
         if source is not None and opts.get('undefine_source', True):
             # A definition left behind on the source (for example an earlier undefine_source=false).
@@ -179,11 +184,11 @@ def plan(source, dest, opts):
                            obj=name)
     if not opts.get('persistent', True):
         raise MigrateError('domain %s is shut off: only its definition can move (offline migration), '
-                           'which needs persistent=true' % name, obj=name, reason='bad input')
+                           'which needs persistent=true' % name, obj=name, reason=REASON_INVALID_OPTION)
     if opts.get('copy_storage', 'none') != 'none':
         raise MigrateError('domain %s is shut off: offline migration moves only the definition and '
                            'cannot copy storage (copy_storage=%s); copy the images first, or start the '
-                           'domain' % (name, opts['copy_storage']), obj=name, reason='bad input')
+                           'domain' % (name, opts['copy_storage']), obj=name, reason=REASON_INVALID_OPTION)
     return dict(action='migrate', mode='offline')
 
 
@@ -260,31 +265,14 @@ def build_params(opts, mode, dest_xml=None, persist_xml=None):
 # ---------------------------------------------------------------------------------------------
 # Disks
 
-def _disk_path(disk):
-    source = disk.find('source')
-    if source is None:
-        return None
-    return source.get('file') or source.get('dev')
-
-
 def disks_of(xml):
-    """The disks of a domain XML with a local path: [dict(target, path, readonly, shareable)]."""
-    root = _xmldiff.parse(xml, 'the domain XML')
-    disks = []
-    for disk in root.findall('devices/disk'):
-        target = disk.find('target')
-        path = _disk_path(disk)
-        if target is None or path is None or disk.get('type') not in ('file', 'block'):
-            continue
-        disks.append(dict(target=target.get('dev'), path=path, device=disk.get('device', 'disk'),
-                          readonly=disk.find('readonly') is not None,
-                          shareable=disk.find('shareable') is not None))
-    return disks
+    """The disks of a domain XML with a local path (file and block disks), as _disks.Disk."""
+    return [d for d in xml_disks(xml, 'the domain XML') if d.type in ('file', 'block') and d.path is not None]
 
 
 def with_disk_paths(xml, disk_paths, name):
     """The domain XML with the sources of the disks named (by target dev) replaced."""
-    root = _xmldiff.parse(xml, 'the domain XML')
+    root = _document.parse(xml, 'the domain XML')
     found = set()
     for disk in root.findall('devices/disk'):
         target = disk.find('target')
@@ -295,20 +283,14 @@ def with_disk_paths(xml, disk_paths, name):
         attr = 'dev' if disk.get('type') == 'block' else 'file'
         if source is None or disk.get('type') not in ('file', 'block'):
             raise MigrateError('disk %s of domain %s is not a file or block disk; disk_paths cannot '
-                               'move it' % (dev, name), obj=name, reason='bad input')
+                               'move it' % (dev, name), obj=name, reason=REASON_INVALID_OPTION)
         source.set(attr, str(disk_paths[dev]))
         found.add(dev)
     missing = sorted(set(disk_paths) - found)
     if missing:
         raise MigrateError('disk_paths names disks domain %s does not have: %s' % (name, ', '.join(missing)),
-                           obj=name, reason='bad input')
-    return _xmldiff.render(root)
-
-
-def _is_local(uri):
-    """True when the URI reaches a daemon on this machine, so its paths are this machine's paths."""
-    parsed = urlparse(uri)
-    return not parsed.hostname or parsed.hostname in ('localhost', '127.0.0.1', '::1')
+                           obj=name, reason=REASON_INVALID_OPTION)
+    return _document.render(root)
 
 
 def _pool_for_dir(conn, directory):
@@ -317,7 +299,7 @@ def _pool_for_dir(conn, directory):
         pools = conn.conn.listAllStoragePools(0)
     for pool in pools:
         try:
-            root = _xmldiff.parse(pool.XMLDesc(0), 'the pool XML')
+            root = _document.parse(pool.XMLDesc(0), 'the pool XML')
         except (VirtError, libvirt.libvirtError):
             continue
         target = (root.findtext('target/path') or '').rstrip('/')
@@ -346,17 +328,17 @@ def storage_plan(disks, dest, dest_uri, opts, disk_paths=None, mode='live'):
     disk_paths = disk_paths or {}
     storage = opts.get('copy_storage', 'none') if mode != 'offline' else 'none'
     chosen = opts.get('migrate_disks')
-    known = set(d['target'] for d in disks)
+    known = set(d.name for d in disks)
     unknown = sorted(set(chosen or ()) - known)
     if unknown:
         raise MigrateError('migrate_disks names disks domain %s does not have (or that have no local '
-                           'path): %s' % (name, ', '.join(unknown)), obj=name, reason='bad input')
-    local = _is_local(dest_uri)
+                           'path): %s' % (name, ', '.join(unknown)), obj=name, reason=REASON_INVALID_OPTION)
+    local = is_local_uri(dest_uri)
     result = []
     for disk in disks:
-        dest_path = str(disk_paths.get(disk['target'], disk['path']))
-        copied = (storage != 'none' and not disk['readonly'] and not disk['shareable'] and
-                  (not chosen or disk['target'] in chosen))
+        dest_path = str(disk_paths.get(disk.name, disk.path))
+        copied = (storage != 'none' and not disk.readonly and not disk.shareable and
+                  (not chosen or disk.name in chosen))
         if _vol_exists(dest, dest_path) or (local and os.path.exists(dest_path)):
             status = 'present'
         elif copied and _pool_for_dir(dest, os.path.dirname(dest_path)):
@@ -370,27 +352,27 @@ def storage_plan(disks, dest, dest_uri, opts, disk_paths=None, mode='live'):
             raise MigrateError('disk %s of domain %s: %s does not exist on the destination and no storage '
                                'pool there holds its directory, so libvirt cannot create it for '
                                'copy_storage; create it first (same format and virtual size) or define a '
-                               'pool; nothing was changed' % (disk['target'], name, dest_path),
-                               obj=name, reason='storage')
+                               'pool; nothing was changed' % (disk.name, name, dest_path),
+                               obj=name, reason=REASON_STORAGE)
         else:
             raise MigrateError('disk %s of domain %s: %s does not exist on the destination; without '
                                'copy_storage the destination must see the same storage (shared storage); '
-                               'nothing was changed' % (disk['target'], name, dest_path),
-                               obj=name, reason='storage')
-        if copied and local and status == 'present' and os.path.exists(disk['path']) and \
-                os.path.samefile(disk['path'], dest_path):
+                               'nothing was changed' % (disk.name, name, dest_path),
+                               obj=name, reason=REASON_STORAGE)
+        if copied and local and status == 'present' and os.path.exists(disk.path) and \
+                os.path.samefile(disk.path, dest_path):
             raise MigrateError('disk %s of domain %s: copy_storage would copy %s onto itself (the '
                                'destination sees the same file); leave out copy_storage for shared '
                                'storage, or give disk_paths; nothing was changed'
-                               % (disk['target'], name, dest_path), obj=name, reason='storage')
-        result.append(dict(target=disk['target'], source_path=disk['path'], dest_path=dest_path,
+                               % (disk.name, name, dest_path), obj=name, reason=REASON_STORAGE)
+        result.append(dict(target=disk.name, source_path=disk.path, dest_path=dest_path,
                            copied=copied, status=status))
     return result
 
 
 def check_dest_can_run(source_xml, dest, name):
     """Ask the destination whether it offers the domain's virt type, arch and machine type."""
-    root = _xmldiff.parse(source_xml, 'the domain XML')
+    root = _document.parse(source_xml, 'the domain XML')
     ostype = root.find('os/type')
     arch = ostype.get('arch') if ostype is not None else None
     machine = ostype.get('machine') if ostype is not None else None
@@ -403,7 +385,7 @@ def check_dest_can_run(source_xml, dest, name):
         raise MigrateError('the destination %s cannot run domain %s (type %s, arch %s, machine %s): %s; '
                            'nothing was changed' % (dest.uri, name, virt_type, arch, machine,
                                                     exc.get_error_message()), obj=name,
-                           reason='incompatible destination')
+                           reason=REASON_INCOMPATIBLE_DESTINATION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,153 +463,204 @@ def _summary(facts):
     return dict(state=facts['state'], persistent=facts['persistent'], uuid=facts['uuid'])
 
 
-def migrate(source, opts, check_mode=False, dest=None):
-    """Make domain opts['name'] live on opts['dest_uri']. source: the Connection to the source.
+class MigrateManager(ObjectManager):
+    """virt_migrate: make domain params['name'] live on params['dest_uri'].
 
-    dest: an open Connection to the destination (opened and closed here when None).
-    Returns the module result (changed, msg, location, domain, plan, flags, job, storage, diff).
-    """
-    validate(opts, source.uri)
-    own_dest = dest is None
-    if own_dest:
+    connection: the Connection to the source. dest: an open Connection to the destination
+    (opened and closed by run() when None). The plan is one step, named as the result's plan
+    says (undefine_source or migrate), or none; the result: changed, msg, location, domain,
+    plan, mode, flags, job, storage, timeout_action_taken (and diff)."""
+
+    kind = 'domain'
+    argument_spec = MIGRATE_ARGS
+    module_options = dict(mutually_exclusive=[('dest_xml', 'disk_paths')])
+
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None, dest=None):
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
+        self.dest = dest
+        self.own_dest = dest is None
+        self.dest_name = None
+        self.dest_facts = None
+        # The result's fields, as planned (what check mode reports), then as the step leaves them;
+        # the migrate step also updates the diff view's after.
+        self.outcome = {}
+        self.diff_view = None
+        # What the migrate step needs, found while planning.
+        self.migration = {}
+
+    def run(self):
+        # The lifecycle as always; only the destination connection opened here is closed after it.
         try:
-            dest = Connection(opts['dest_uri'], opts.get('dest_username'), opts.get('dest_password'))
-        except VirtError as exc:
-            raise MigrateError('the destination %s cannot be reached, nothing was changed: %s'
-                               % (opts['dest_uri'], exc.libvirt_message or exc.msg), obj=opts['name'],
-                               code=exc.code, libvirt_message=exc.libvirt_message, reason='unreachable')
-    try:
-        return _migrate(source, dest, opts, check_mode)
-    finally:
-        if own_dest:
-            dest.close()
+            return ObjectManager.run(self)
+        finally:
+            if self.own_dest and self.dest is not None:
+                self.dest.close()
 
+    def check_options(self):
+        validate(self.params, self.connection.uri)
 
-def _migrate(source, dest, opts, check_mode):
-    name = opts['name']
-    dest_name = opts.get('dest_name') or name
-    src_facts = domain_facts(source, name)
-    dst_facts = domain_facts(dest, dest_name)
-    decision = plan(src_facts, dst_facts, dict(opts, uri=source.uri))
-    before = dict(source=_summary(src_facts), destination=_summary(dst_facts))
-    result = dict(changed=False, plan=decision['action'], mode=decision['mode'], flags=[], job={},
-                  storage=[], timeout_action_taken=None)
+    def identify(self):
+        self.dest_name = self.params.get('dest_name') or self.params['name']
+        return self.params['name']
 
-    if decision['action'] == 'none':
-        result.update(location='destination', domain=dict(dst_facts, host=dest.uri),
-                      diff=dict(before=before, after=before),
-                      msg='domain %s is already on %s (%s)' % (dest_name, dest.uri, dst_facts['state']))
-        return result
+    def lookup(self):
+        """The source's facts of the domain (None: not there); the destination's in dest_facts."""
+        opts = self.params
+        if self.own_dest:
+            try:
+                self.dest = Connection(opts['dest_uri'], opts.get('dest_username'), opts.get('dest_password'))
+            except VirtError as exc:
+                raise MigrateError('the destination %s cannot be reached, nothing was changed: %s'
+                                   % (opts['dest_uri'], exc.libvirt_message or exc.msg), obj=opts['name'],
+                                   code=exc.code, libvirt_message=exc.libvirt_message, reason=REASON_UNREACHABLE)
+        src_facts = domain_facts(self.connection, self.name)
+        self.dest_facts = domain_facts(self.dest, self.dest_name)
+        return src_facts
 
-    if decision['action'] == 'undefine_source':
-        after = dict(source=None, destination=before['destination'])
-        result.update(changed=True, location='destination', domain=dict(dst_facts, host=dest.uri),
-                      diff=dict(before=before, after=after))
-        if check_mode:
-            result['msg'] = ('domain %s is already on %s; its definition left on the source would be '
-                             'removed' % (dest_name, dest.uri))
-            return result
+    def plan_present(self, live):
+        source, dest, opts = self.connection, self.dest, self.params
+        name, dest_name, dst_facts = self.name, self.dest_name, self.dest_facts
+        decision = plan(live, dst_facts, dict(opts, uri=source.uri))
+        before = dict(source=_summary(live), destination=_summary(dst_facts))
+        self.outcome = dict(plan=decision['action'], mode=decision['mode'], flags=[], job={},
+                            storage=[], timeout_action_taken=None)
+        migration_plan = Plan()
+
+        if decision['action'] == 'none':
+            migration_plan.diff = self.diff_view = dict(before=before, after=before)
+            self.outcome.update(location='destination', domain=dict(dst_facts, host=dest.uri),
+                                msg='domain %s is already on %s (%s)' % (dest_name, dest.uri, dst_facts['state']))
+            return migration_plan
+
+        if decision['action'] == 'undefine_source':
+            migration_plan.diff = self.diff_view = dict(
+                before=before, after=dict(source=None, destination=before['destination']))
+            self.outcome.update(location='destination', domain=dict(dst_facts, host=dest.uri),
+                                msg='domain %s is already on %s; its definition left on the source would be '
+                                    'removed' % (dest_name, dest.uri))
+            return migration_plan.add('undefine_source', self._undefine_source)
+
+        # A migration.
+        # Options about moving memory (timeout, bandwidth, compression, ...) do not apply to an offline
+        # migration and are left aside rather than refused: one task may move running and shut-off domains.
+        mode = decision['mode']
         dom = source.get_domain(name)
+        inactive_flags = _flag('VIR_DOMAIN_XML_INACTIVE') | _flag('VIR_DOMAIN_XML_SECURE')
+        with libvirt_call('reading the definition', 'domain %s' % name):
+            if mode == 'offline':
+                live_xml = dom.XMLDesc(inactive_flags | _flag('VIR_DOMAIN_XML_MIGRATABLE'))
+            else:
+                live_xml = dom.XMLDesc(_flag('VIR_DOMAIN_XML_MIGRATABLE') | _flag('VIR_DOMAIN_XML_SECURE'))
+            persist_xml = dom.XMLDesc(inactive_flags | _flag('VIR_DOMAIN_XML_MIGRATABLE')) \
+                if live['persistent'] else None
+        dest_xml = opts.get('dest_xml')
+        if opts.get('disk_paths'):
+            dest_xml = with_disk_paths(live_xml, opts['disk_paths'], name)
+            persist_xml = with_disk_paths(persist_xml, opts['disk_paths'], name) if persist_xml else None
+        elif dest_xml:
+            # DEST_XML changes only the running definition; libvirt would keep the source's persistent
+            # one (old paths) unless PERSIST_XML says the same.
+            _document.parse(dest_xml, 'dest_xml')
+            persist_xml = dest_xml
+        else:
+            persist_xml = None
+
+        check_dest_can_run(live_xml, dest, name)
+        storage = storage_plan(disks_of(opts.get('dest_xml') or live_xml), dest, dest.uri, opts,
+                               None if opts.get('dest_xml') else opts.get('disk_paths'), mode)
+        if opts.get('dest_xml'):
+            # Source paths come from the source definition; destination paths from dest_xml.
+            source_paths = dict((d.name, d.path) for d in disks_of(live_xml))
+            for item in storage:
+                item['source_path'] = source_paths.get(item['target'], item['source_path'])
+        names = flag_names(opts, mode)
+        params = build_params(opts, mode, dest_xml, persist_xml)
+        after_dest = dict(state=live['state'] if mode != 'offline' else 'shutoff',
+                          persistent=bool(opts.get('persistent', True)) or bool(dst_facts and dst_facts['persistent']),
+                          uuid=live['uuid'])
+        keep_source = not opts.get('undefine_source', True) and live['persistent']
+        after = dict(source=dict(state='shutoff', persistent=True, uuid=live['uuid']) if keep_source else None,
+                     destination=after_dest)
+        migration_plan.diff = self.diff_view = dict(before=before, after=after)
+        what = dict(live='live migration', paused='migration (guest paused during the copy)',
+                    offline='offline migration (definition only)')[mode]
+        # What check mode reports; the migration step replaces it with where the domain went.
+        self.outcome.update(flags=names, storage=storage, location='source', domain=dict(live, host=source.uri),
+                            msg='%s of domain %s from %s to %s would be done' % (what, name, source.uri, dest.uri))
+        self.migration = dict(dom=dom, mode=mode, what=what, names=names, params=params, src_facts=live)
+        return migration_plan.add('migrate', self._migrate)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _undefine_source(self, live):
+        name = self.name
+        dom = self.connection.get_domain(name)
         with libvirt_call('removing the definition left on the source', 'domain %s' % name):
             dom.undefine()
-        result['msg'] = ('domain %s is already on %s; its definition left on the source was removed'
-                         % (dest_name, dest.uri))
-        return result
+        self.outcome['msg'] = ('domain %s is already on %s; its definition left on the source was removed'
+                               % (self.dest_name, self.dest.uri))
+        return None
 
-    # A migration.
-    # Options about moving memory (timeout, bandwidth, compression, ...) do not apply to an offline
-    # migration and are left aside rather than refused: one task may move running and shut-off domains.
-    mode = decision['mode']
-    dom = source.get_domain(name)
-    inactive_flags = _flag('VIR_DOMAIN_XML_INACTIVE') | _flag('VIR_DOMAIN_XML_SECURE')
-    with libvirt_call('reading the definition', 'domain %s' % name):
-        if mode == 'offline':
-            live_xml = dom.XMLDesc(inactive_flags | _flag('VIR_DOMAIN_XML_MIGRATABLE'))
+    def _migrate(self, live):
+        source, dest, opts = self.connection, self.dest, self.params
+        name, dest_name = self.name, self.dest_name
+        dom, mode, what, src_facts = (self.migration[key] for key in ('dom', 'mode', 'what', 'src_facts'))
+        names, params = self.migration['names'], self.migration['params']
+        if opts.get('max_downtime') and mode != 'offline':
+            with libvirt_call('setting the maximum downtime', 'domain %s' % name):
+                dom.migrateSetMaxDowntime(opts['max_downtime'], 0)
+        flags = flags_value(names)
+        if opts.get('p2p'):
+            def call():
+                dom.migrateToURI3(dest.uri, params, flags)
+                return None
         else:
-            live_xml = dom.XMLDesc(_flag('VIR_DOMAIN_XML_MIGRATABLE') | _flag('VIR_DOMAIN_XML_SECURE'))
-        persist_xml = dom.XMLDesc(inactive_flags | _flag('VIR_DOMAIN_XML_MIGRATABLE')) \
-            if src_facts['persistent'] else None
-    dest_xml = opts.get('dest_xml')
-    if opts.get('disk_paths'):
-        dest_xml = with_disk_paths(live_xml, opts['disk_paths'], name)
-        persist_xml = with_disk_paths(persist_xml, opts['disk_paths'], name) if persist_xml else None
-    elif dest_xml:
-        # DEST_XML changes only the running definition; libvirt would keep the source's persistent
-        # one (old paths) unless PERSIST_XML says the same.
-        _xmldiff.parse(dest_xml, 'dest_xml')
-        persist_xml = dest_xml
-    else:
-        persist_xml = None
-
-    check_dest_can_run(live_xml, dest, name)
-    storage = storage_plan(disks_of(opts.get('dest_xml') or live_xml), dest, dest.uri, opts,
-                           None if opts.get('dest_xml') else opts.get('disk_paths'), mode)
-    if opts.get('dest_xml'):
-        # Source paths come from the source definition; destination paths from dest_xml.
-        source_paths = dict((d['target'], d['path']) for d in disks_of(live_xml))
-        for item in storage:
-            item['source_path'] = source_paths.get(item['target'], item['source_path'])
-    names = flag_names(opts, mode)
-    params = build_params(opts, mode, dest_xml, persist_xml)
-    after_dest = dict(state=src_facts['state'] if mode != 'offline' else 'shutoff',
-                      persistent=bool(opts.get('persistent', True)) or bool(dst_facts and dst_facts['persistent']),
-                      uuid=src_facts['uuid'])
-    keep_source = not opts.get('undefine_source', True) and src_facts['persistent']
-    after = dict(source=dict(state='shutoff', persistent=True, uuid=src_facts['uuid']) if keep_source else None,
-                 destination=after_dest)
-    result.update(changed=True, flags=names, storage=storage, diff=dict(before=before, after=after))
-    what = dict(live='live migration', paused='migration (guest paused during the copy)',
-                offline='offline migration (definition only)')[mode]
-    if check_mode:
-        result.update(location='source', domain=dict(src_facts, host=source.uri),
-                      msg='%s of domain %s from %s to %s would be done' % (what, name, source.uri, dest.uri))
-        return result
-
-    if opts.get('max_downtime') and mode != 'offline':
-        with libvirt_call('setting the maximum downtime', 'domain %s' % name):
-            dom.migrateSetMaxDowntime(opts['max_downtime'], 0)
-    flags = flags_value(names)
-    if opts.get('p2p'):
-        def call():
-            dom.migrateToURI3(dest.uri, params, flags)
-            return None
-    else:
-        def call():
-            return dom.migrate3(dest.conn, params, flags)
-    started = time.time()
-    new_dom, error, fired, last, timeout_error = _watch(
-        dom, call, opts.get('timeout') if mode != 'offline' else None, opts.get('timeout_action', 'abort'))
-    result['timeout_action_taken'] = fired
-    if error is not None:
-        where = _where_now(source, dest, name, dest_name)
-        if fired == 'abort':
-            msg = ('migration of domain %s to %s timed out after %d s and was aborted; the domain is %s'
-                   % (name, dest.uri, opts['timeout'], where))
-        elif isinstance(error, libvirt.libvirtError):
-            msg = ('migration of domain %s to %s failed: %s; the domain is %s'
-                   % (name, dest.uri, error.get_error_message(), where))
-        else:
-            raise error
-        raise MigrateError(msg, obj=name, code=getattr(error, 'get_error_code', lambda: None)(),
-                           libvirt_message=getattr(error, 'get_error_message', lambda: None)(),
-                           job=last, timeout_action_taken=fired, reason='migration failed')
-    if new_dom is None:
-        new_dom = dest.get_domain(dest_name)
-    stats = job_stats(new_dom, completed=True) or last
-    if not stats and mode != 'offline':
-        stats = dict(time_elapsed=int((time.time() - started) * 1000))
-    final = domain_facts(dest, dest_name)
-    if fired == 'suspend' and src_facts['state'] == 'running' and final['state'] == 'paused':
-        # The timeout paused the guest to let the copy finish; it was running before, so it runs after.
-        with libvirt_call('resuming after the timeout suspended it', 'domain %s on %s' % (dest_name, dest.uri)):
-            new_dom.resume()
+            def call():
+                return dom.migrate3(dest.conn, params, flags)
+        started = time.time()
+        new_dom, error, fired, last, timeout_error = _watch(
+            dom, call, opts.get('timeout') if mode != 'offline' else None, opts.get('timeout_action', 'abort'))
+        self.outcome['timeout_action_taken'] = fired
+        if error is not None:
+            where = _where_now(source, dest, name, dest_name)
+            if fired == 'abort':
+                msg = ('migration of domain %s to %s timed out after %d s and was aborted; the domain is %s'
+                       % (name, dest.uri, opts['timeout'], where))
+            elif isinstance(error, libvirt.libvirtError):
+                msg = ('migration of domain %s to %s failed: %s; the domain is %s'
+                       % (name, dest.uri, error.get_error_message(), where))
+            else:
+                raise error
+            raise MigrateError(msg, obj=name, code=getattr(error, 'get_error_code', lambda: None)(),
+                               libvirt_message=getattr(error, 'get_error_message', lambda: None)(),
+                               job=last, timeout_action_taken=fired, reason=REASON_MIGRATION_FAILED)
+        if new_dom is None:
+            new_dom = dest.get_domain(dest_name)
+        stats = job_stats(new_dom, completed=True) or last
+        if not stats and mode != 'offline':
+            stats = dict(time_elapsed=int((time.time() - started) * 1000))
         final = domain_facts(dest, dest_name)
-    result.update(location='destination', job=stats, domain=dict(final, host=dest.uri))
-    result['diff']['after'] = dict(source=_summary(domain_facts(source, name)), destination=_summary(final))
-    msg = '%s of domain %s from %s to %s done' % (what, name, source.uri, dest.uri)
-    if fired and timeout_error is None:
-        msg += ' (timeout reached: %s)' % fired
-    elif timeout_error is not None:
-        msg += ' (timeout reached; %s failed: %s)' % (fired, timeout_error.get_error_message())
-    result['msg'] = msg
-    return result
+        if fired == 'suspend' and src_facts['state'] == 'running' and final['state'] == 'paused':
+            # The timeout paused the guest to let the copy finish; it was running before, so it runs after.
+            with libvirt_call('resuming after the timeout suspended it', 'domain %s on %s' % (dest_name, dest.uri)):
+                new_dom.resume()
+            final = domain_facts(dest, dest_name)
+        self.outcome.update(location='destination', job=stats, domain=dict(final, host=dest.uri))
+        self.diff_view['after'] = dict(source=_summary(domain_facts(source, name)), destination=_summary(final))
+        msg = '%s of domain %s from %s to %s done' % (what, name, source.uri, dest.uri)
+        if fired and timeout_error is None:
+            msg += ' (timeout reached: %s)' % fired
+        elif timeout_error is not None:
+            msg += ' (timeout reached; %s failed: %s)' % (fired, timeout_error.get_error_message())
+        self.outcome['msg'] = msg
+        return live
+
+    # -- the result -------------------------------------------------------------------------
+
+    def result_fields(self, live, plan):
+        return dict(self.outcome)
+
+
+def migrate(source, opts, check_mode=False, dest=None):
+    """virt_migrate's result (with its diff) without a module: MigrateManager's run."""
+    return MigrateManager(source, opts, check_mode=check_mode, diff_mode=True, dest=dest).run()

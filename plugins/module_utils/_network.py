@@ -20,7 +20,6 @@ __metaclass__ = type
 import copy
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
-    ObjectManager,
     VirtError,
     call_with_flags,
     is_error,
@@ -29,7 +28,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     optional_flag as _flag,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_UUID_MISMATCH,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._network_profile import NETWORK, ip_address, mac_address
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
 from ansible_collections.virtops.libvirt.plugins.module_utils._network_check import foresee_define
 
 
@@ -82,7 +86,7 @@ def _facts_basic(net):
         persistent = bool(net.isPersistent())
         autostart = bool(net.autostart()) if persistent else False
     xml = live_xml(net)
-    root = _xmldiff.parse(xml, 'the XML of %s' % obj)
+    root = _document.parse(xml, 'the XML of %s' % obj)
     bridge = root.find('bridge')
     return dict(
         name=net.name(),
@@ -109,13 +113,13 @@ class DesiredNetwork:
     """The user's network XML, parsed and checked against the name given."""
 
     def __init__(self, xml, name=None):
-        self.root, self.name, self.uuid = _xmldiff.parse_desired(xml, 'network', 'network', name)
+        self.root, self.name, self.uuid = _document.parse_desired(xml, 'network', 'network', name)
 
     def xml_for_define(self, uuid=None):
         """The XML to define; with the existing network's uuid when the user wrote none."""
         if uuid is not None and self.uuid is None:
-            return _xmldiff.render(_xmldiff.with_uuid(self.root, uuid))
-        return _xmldiff.render(self.root)
+            return _document.render(_document.with_uuid(self.root, uuid))
+        return _document.render(self.root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,17 +160,17 @@ def _item_key(section, elem):
     if section == 'ip-dhcp-host':
         mac = elem.get('mac')
         if mac:
-            return ('mac', _xmldiff.mac_address(mac))
+            return ('mac', mac_address(mac))
         for attr in ('id', 'name', 'ip'):
             if elem.get(attr):
                 value = elem.get(attr).strip()
-                return (attr, _xmldiff.ip_address(value) if attr == 'ip' else value)
-        return ('xml', _xmldiff.render(elem))
+                return (attr, ip_address(value) if attr == 'ip' else value)
+        return ('xml', _document.render(elem))
     if section == 'ip-dhcp-range':
-        return (_xmldiff.ip_address((elem.get('start') or '').strip()),
-                _xmldiff.ip_address((elem.get('end') or '').strip()))
+        return (ip_address((elem.get('start') or '').strip()),
+                ip_address((elem.get('end') or '').strip()))
     if section == 'dns-host':
-        return _xmldiff.ip_address((elem.get('ip') or '').strip())
+        return ip_address((elem.get('ip') or '').strip())
     return (elem.get('name') or '').strip()
 
 
@@ -180,7 +184,7 @@ _WRAPPERS = {
 
 def _wrapped(section, item):
     """A network document holding only item, so the NETWORK profile compares it."""
-    etree = _xmldiff.etree
+    etree = _document.etree
     root = etree.Element('network')
     parent = root
     for tag in _WRAPPERS[section]:
@@ -190,12 +194,12 @@ def _wrapped(section, item):
 
 
 def _item_differs(section, desired, live):
-    return _xmldiff.compare(_wrapped(section, desired), _wrapped(section, live),
-                            _xmldiff.NETWORK).changed
+    return _compare.compare(_wrapped(section, desired), _wrapped(section, live),
+                            NETWORK).changed
 
 
 def _xml_of(elem):
-    return _xmldiff.etree.tostring(elem, encoding='unicode', with_tail=False).strip()
+    return _document.etree.tostring(elem, encoding='unicode', with_tail=False).strip()
 
 
 def _section_updates(section, desired_items, live_items, parent_index):
@@ -236,11 +240,11 @@ def _match_ips(desired_root, live_root):
     used = set()
     pairs = []
     for pos, dip in enumerate(desired_root.findall('ip')):
-        address = _xmldiff.ip_address((dip.get('address') or '').strip())
+        address = ip_address((dip.get('address') or '').strip())
         index = None
         for i, lip in enumerate(live_ips):
             if i not in used and address and \
-                    _xmldiff.ip_address((lip.get('address') or '').strip()) == address:
+                    ip_address((lip.get('address') or '').strip()) == address:
                 index = i
                 break
         if index is None and not address and pos < len(live_ips) and pos not in used:
@@ -255,8 +259,8 @@ def _match_ips(desired_root, live_root):
 def plan_updates(desired_root, live_root):
     """virNetworkUpdate commands that bring the live definition in line with the desired one,
     or None when other parts differ (the network must be redefined)."""
-    stripped = _xmldiff.compare(_strip_updatable(desired_root, True),
-                                _strip_updatable(live_root, False), _xmldiff.NETWORK)
+    stripped = _compare.compare(_strip_updatable(desired_root, True),
+                                _strip_updatable(live_root, False), NETWORK)
     if stripped.changed:
         return None
     updates = []
@@ -276,7 +280,7 @@ def plan_updates(desired_root, live_root):
                                 live_root.findall('portgroup'), -1)
     # The plan must reach the intent; when it cannot (an item libvirt matches differently),
     # redefine instead of guessing.
-    if _xmldiff.compare(desired_root, simulate(live_root, updates), _xmldiff.NETWORK).changed:
+    if _compare.compare(desired_root, simulate(live_root, updates), NETWORK).changed:
         return None
     return updates
 
@@ -288,7 +292,7 @@ def _container(root, update, create=False):
     if section == 'dns-host':
         dns = root.find('dns')
         if dns is None and create:
-            dns = _xmldiff.etree.SubElement(root, 'dns')
+            dns = _document.etree.SubElement(root, 'dns')
         return dns
     ips = root.findall('ip')
     index = update['parent_index']
@@ -299,12 +303,12 @@ def _container(root, update, create=False):
 
 def simulate(root, updates):
     """A copy of root with the update commands applied the way libvirt applies them."""
-    root = copy.deepcopy(_xmldiff.parse(root))
+    root = copy.deepcopy(_document.parse(root))
     for update in updates:
         parent = _container(root, update, create=update['command'] == 'add-last')
         if parent is None:
             continue
-        item = _xmldiff.parse(update['xml'])
+        item = _document.parse(update['xml'])
         tag = SECTIONS[update['section']][1]
         key = _item_key(update['section'], item)
         same = [c for c in parent.findall(tag) if _item_key(update['section'], c) == key]
@@ -321,80 +325,79 @@ def simulate(root, updates):
 # The manager
 
 class NetworkManager(ObjectManager):
-    """Compute the desired state, compare it with the live network, then apply (unless check
-    mode). params: the module's parameters (NETWORK_ARGS). run() returns the result dict."""
+    """virt_network: compute the desired state, compare it with the live network, then apply
+    (unless check mode). params: the module's parameters (NETWORK_ARGS)."""
+
+    kind = 'network'
+    argument_spec = NETWORK_ARGS
+    module_options = dict(required_one_of=[('name', 'xml')])
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
-        self.actions = []
+        self.desired = None
         self.updates = []
         self.restart_required = False
+        self.definition_changed = False
 
-    def run(self):
+    def identify(self):
         p = self.params
-        desired = DesiredNetwork(p['xml'], p.get('name')) if p.get('xml') else None
-        name = desired.name if desired is not None else p.get('name')
+        if p.get('xml'):
+            self.desired = DesiredNetwork(p['xml'], p.get('name'))
+        name = self.desired.name if self.desired is not None else p.get('name')
         if not name:
             raise VirtError('give name or xml to say which network')
-        self.name = name
-        self.obj = 'network %s' % name
-        net = lookup_network(self.connection, name)
-        if p['state'] == 'absent':
-            return self.absent(net)
-        if net is None and desired is None:
+        return name
+
+    def lookup(self):
+        net = lookup_network(self.connection, self.name)
+        if net is None and self.desired is None and not self.wants_absent():
             raise VirtError('%s does not exist on %s; give xml to define it'
-                            % (self.obj, self.connection.uri), obj=name)
-        return self.ensure(net, desired)
+                            % (self.obj, self.connection.uri), obj=self.name)
+        return net
 
     # -- absent -----------------------------------------------------------------------------
 
-    def absent(self, net):
-        if net is None:
-            return self.result(False, None, diff=self.diff(None, None, '', ''))
-        active = bool(net.isActive())
-        persistent = bool(net.isPersistent())
-        before = dict(state='active' if active else 'inactive',
-                      autostart=bool(net.autostart()) if persistent else False)
-        before_xml = _xmldiff.normalized(inactive_xml(net), _xmldiff.NETWORK)
+    def plan_absent(self, live):
+        if live is None:
+            return Plan()
+        active = bool(live.isActive())
+        persistent = bool(live.isPersistent())
+        plan = Plan(before=dict(state='active' if active else 'inactive',
+                                autostart=bool(live.autostart()) if persistent else False),
+                    after=dict(state='absent'),
+                    before_xml=_compare.normalized(inactive_xml(live), NETWORK))
         if active:
-            self.actions.append('destroy')
+            plan.add('destroy', self._destroy)
         if persistent:
-            self.actions.append('undefine')
-        if not self.check_mode:
-            if active:
-                with libvirt_call('stopping (destroy)', self.obj):
-                    net.destroy()
-            if persistent:
-                with libvirt_call('undefining', self.obj):
-                    net.undefine()
-        return self.result(True, None, diff=self.diff(before, dict(state='absent'),
-                                                      before_xml, ''))
+            plan.add('undefine', self._undefine)
+        return plan
 
     # -- present / active / inactive --------------------------------------------------------
 
-    def ensure(self, net, desired):
+    def plan_present(self, live):
         p = self.params
         state = p['state']
-        exists = net is not None
-        active = bool(net.isActive()) if exists else False
-        persistent = bool(net.isPersistent()) if exists else False
-        before_autostart = bool(net.autostart()) if persistent else False
+        desired = self.desired
+        exists = live is not None
+        active = bool(live.isActive()) if exists else False
+        persistent = bool(live.isPersistent()) if exists else False
+        before_autostart = bool(live.autostart()) if persistent else False
         before_state = ('active' if active else 'inactive') if exists else 'absent'
 
         intent = None
         define = False
         if desired is not None:
-            if exists and desired.uuid and desired.uuid != net.UUIDString().lower():
+            if exists and desired.uuid and desired.uuid != live.UUIDString().lower():
                 raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
                                 'cannot change a network\'s uuid (nothing was changed)'
-                                % (self.obj, net.UUIDString(), desired.uuid), obj=self.name,
-                                reason='uuid mismatch')
-            live = _xmldiff.parse(inactive_xml(net)) if exists else None
-            intent = _xmldiff.compare(desired.root, live, _xmldiff.NETWORK)
+                                % (self.obj, live.UUIDString(), desired.uuid), obj=self.name,
+                                reason=REASON_UUID_MISMATCH)
+            stored = _document.parse(inactive_xml(live)) if exists else None
+            intent = _compare.compare(desired.root, stored, NETWORK)
             if not exists or not persistent:
                 define = True
             elif intent.changed:
-                updates = plan_updates(desired.root, live)
+                updates = plan_updates(desired.root, stored)
                 if updates is None:
                     define = True
                 else:
@@ -404,8 +407,8 @@ class NetworkManager(ObjectManager):
                 foresee_define(self.connection, desired.root, desired.name)
         elif exists and not persistent:
             # present means defined: make a transient network persistent as it runs.
-            desired = DesiredNetwork(live_xml(net), self.name)
-            intent = _xmldiff.compare(desired.root, live_xml(net), _xmldiff.NETWORK)
+            desired = self.desired = DesiredNetwork(live_xml(live), self.name)
+            intent = _compare.compare(desired.root, live_xml(live), NETWORK)
             define = True
 
         # The run state after the definition step, and whether it lags behind the definition.
@@ -414,93 +417,60 @@ class NetworkManager(ObjectManager):
             update['affect'] = 'live+config' if affect_live else 'config'
         pending = False
         if active and desired is not None:
-            pending = self._running_differs(net, desired)
-        plan = []
+            pending = self._running_differs(live, desired)
+        plan = Plan()
         if define:
-            plan.append('define')
+            plan.add('define', self._define)
         if self.updates:
-            plan.append('update')
+            plan.add('update', self._update_all)
         after_active = active
         if state == 'active' and not active:
-            plan.append('start')
+            plan.add('start', self._start)
             after_active = True
             pending = False
         elif state == 'inactive' and active:
-            plan.append('destroy')
+            plan.add('destroy', self._destroy)
             after_active = False
             pending = False
         restart = pending and p['restart_on_change']
         if restart:
-            plan.append('restart')
+            plan.add('restart', self._restart)
         autostart = p.get('autostart')
         after_autostart = before_autostart
         if autostart is not None and autostart != before_autostart:
-            plan.append('autostart' if autostart else 'no autostart')
+            plan.add('autostart' if autostart else 'no autostart', self._set_autostart(autostart))
             after_autostart = autostart
-        self.actions = plan
         self.restart_required = pending and not restart and after_active
 
-        if not self.check_mode and plan:
-            net = self.apply(net, desired, plan)
-
-        diff = None
-        if self.diff_mode:
-            before_xml = intent.before if intent is not None else ''
-            after_xml = intent.after if intent is not None else ''
-            if intent is not None and not intent.changed and exists and persistent:
-                before_xml = after_xml = intent.after
-            after_state = 'active' if after_active else 'inactive'
-            diff = self.diff(dict(state=before_state, autostart=before_autostart),
-                             dict(state=after_state, autostart=after_autostart),
-                             before_xml, after_xml)
-        if (define or self.updates) and not self.check_mode:
-            self._check_kept(net, desired)
-        return self.result(bool(plan), net, diff=diff)
+        plan.before = dict(state=before_state, autostart=before_autostart)
+        plan.after = dict(state='active' if after_active else 'inactive', autostart=after_autostart)
+        if intent is not None:
+            plan.before_xml, plan.after_xml = intent.before, intent.after
+            if not intent.changed and exists and persistent:
+                plan.before_xml = intent.after
+        self.definition_changed = define or bool(self.updates)
+        return plan
 
     def _running_differs(self, net, desired):
         """Does the running network lag behind desired, beyond what the planned live updates
         change?"""
-        running = _xmldiff.parse(live_xml(net))
+        running = _document.parse(live_xml(net))
         if self.updates:
             running = simulate(running, self.updates)
-        return _xmldiff.compare(desired.root, running, _xmldiff.NETWORK).changed
+        return _compare.compare(desired.root, running, NETWORK).changed
 
-    def apply(self, net, desired, plan):
-        done = []
-        try:
-            return self._apply_steps(net, desired, plan, done)
-        except VirtError as exc:
-            raise exc.after_steps(done)
+    # -- steps ------------------------------------------------------------------------------
 
-    def _apply_steps(self, net, desired, plan, done):
-        for step in plan:
-            if step == 'define':
-                uuid = net.UUIDString() if net is not None else None
-                net = self.define(desired.xml_for_define(uuid))
-            elif step == 'update':
-                for update in self.updates:
-                    self.update(net, update)
-            elif step == 'start':
-                with libvirt_call('starting', self.obj):
-                    net.create()
-            elif step == 'destroy':
-                with libvirt_call('stopping (destroy)', self.obj):
-                    net.destroy()
-            elif step == 'restart':
-                with libvirt_call('restarting to apply the new definition (destroy)', self.obj):
-                    net.destroy()
-                with libvirt_call('restarting to apply the new definition (start)', self.obj):
-                    net.create()
-            elif step in ('autostart', 'no autostart'):
-                with libvirt_call('setting autostart', self.obj):
-                    net.setAutostart(1 if step == 'autostart' else 0)
-            done.append(step)
-        return net
-
-    def define(self, xml):
+    def _define(self, net):
+        xml = self.desired.xml_for_define(net.UUIDString() if net is not None else None)
         return call_with_flags('defining', self.obj,
                                lambda: self.conn.networkDefineXMLFlags(xml, _flag('VIR_NETWORK_DEFINE_VALIDATE')),
                                lambda: self.conn.networkDefineXML(xml), suffix=' (nothing was changed)')
+
+    def _update_all(self, net):
+        for update in self.updates:
+            self.update(net, update)
+        return net
 
     def update(self, net, update):
         flags = _flag('VIR_NETWORK_UPDATE_AFFECT_CONFIG')
@@ -511,30 +481,55 @@ class NetworkManager(ObjectManager):
             net.update(_flag(COMMANDS[update['command']]), _flag(SECTIONS[update['section']][0]),
                        update['parent_index'], update['xml'], flags)
 
-    def _check_kept(self, net, desired):
-        """After a change: anything libvirt did not keep would cause a change on every run."""
-        intent = _xmldiff.compare(desired.root, inactive_xml(net), _xmldiff.NETWORK)
+    def _start(self, net):
+        with libvirt_call('starting', self.obj):
+            net.create()
+        return net
+
+    def _destroy(self, net):
+        with libvirt_call('stopping (destroy)', self.obj):
+            net.destroy()
+        return net
+
+    def _undefine(self, net):
+        with libvirt_call('undefining', self.obj):
+            net.undefine()
+        return net
+
+    def _restart(self, net):
+        with libvirt_call('restarting to apply the new definition (destroy)', self.obj):
+            net.destroy()
+        with libvirt_call('restarting to apply the new definition (start)', self.obj):
+            net.create()
+        return net
+
+    def _set_autostart(self, value):
+        def step(net):
+            with libvirt_call('setting autostart', self.obj):
+                net.setAutostart(1 if value else 0)
+            return net
+        return step
+
+    # -- after the steps, and the result -------------------------------------------------------
+
+    def after_apply(self, live, plan):
+        """After a change of the definition: anything libvirt did not keep would cause a
+        change on every run."""
+        if self.wants_absent() or not self.definition_changed:
+            return live
+        intent = _compare.compare(self.desired.root, inactive_xml(live), NETWORK)
         if intent.changed:
             self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
                       'will report a change again' % (self.obj, '; '.join(intent.summary())))
+        return live
 
-    def diff(self, before, after, before_xml, after_xml):
-        if not self.diff_mode:
-            return None
-        return _xmldiff.diff_view(self.obj, _xmldiff.facts_text(before, before_xml),
-                                  _xmldiff.facts_text(after, after_xml))
-
-    def result(self, changed, net, diff=None):
-        res = dict(
-            changed=changed,
-            network=network_result(net) if net is not None else {},
+    def result_fields(self, live, plan):
+        return dict(
+            network=network_result(live) if live is not None and not self.wants_absent() else {},
             restart_required=self.restart_required,
             updates=self.updates,
-            actions=self.actions,
+            actions=list(self.actions),
         )
-        if diff is not None:
-            res['diff'] = diff
-        return res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,3 +598,8 @@ def networks_info(connection, name=None, warn=None):
                 continue
             raise
     return result
+
+
+def read_networks(connection, params, warn):
+    """virt_network_info's result."""
+    return dict(networks=networks_info(connection, name=params['name'], warn=warn))

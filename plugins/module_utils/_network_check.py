@@ -51,15 +51,16 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt,
     optional_flag as _flag,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_DEFINE_REFUSED,
+    REASON_INVALID_XML,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import is_local_uri
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
 
 # Forward modes whose bridge (and its addresses, DNS and DHCP) libvirt sets up itself.
 L3_MODES = ('none', 'nat', 'route', 'open')
 SYSFS_PCI = '/sys/bus/pci/devices'
-
-
-def is_local(uri):
-    return not urlparse(uri).hostname
 
 
 def is_test_driver(uri):
@@ -69,20 +70,20 @@ def is_test_driver(uri):
 def foresee_define(connection, root, name):
     """Raise the VirtError a define of root (the desired <network>) would end in, if foreseen."""
     uri = connection.uri
-    if is_local(uri):
+    if is_local_uri(uri):
         message = parser_refusal(root)
         if message:
             raise VirtError('defining on network %s would fail: %s (check mode; nothing was '
                             'changed)' % (name, message), action='defining', obj=name,
-                            libvirt_message=message, reason='invalid XML')
+                            libvirt_message=message, reason=REASON_INVALID_XML)
     if is_test_driver(uri):
         return  # the test driver runs the parser only (no networkValidate): the define says
     message = driver_refusal(root, name, other_bridges(connection, name),
-                             is_virtual_function if is_local(uri) else None)
+                             is_virtual_function if is_local_uri(uri) else None)
     if message:
         raise VirtError('defining on network %s would fail: %s (check mode; nothing was changed)'
                         % (name, message), action='defining', obj=name, libvirt_message=message,
-                        reason='define refused')
+                        reason=REASON_DEFINE_REFUSED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def parser_refusal(root):
         except libvirt.libvirtError:
             continue
         probe.remove(elem)  # the test driver's own network has this uuid
-    xml = _xmldiff.render(probe)
+    xml = _document.render(probe)
     try:
         try:
             net = conn.networkDefineXMLFlags(xml, _flag('VIR_NETWORK_DEFINE_VALIDATE'))
@@ -156,7 +157,7 @@ def other_bridges(connection, name):
         except libvirt.libvirtError:
             continue  # removed meanwhile
         for xml in xmls:
-            bridge = _xmldiff.parse(xml).find('bridge')
+            bridge = _document.parse(xml).find('bridge')
             if bridge is not None and bridge.get('name'):
                 bridges.setdefault(bridge.get('name'), net.name())
     return bridges

@@ -18,7 +18,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     optional_flag as _flag,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
 
 
 # Capability names as the node device XML spells them (<capability type='...'>), with the
@@ -96,7 +96,7 @@ def _generic(elem):
     for child in elem:
         if not isinstance(child.tag, str):
             continue
-        key = _xmldiff.etree.QName(child).localname.replace('-', '_')
+        key = _document.etree.QName(child).localname.replace('-', '_')
         if len(child) or child.attrib:
             value = _generic(child)
             if child.text and child.text.strip():
@@ -309,7 +309,7 @@ PARSERS = {
 
 def parse_device(xml):
     """The facts of one node device from its XML (without 'active', which the XML lacks)."""
-    root = _xmldiff.parse(xml, 'the node device XML')
+    root = _document.parse(xml, 'the node device XML')
     driver = root.find('driver')
     caps = root.findall('capability')
     devnodes = root.findall('devnode')
@@ -420,3 +420,9 @@ def nodedevs_info(connection, name=None, capability=None, active=None):
             continue
         result.append(facts)
     return sorted(result, key=lambda d: d['name'] or '')
+
+
+def read_nodedevs(connection, params, warn):
+    """virt_nodedev_info's result."""
+    return dict(devices=nodedevs_info(connection, name=params['name'], capability=params['capability'],
+                                      active=params['active']))

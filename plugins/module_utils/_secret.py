@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # Private to the virtops.libvirt collection: may change without notice.
-"""libvirt secrets: read, define, set the value, undefine. Used by virt_secret and
-virt_secret_info. Raises VirtError (or SecretError); never exits a module.
+"""libvirt secrets: read, define, set the value, undefine. Used by virt_secret (SecretManager,
+its definition compared with the SECRET profile of _secret_profile.py, its value apart) and
+virt_secret_info (read_secrets). Raises VirtError (or SecretError); never exits a module.
 
 Facts this code relies on (libvirt 9.0): a secret is found by uuid or by usage (type + id); the
 value of a private secret cannot be read back (VIR_ERR_INVALID_SECRET "secret is private"), nor can
@@ -23,18 +24,45 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse as parse_xml, require_lxml
-
-try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - reported by require_lxml
-    etree = None
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._secret_profile import SECRET
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse as parse_xml, require_lxml
 
 try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
+
+USAGE_TYPES = ['volume', 'ceph', 'iscsi', 'tls', 'vtpm']
+
+SECRET_ARGS = dict(
+    uuid=dict(type='str'),
+    usage_type=dict(type='str', choices=USAGE_TYPES),
+    usage_id=dict(type='str'),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    description=dict(type='str'),
+    ephemeral=dict(type='bool'),
+    private=dict(type='bool'),
+    value=dict(type='str', no_log=True),
+    value_encoding=dict(type='str', choices=['text', 'base64'], default='text'),
+    force_value=dict(type='bool', default=False),
+)
+
+# Options that say what a secret holds: they mean nothing to one that is removed.
+PRESENT_ONLY = ('description', 'ephemeral', 'private', 'value')
+
+SECRET_INFO_ARGS = dict(
+    uuid=dict(type='str'),
+    usage_type=dict(type='str', choices=USAGE_TYPES),
+    usage_id=dict(type='str'),
+)
+
+SECRET_INFO_OPTIONS = dict(
+    required_together=[('usage_type', 'usage_id')],
+    mutually_exclusive=[('uuid', 'usage_type')],
+)
 
 # usage type -> (libvirt constant name, element holding the usage id)
 USAGE = {
@@ -149,6 +177,11 @@ def secrets_info(conn, uuid=None, usage_type=None, usage_id=None):
     return [describe(s) for s in list_secrets(conn)]
 
 
+def read_secrets(connection, params, warn):
+    """virt_secret_info's result."""
+    return dict(secrets=secrets_info(connection.conn, params['uuid'], params['usage_type'], params['usage_id']))
+
+
 def decode_value(value, encoding):
     if value is None:
         return None
@@ -167,97 +200,178 @@ def _comparable(desc):
     return dict((k, desc.get(k)) for k in keys)
 
 
-def ensure_present(conn, uuid=None, usage_type=None, usage_id=None, description=None, ephemeral=None,
-                   private=None, value=None, value_encoding='text', force_value=False, check_mode=False):
-    """Make the secret exist as requested. Returns dict(changed, secret, diff, msg,
-    value_changed)."""
-    if usage_type and not usage_id:
-        raise SecretError('usage_type needs usage_id')
-    if not uuid and not usage_type:
-        raise SecretError('a secret is found by uuid or by usage_type and usage_id; give one of them')
-    raw = decode_value(value, value_encoding)
-    secret = lookup_secret(conn.conn, uuid, usage_type, usage_id)
-    label = _label(uuid, usage_type, usage_id)
-    if secret is None:
-        after = dict(uuid=uuid, description=description or None, ephemeral=bool(ephemeral), private=bool(private),
-                     usage_type=usage_type, usage_id=usage_id if usage_type else None,
-                     value_readable=not private, has_value=raw is not None, xml=None)
-        diff = dict(before={}, after=_comparable(after))
-        if check_mode:
-            return dict(changed=True, secret=after, diff=diff, value_changed=raw is not None,
-                        msg='%s would be defined' % label)
-        xml = build_secret_xml(uuid, description, ephemeral, private, usage_type, usage_id)
-        with libvirt_call('defining %s' % label):
-            secret = conn.conn.secretDefineXML(xml, 0)
-        if raw is not None:
-            with libvirt_call('setting the value', 'secret %s' % secret.UUIDString()):
-                secret.setValue(raw, 0)
-        after = describe(secret)
-        return dict(changed=True, secret=after, diff=dict(before={}, after=_comparable(after)),
-                    value_changed=raw is not None, msg='%s defined' % label)
+class SecretManager(ObjectManager):
+    """virt_secret: compare the desired definition (SECRET_ARGS) with the live secret, and its
+    value apart (the XML has none), then define, set the value or undefine (unless check mode).
 
-    before = describe(secret)
-    if usage_type and (before['usage_type'], before['usage_id']) != (usage_type, usage_id):
-        raise SecretError('secret %s has usage %s %s, requested %s %s; the usage of a secret cannot be '
-                          'changed. Nothing was changed.' % (before['uuid'], before['usage_type'],
-                                                             before['usage_id'], usage_type, usage_id),
-                          secret=before)
-    wanted = dict(before)
-    if description is not None:
-        wanted['description'] = description or None
-    if ephemeral is not None:
-        wanted['ephemeral'] = ephemeral
-    if private is not None:
-        wanted['private'] = private
-    redefine = _comparable(wanted) != _comparable(before)
-    set_value = False
-    if raw is not None:
-        if before['value_readable']:
-            _readable, current = read_value(secret)
-            set_value = current != raw
-        else:
-            # The value of a private secret cannot be compared: set only when asked to.
-            set_value = force_value
-    if not redefine and not set_value:
-        return dict(changed=False, secret=before, diff=dict(before=_comparable(before), after=_comparable(before)),
-                    value_changed=False, msg='%s exists as requested' % label)
-    what = ' and '.join(w for w, on in (('definition', redefine), ('value', set_value)) if on)
-    after = dict(wanted)
-    if set_value:
-        after['has_value'] = True if after['value_readable'] else None
-    diff = dict(before=_comparable(before), after=_comparable(after))
-    if set_value:
-        diff['before']['value'] = '(previous value)'
-        diff['after']['value'] = '(new value)'
-    if check_mode:
-        return dict(changed=True, secret=after, diff=diff, value_changed=set_value,
-                    msg='%s of %s would be changed' % (what, label))
-    if redefine:
-        xml = build_secret_xml(before['uuid'], wanted['description'], wanted['ephemeral'], wanted['private'],
-                               before['usage_type'], before['usage_id'])
-        with libvirt_call('redefining %s' % label):
-            secret = conn.conn.secretDefineXML(xml, 0)
-    if set_value:
-        with libvirt_call('setting the value', 'secret %s' % before['uuid']):
-            secret.setValue(raw, 0)
-    after = describe(secret)
-    diff['after'].update(_comparable(after))
-    return dict(changed=True, secret=after, diff=diff, value_changed=set_value,
-                msg='%s of %s changed' % (what, label))
+    The result says what the secret is (never its value): its facts, a structured diff of them
+    (the value shown only as '(previous value)' / '(new value)'), msg and value_changed."""
 
+    kind = 'secret'
+    argument_spec = SECRET_ARGS
+    module_options = dict(
+        required_one_of=[('uuid', 'usage_type')],
+        required_together=[('usage_type', 'usage_id')],
+    )
 
-def ensure_absent(conn, uuid=None, usage_type=None, usage_id=None, check_mode=False):
-    if not uuid and not usage_type:
-        raise SecretError('a secret is found by uuid or by usage_type and usage_id; give one of them')
-    label = _label(uuid, usage_type, usage_id)
-    secret = lookup_secret(conn.conn, uuid, usage_type, usage_id)
-    if secret is None:
-        return dict(changed=False, secret=None, diff=dict(before={}, after={}), msg='%s does not exist' % label)
-    before = describe(secret)
-    if check_mode:
-        return dict(changed=True, secret=before, diff=dict(before=_comparable(before), after={}),
-                    msg='%s would be undefined' % label)
-    with libvirt_call('undefining %s' % label):
-        secret.undefine()
-    return dict(changed=True, secret=before, diff=dict(before=_comparable(before), after={}),
-                msg='%s undefined' % label)
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
+        self.raw = None            # the value to set, as bytes
+        self.desired_xml = None    # the definition to store
+        self.uuid = None           # the existing secret's uuid
+        self.facts = None          # the secret as the result shows it
+        self.value_changed = False
+        self.msg = None
+
+    def check_options(self):
+        p = self.params
+        if self.wants_absent():
+            for opt in PRESENT_ONLY:
+                if p.get(opt) is not None:
+                    raise VirtError('%s applies only to state=present' % opt)
+        elif p.get('usage_type') and not p.get('usage_id'):
+            raise SecretError('usage_type needs usage_id')
+        if not p.get('uuid') and not p.get('usage_type'):
+            raise SecretError('a secret is found by uuid or by usage_type and usage_id; give one of them')
+        if not self.wants_absent():
+            self.raw = decode_value(p.get('value'), p.get('value_encoding') or 'text')
+
+    def identify(self):
+        return self.params.get('uuid') or self.params.get('usage_id')
+
+    def label(self):
+        p = self.params
+        return _label(p.get('uuid'), p.get('usage_type'), p.get('usage_id'))
+
+    def lookup(self):
+        p = self.params
+        return lookup_secret(self.conn, p.get('uuid'), p.get('usage_type'), p.get('usage_id'))
+
+    def _message(self, done, planned):
+        return (planned if self.check_mode else done) % self.obj
+
+    # -- absent -----------------------------------------------------------------------------
+
+    def plan_absent(self, live):
+        plan = Plan()
+        if live is None:
+            self.msg = '%s does not exist' % self.obj
+            plan.diff = dict(before={}, after={})
+            return plan
+        self.facts = describe(live)
+        plan.add('undefine', self._undefine)
+        plan.diff = dict(before=_comparable(self.facts), after={})
+        self.msg = self._message('%s undefined', '%s would be undefined')
+        return plan
+
+    # -- present ----------------------------------------------------------------------------
+
+    def plan_present(self, live):
+        if live is None:
+            return self._plan_new()
+        return self._plan_existing(live)
+
+    def _plan_new(self):
+        p = self.params
+        usage_type = p.get('usage_type')
+        self.desired_xml = build_secret_xml(p.get('uuid'), p.get('description'), p.get('ephemeral'), p.get('private'),
+                                            usage_type, p.get('usage_id'))
+        self.facts = dict(uuid=p.get('uuid'), description=p.get('description') or None,
+                          ephemeral=bool(p.get('ephemeral')), private=bool(p.get('private')),
+                          usage_type=usage_type, usage_id=p.get('usage_id') if usage_type else None,
+                          value_readable=not p.get('private'), has_value=self.raw is not None, xml=None)
+        self.value_changed = self.raw is not None
+        # A new secret is whole once its value is set: one step.
+        plan = Plan().add('define', self._define)
+        plan.diff = dict(before={}, after=_comparable(self.facts))
+        self.msg = self._message('%s defined', '%s would be defined')
+        return plan
+
+    def _plan_existing(self, secret):
+        p = self.params
+        before = describe(secret)
+        usage_type, usage_id = p.get('usage_type'), p.get('usage_id')
+        if usage_type and (before['usage_type'], before['usage_id']) != (usage_type, usage_id):
+            raise SecretError('secret %s has usage %s %s, requested %s %s; the usage of a secret cannot be '
+                              'changed. Nothing was changed.' % (before['uuid'], before['usage_type'],
+                                                                 before['usage_id'], usage_type, usage_id),
+                              secret=before)
+        self.uuid = before['uuid']
+        # What the options leave out stays as it is: the desired definition starts from the live one.
+        wanted = dict(before)
+        if p.get('description') is not None:
+            wanted['description'] = p['description'] or None
+        for opt in ('ephemeral', 'private'):
+            if p.get(opt) is not None:
+                wanted[opt] = p[opt]
+        self.desired_xml = build_secret_xml(before['uuid'], wanted['description'], wanted['ephemeral'],
+                                            wanted['private'], before['usage_type'], before['usage_id'])
+        redefine = compare(self.desired_xml, before['xml'], SECRET).changed
+        set_value = False
+        if self.raw is not None:
+            if before['value_readable']:
+                _readable, current = read_value(secret)
+                set_value = current != self.raw
+            else:
+                # The value of a private secret cannot be compared: set only when asked to.
+                set_value = bool(p.get('force_value'))
+        self.value_changed = set_value
+        plan = Plan()
+        if not redefine and not set_value:
+            self.facts = before
+            plan.diff = dict(before=_comparable(before), after=_comparable(before))
+            self.msg = '%s exists as requested' % self.obj
+            return plan
+        what = ' and '.join(w for w, on in (('definition', redefine), ('value', set_value)) if on)
+        after = dict(wanted)
+        if set_value:
+            after['has_value'] = True if after['value_readable'] else None
+        self.facts = after
+        plan.diff = dict(before=_comparable(before), after=_comparable(after))
+        if set_value:
+            plan.diff['before']['value'] = '(previous value)'
+            plan.diff['after']['value'] = '(new value)'
+        # One step: virt_secret reports no actions, so a failure reads as libvirt's message alone.
+        plan.add(' and '.join(w for w, on in (('redefine', redefine), ('set value', set_value)) if on),
+                 self._change(redefine, set_value))
+        self.msg = self._message('%s of %%s changed' % what, '%s of %%s would be changed' % what)
+        return plan
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _define(self, secret):
+        with libvirt_call('defining %s' % self.obj):
+            secret = self.conn.secretDefineXML(self.desired_xml, 0)
+        if self.raw is not None:
+            self._set_value(secret, secret.UUIDString())
+        return secret
+
+    def _change(self, redefine, set_value):
+        def step(secret):
+            if redefine:
+                with libvirt_call('redefining %s' % self.obj):
+                    secret = self.conn.secretDefineXML(self.desired_xml, 0)
+            if set_value:
+                self._set_value(secret, self.uuid)
+            return secret
+        return step
+
+    def _set_value(self, secret, uuid):
+        with libvirt_call('setting the value', 'secret %s' % uuid):
+            secret.setValue(self.raw, 0)
+
+    def _undefine(self, secret):
+        with libvirt_call('undefining %s' % self.obj):
+            secret.undefine()
+        return None
+
+    # -- the result -------------------------------------------------------------------------
+
+    def result_fields(self, live, plan):
+        if self.wants_absent():
+            return dict(secret=self.facts, msg=self.msg)
+        if plan.steps and not self.check_mode:
+            # What libvirt stored, read back.
+            self.facts = describe(live)
+            plan.diff['after'].update(_comparable(self.facts))
+        return dict(secret=self.facts, value_changed=self.value_changed, msg=self.msg)

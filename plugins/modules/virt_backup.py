@@ -331,106 +331,12 @@ removed_partial:
   elements: str
 '''
 
-import os
-
-from urllib.parse import urlparse
-
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _nbdio, _repository
-
-
-def run(vm):
-    params = vm.params
-    require_lxml()
-    if _nbdio.nbd is None:
-        raise VirtError('virt_backup needs the libnbd Python bindings (Debian/Ubuntu: python3-libnbd, '
-                        'RHEL: python3-libnbd)', exception=_nbdio.NBD_IMPORT_ERROR)
-    if params['workers'] < 1 or params['workers'] > 32:
-        raise VirtError('workers must be between 1 and 32, not %d' % params['workers'])
-    if params['timeout'] < 0:
-        raise VirtError('timeout must be 0 (no limit) or a number of seconds, not %d' % params['timeout'])
-    tcp = None
-    if params['transport'] == 'tcp':
-        if params['mode'] != 'pull':
-            raise VirtError('transport tcp applies to pull mode only')
-        if not params['tls']:
-            raise VirtError('transport tcp needs tls: true: the disks of %s would otherwise cross the network '
-                            'in clear text, readable by anyone who can connect' % params['domain'])
-        if not params['bind_address']:
-            raise VirtError('transport tcp needs an explicit bind_address (the address QEMU listens on)')
-        if not 0 < params['port'] < 65536:
-            raise VirtError('port must be between 1 and 65535, not %d' % params['port'])
-        tcp = dict(bind_address=params['bind_address'], port=params['port'], tls_dir=params['tls_dir'],
-                   connect_address=params['connect_address'] or params['bind_address'])
-    elif params['tls']:
-        raise VirtError('tls applies to transport tcp; the default unix socket is private to this host')
-    if params['tls']:
-        if not params['tls_dir']:
-            raise VirtError('tls: true needs tls_dir, the directory with ca-cert.pem, client-cert.pem and '
-                            'client-key.pem')
-        missing = [f for f in ('ca-cert.pem', 'client-cert.pem', 'client-key.pem')
-                   if not os.path.isfile(os.path.join(params['tls_dir'], f))]
-        if missing:
-            raise VirtError('tls_dir %s lacks %s' % (params['tls_dir'], ', '.join(missing)))
-    scratch_dir = params['scratch_dir']
-    if scratch_dir is not None:
-        if not os.path.isabs(scratch_dir):
-            raise VirtError('scratch_dir %r must be an absolute path' % scratch_dir)
-        # Checked here only when libvirtd runs on this host; a remote hypervisor has its own files.
-        if not urlparse(params['uri']).netloc and not os.path.isdir(scratch_dir):
-            raise VirtError('scratch_dir %s is not an existing directory' % scratch_dir)
-    try:
-        request = _engine.Request(
-            domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
-            disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
-            verify=params['verify'], workers=params['workers'], uri=params['uri'], tcp=tcp,
-            quiesce=params['quiesce'], exclude=params['exclude'])
-    except _repository.RepositoryError as exc:
-        raise VirtError(str(exc))
-    conn = vm.connection
-    conn.require('backup')
-    # The listing for diff mode costs a second read of every manifest: only when asked for.
-    before = _listing(params['repository'], params['domain']) if vm.module._diff else None
-    result = _engine.take_backup(conn, request, check_mode=vm.check_mode)
-    if before is not None:
-        after = before + [result['backup']['id'] or '(new %s backup)' % result['backup']['level']]
-        result['diff'] = dict(before=dict(backups=before), after=dict(backups=after))
-    return result
-
-
-def _listing(path, domain):
-    try:
-        repo = _repository.Repository(path, create=False)
-        return ['%s (%s)' % (b.id, b.level) for b in repo.backups(domain)]
-    except _repository.RepositoryError:
-        return []
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup._managers import BackupManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=dict(
-            domain=dict(type='str', required=True),
-            repository=dict(type='path', required=True),
-            mode=dict(type='str', default='pull', choices=['pull', 'push']),
-            level=dict(type='str', default='auto', choices=['auto', 'full', 'incremental', 'differential']),
-            disks=dict(type='list', elements='str'),
-            exclude=dict(type='list', elements='str'),
-            scratch_dir=dict(type='path'),
-            timeout=dict(type='int', default=0),
-            verify=dict(type='bool', default=False),
-            quiesce=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
-            workers=dict(type='int', default=4),
-            transport=dict(type='str', default='unix', choices=['unix', 'tcp']),
-            tls=dict(type='bool', default=False),
-            tls_dir=dict(type='path'),
-            bind_address=dict(type='str'),
-            connect_address=dict(type='str'),
-            port=dict(type='int', default=10809),
-        ),
-        supports_check_mode=True,
-    )
-    vm.run(run)
+    run_module(BackupManager)
 
 
 if __name__ == '__main__':

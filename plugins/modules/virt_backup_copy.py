@@ -172,31 +172,12 @@ mib_per_s:
   type: float
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy, _s3
-
-
-def run(vm):
-    result = _copy.Copier(vm.params, vm.check_mode).run()
-    if not vm.module._diff:
-        result.pop('diff', None)
-    for warning in result.pop('warnings', None) or []:
-        vm.module.warn(warning)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup._managers import CopyManager
 
 
 def main():
-    spec = dict(
-        source=dict(type='str', required=True),
-        target=dict(type='str', required=True),
-        domains=dict(type='list', elements='str'),
-        s3_object_lock=dict(type='str', default='none', choices=list(_s3.LOCK_MODES)),
-        s3_retention_days=dict(type='int'),
-    )
-    spec.update(_s3.ARGUMENT_SPEC)
-    # No libvirt connection is opened: the connection options are accepted for module_defaults of the group.
-    vm = VirtModule(argument_spec=spec, supports_check_mode=True)
-    vm.run(run)
+    run_module(CopyManager)
 
 
 if __name__ == '__main__':

@@ -200,37 +200,12 @@ export:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export
-
-
-def run(vm):
-    result = _export.ensure(lambda: vm.connection, vm.params, vm.check_mode)
-    diff = result.pop('diff')
-    if vm.module._diff:
-        result['diff'] = diff
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup._managers import ExportManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=dict(
-            name=dict(type='str', required=True),
-            state=dict(type='str', default='present', choices=['present', 'absent']),
-            repository=dict(type='path'),
-            domain=dict(type='str'),
-            backup=dict(type='str', default='latest'),
-            disks=dict(type='list', elements='str'),
-            transport=dict(type='str', default='unix', choices=['unix', 'tcp']),
-            bind_address=dict(type='str', default='127.0.0.1'),
-            port=dict(type='int'),
-            tls_dir=dict(type='path'),
-            force=dict(type='bool', default=False),
-        ),
-        required_if=[('state', 'present', ['repository', 'domain']), ('transport', 'tcp', ['port', 'tls_dir'])],
-        supports_check_mode=True,
-    )
-    vm.run(run)
+    run_module(ExportManager)
 
 
 if __name__ == '__main__':

@@ -112,27 +112,13 @@ verified_ok:
   type: bool
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore, _s3
-
-
-def run(vm):
-    require_lxml()
-    return _restore.describe(vm.params)
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup._managers import read_backups
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup._options import BACKUP_INFO_ARGS
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=dict(
-            repository=dict(type='path', required=True),
-            domain=dict(type='str'),
-            verify=dict(type='bool', default=False),
-            **_s3.ARGUMENT_SPEC
-        ),
-        supports_check_mode=True,
-    )
-    vm.run(run)
+    run_info_module(BACKUP_INFO_ARGS, read_backups)
 
 
 if __name__ == '__main__':

@@ -323,44 +323,12 @@ msg:
   sample: disk vda of domain web01 committed into /var/lib/libvirt/images/web01-vda.qcow2
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _blockjob
-
-
-ARGUMENT_SPEC = dict(
-    name=dict(type='str', required=True, aliases=['domain']),
-    disk=dict(type='str', required=True),
-    state=dict(type='str', choices=['present', 'absent'], default='present'),
-    operation=dict(type='str', choices=list(_blockjob.OPERATIONS)),
-    base=dict(type='str'),
-    top=dict(type='str'),
-    pivot=dict(type='bool', default=True),
-    delete=dict(type='bool', default=False),
-    dest=dict(type='str'),
-    format=dict(type='str', choices=['qcow2', 'raw']),
-    shallow=dict(type='bool', default=False),
-    reuse_external=dict(type='bool', default=False),
-    granularity=dict(type='str'),
-    buf_size=dict(type='str'),
-    size=dict(type='str'),
-    allow_shrink=dict(type='bool', default=False),
-    bandwidth=dict(type='str'),
-    wait=dict(type='bool', default=True),
-    timeout=dict(type='int', default=3600),
-)
-
-
-def run(vm):
-    result = _blockjob.ensure(vm.connection, vm.params, check_mode=vm.check_mode)
-    if not vm.module._diff:
-        result.pop('diff', None)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._blockjob import BlockJobManager
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
 
 
 def main():
-    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True,
-                    required_if=[('state', 'present', ('operation',))])
-    vm.run(run)
+    run_module(BlockJobManager)
 
 
 if __name__ == '__main__':

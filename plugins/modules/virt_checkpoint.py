@@ -234,55 +234,12 @@ msg:
   sample: checkpoint ck-2024-06-01 created
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
-
-
-ARGUMENT_SPEC = dict(
-    domain=dict(type='str', required=True),
-    name=dict(type='str'),
-    state=dict(type='str', choices=['present', 'absent'], default='present'),
-    description=dict(type='str'),
-    disks=dict(type='list', elements='dict', options=dict(
-        name=dict(type='str', required=True),
-        checkpoint=dict(type='str', choices=['bitmap', 'no'], default='bitmap'),
-    )),
-    redefine_xml=dict(type='str'),
-    children=dict(type='bool', default=False),
-    metadata_only=dict(type='bool', default=False),
-)
-
-
-def run(vm):
-    p = vm.params
-    if p['state'] == 'present':
-        for opt in ('children', 'metadata_only'):
-            if p[opt]:
-                raise VirtError('%s applies only to state=absent' % opt)
-        result = _checkpoint.ensure_present(
-            vm.connection, p['domain'], name=p['name'], description=p['description'], disks=p['disks'],
-            redefine_xml=p['redefine_xml'], check_mode=vm.check_mode)
-    else:
-        for opt in ('description', 'disks', 'redefine_xml'):
-            if p[opt] is not None:
-                raise VirtError('%s applies only to state=present' % opt)
-        result = _checkpoint.ensure_absent(
-            vm.connection, p['domain'], p['name'], children=p['children'],
-            metadata_only=p['metadata_only'], check_mode=vm.check_mode)
-    if not vm.module._diff:
-        result.pop('diff', None)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._checkpoint import CheckpointManager
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
 
 
 def main():
-    vm = VirtModule(
-        ARGUMENT_SPEC,
-        supports_check_mode=True,
-        required_one_of=[('name', 'redefine_xml')],
-        required_if=[('state', 'absent', ('name',))],
-        mutually_exclusive=[('redefine_xml', 'description'), ('redefine_xml', 'disks')],
-    )
-    vm.run(run)
+    run_module(CheckpointManager)
 
 
 if __name__ == '__main__':

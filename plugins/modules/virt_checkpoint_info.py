@@ -110,26 +110,12 @@ checkpoints:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
-
-
-ARGUMENT_SPEC = dict(
-    domain=dict(type='str', required=True),
-    name=dict(type='str'),
-)
-
-
-def run(vm):
-    conn = vm.connection
-    conn.require('checkpoints')
-    dom = conn.get_domain(vm.params['domain'])
-    return dict(changed=False, checkpoints=_checkpoint.checkpoints_info(dom, vm.params['name'], size=True))
+from ansible_collections.virtops.libvirt.plugins.module_utils._checkpoint import CHECKPOINT_INFO_ARGS, read_checkpoints
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
 
 
 def main():
-    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(CHECKPOINT_INFO_ARGS, read_checkpoints)
 
 
 if __name__ == '__main__':

@@ -206,38 +206,12 @@ actions:
   sample: [rebuild]
 '''
 
-import os
-
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._cloudinit import (
-    SEED_ARGS,
-    SeedManager,
-)
-
-
-def run(vm):
-    manager = SeedManager(vm.params, check_mode=vm.check_mode, diff_mode=vm.module._diff)
-    result = manager.run()
-    path = result['path']
-    # Owner, group and mode as asked; in check mode a file not written yet has none to compare.
-    if vm.params['state'] == 'present' and os.path.isfile(path):
-        attr_diff = dict(before={}, after={})
-        file_args = vm.module.load_file_common_arguments(vm.params, path=path)
-        if vm.module.set_fs_attributes_if_different(file_args, False, diff=attr_diff):
-            result['actions'].append('attributes')
-            result['changed'] = True
-        if vm.module._diff and (attr_diff['before'] or attr_diff['after']):
-            result['diff'] = [d for d in (result.get('diff'), attr_diff) if d]
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._cloudinit import SeedManager
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=SEED_ARGS,
-        supports_check_mode=True,
-        add_file_common_args=True,
-    )
-    vm.run(run)
+    run_module(SeedManager)
 
 
 if __name__ == '__main__':

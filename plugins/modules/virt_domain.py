@@ -243,28 +243,12 @@ removed_volumes:
   sample: [/var/lib/libvirt/images/web1.qcow2]
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import xml_option_secrets
-from ansible_collections.virtops.libvirt.plugins.module_utils._domain import (
-    DOMAIN_ARGS,
-    DomainManager,
-)
-
-
-def run(vm):
-    manager = DomainManager(vm.connection, vm.params, check_mode=vm.check_mode,
-                            diff_mode=vm.module._diff, warn=vm.module.warn)
-    return manager.run()
+from ansible_collections.virtops.libvirt.plugins.module_utils._domain import DomainManager
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=DOMAIN_ARGS,
-        supports_check_mode=True,
-        required_one_of=[('name', 'xml')],
-        secrets=xml_option_secrets,
-    )
-    vm.run(run)
+    run_module(DomainManager)
 
 
 if __name__ == '__main__':

@@ -217,23 +217,12 @@ msg:
   type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import xml_option_secrets
-from ansible_collections.virtops.libvirt.plugins.module_utils._device import (
-    DEVICE_ARGS,
-    DeviceManager,
-)
-
-
-def run(vm):
-    manager = DeviceManager(vm.connection, vm.params, check_mode=vm.check_mode,
-                            diff_mode=vm.module._diff, warn=vm.module.warn)
-    return manager.run()
+from ansible_collections.virtops.libvirt.plugins.module_utils._device import DeviceManager
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
 
 
 def main():
-    vm = VirtModule(argument_spec=DEVICE_ARGS, supports_check_mode=True, secrets=xml_option_secrets)
-    vm.run(run)
+    run_module(DeviceManager)
 
 
 if __name__ == '__main__':

@@ -163,23 +163,12 @@ domains:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._domain import (
-    DOMAIN_INFO_ARGS,
-    domains_info,
-)
-
-
-def run(vm):
-    p = vm.params
-    domains = domains_info(vm.connection, name=p['name'], state=p['state'],
-                           addresses_from=p['interface_addresses'], warn=vm.module.warn)
-    return dict(changed=False, domains=domains)
+from ansible_collections.virtops.libvirt.plugins.module_utils._domain import DOMAIN_INFO_ARGS, read_domains
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
 
 
 def main():
-    vm = VirtModule(argument_spec=DOMAIN_INFO_ARGS, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(DOMAIN_INFO_ARGS, read_domains)
 
 
 if __name__ == '__main__':

@@ -133,30 +133,12 @@ cpu_models_arch:
   type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _host
-
-
-ARGUMENT_SPEC = dict(
-    arch=dict(type='str'),
-    machine=dict(type='str'),
-    virttype=dict(type='str'),
-    emulator=dict(type='path'),
-    domain_capabilities=dict(type='bool', default=True),
-)
-
-
-def run(vm):
-    p = vm.params
-    result = _host.host_info(vm.connection, arch=p['arch'], machine=p['machine'], virttype=p['virttype'],
-                             emulator=p['emulator'], with_domain_capabilities=p['domain_capabilities'])
-    result['changed'] = False
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._host import HOST_INFO_ARGS, read_host
 
 
 def main():
-    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(HOST_INFO_ARGS, read_host)
 
 
 if __name__ == '__main__':

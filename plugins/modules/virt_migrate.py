@@ -319,24 +319,12 @@ msg:
   sample: live migration of domain web01 from qemu:///system to qemu+ssh://root@host2/system done
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _migrate
-
-
-def run(vm):
-    result = _migrate.migrate(vm.connection, dict(vm.params), check_mode=vm.check_mode)
-    if not vm.module._diff:
-        result.pop('diff', None)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._migrate import MigrateManager
 
 
 def main():
-    vm = VirtModule(
-        _migrate.MIGRATE_ARGS,
-        supports_check_mode=True,
-        mutually_exclusive=[('dest_xml', 'disk_paths')],
-    )
-    vm.run(run)
+    run_module(MigrateManager)
 
 
 if __name__ == '__main__':

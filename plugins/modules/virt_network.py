@@ -220,26 +220,12 @@ actions:
   sample: [define, start, autostart]
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._network import (
-    NETWORK_ARGS,
-    NetworkManager,
-)
-
-
-def run(vm):
-    manager = NetworkManager(vm.connection, vm.params, check_mode=vm.check_mode,
-                             diff_mode=vm.module._diff, warn=vm.module.warn)
-    return manager.run()
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._network import NetworkManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=NETWORK_ARGS,
-        supports_check_mode=True,
-        required_one_of=[('name', 'xml')],
-    )
-    vm.run(run)
+    run_module(NetworkManager)
 
 
 if __name__ == '__main__':

@@ -115,21 +115,12 @@ networks:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._network import (
-    NETWORK_INFO_ARGS,
-    networks_info,
-)
-
-
-def run(vm):
-    networks = networks_info(vm.connection, name=vm.params['name'], warn=vm.module.warn)
-    return dict(changed=False, networks=networks)
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._network import NETWORK_INFO_ARGS, read_networks
 
 
 def main():
-    vm = VirtModule(argument_spec=NETWORK_INFO_ARGS, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(NETWORK_INFO_ARGS, read_networks)
 
 
 if __name__ == '__main__':

@@ -194,22 +194,12 @@ devices:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._nodedev import (
-    NODEDEV_INFO_ARGS,
-    nodedevs_info,
-)
-
-
-def run(vm):
-    p = vm.params
-    devices = nodedevs_info(vm.connection, name=p['name'], capability=p['capability'], active=p['active'])
-    return dict(changed=False, devices=devices)
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._nodedev import NODEDEV_INFO_ARGS, read_nodedevs
 
 
 def main():
-    vm = VirtModule(argument_spec=NODEDEV_INFO_ARGS, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(NODEDEV_INFO_ARGS, read_nodedevs)
 
 
 if __name__ == '__main__':

@@ -126,26 +126,12 @@ actions:
   sample: [define]
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._nwfilter import (
-    NWFILTER_ARGS,
-    NwfilterManager,
-)
-
-
-def run(vm):
-    manager = NwfilterManager(vm.connection, vm.params, check_mode=vm.check_mode,
-                              diff_mode=vm.module._diff, warn=vm.module.warn)
-    return manager.run()
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._nwfilter import NwfilterManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=NWFILTER_ARGS,
-        supports_check_mode=True,
-        required_one_of=[('name', 'xml')],
-    )
-    vm.run(run)
+    run_module(NwfilterManager)
 
 
 if __name__ == '__main__':

@@ -74,20 +74,12 @@ nwfilters:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._nwfilter import (
-    NWFILTER_INFO_ARGS,
-    nwfilters_info,
-)
-
-
-def run(vm):
-    return dict(changed=False, nwfilters=nwfilters_info(vm.connection, name=vm.params['name']))
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._nwfilter import NWFILTER_INFO_ARGS, read_nwfilters
 
 
 def main():
-    vm = VirtModule(argument_spec=NWFILTER_INFO_ARGS, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(NWFILTER_INFO_ARGS, read_nwfilters)
 
 
 if __name__ == '__main__':

@@ -267,26 +267,12 @@ actions:
   sample: [define, build, start, autostart]
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._storage import (
-    POOL_ARGS,
-    PoolManager,
-)
-
-
-def run(vm):
-    manager = PoolManager(vm.connection, vm.params, check_mode=vm.check_mode,
-                          diff_mode=vm.module._diff, warn=vm.module.warn)
-    return manager.run()
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._pool import PoolManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=POOL_ARGS,
-        supports_check_mode=True,
-        required_one_of=[('name', 'xml')],
-    )
-    vm.run(run)
+    run_module(PoolManager)
 
 
 if __name__ == '__main__':

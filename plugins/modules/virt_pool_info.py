@@ -100,21 +100,12 @@ pools:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._storage import (
-    POOL_INFO_ARGS,
-    pools_info,
-)
-
-
-def run(vm):
-    return dict(changed=False, pools=pools_info(vm.connection, name=vm.params['name'],
-                                                state=vm.params['state']))
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._pool import POOL_INFO_ARGS, read_pools
 
 
 def main():
-    vm = VirtModule(argument_spec=POOL_INFO_ARGS, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(POOL_INFO_ARGS, read_pools)
 
 
 if __name__ == '__main__':

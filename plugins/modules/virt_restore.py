@@ -323,45 +323,12 @@ mode:
   type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import require_lxml
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore, _s3
-
-
-def run(vm):
-    require_lxml()
-    result = _restore.restore(lambda: vm.connection, vm.params, vm.check_mode)
-    diff = result.pop('diff', None)
-    if vm.module._diff and diff is not None:
-        result['diff'] = diff
-    # What the restore moved or left out (and, with trust_saved_xml, let through) is shown as
-    # Ansible warnings; a warnings key passed to exit_json is deprecated.
-    for warning in result.pop('warnings', None) or []:
-        vm.module.warn(warning)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup._managers import RestoreManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=dict(
-            repository=dict(type='path', required=True),
-            domain=dict(type='str', required=True),
-            backup=dict(type='str', default='latest'),
-            dest=dict(type='path', required=True),
-            format=dict(type='str', default='qcow2', choices=['qcow2', 'raw']),
-            disks=dict(type='list', elements='str'),
-            force=dict(type='bool', default=False),
-            define=dict(type='bool', default=False),
-            new_name=dict(type='str'),
-            trust_saved_xml=dict(type='bool', default=False),
-            mode=dict(type='str', default='copy', choices=['copy', 'instant']),
-            start=dict(type='bool', default=False),
-            **_s3.ARGUMENT_SPEC
-        ),
-        required_if=[('define', True, ['new_name']), ('mode', 'instant', ['new_name'])],
-        supports_check_mode=True,
-    )
-    vm.run(run)
+    run_module(RestoreManager)
 
 
 if __name__ == '__main__':

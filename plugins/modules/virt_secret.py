@@ -160,50 +160,12 @@ msg:
   type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _secret
-
-
-ARGUMENT_SPEC = dict(
-    uuid=dict(type='str'),
-    usage_type=dict(type='str', choices=['volume', 'ceph', 'iscsi', 'tls', 'vtpm']),
-    usage_id=dict(type='str'),
-    state=dict(type='str', choices=['present', 'absent'], default='present'),
-    description=dict(type='str'),
-    ephemeral=dict(type='bool'),
-    private=dict(type='bool'),
-    value=dict(type='str', no_log=True),
-    value_encoding=dict(type='str', choices=['text', 'base64'], default='text'),
-    force_value=dict(type='bool', default=False),
-)
-
-
-def run(vm):
-    p = vm.params
-    if p['state'] == 'present':
-        result = _secret.ensure_present(
-            vm.connection, uuid=p['uuid'], usage_type=p['usage_type'], usage_id=p['usage_id'],
-            description=p['description'], ephemeral=p['ephemeral'], private=p['private'], value=p['value'],
-            value_encoding=p['value_encoding'], force_value=p['force_value'], check_mode=vm.check_mode)
-    else:
-        for opt in ('description', 'ephemeral', 'private', 'value'):
-            if p[opt] is not None:
-                raise VirtError('%s applies only to state=present' % opt)
-        result = _secret.ensure_absent(vm.connection, uuid=p['uuid'], usage_type=p['usage_type'],
-                                       usage_id=p['usage_id'], check_mode=vm.check_mode)
-    if not vm.module._diff:
-        result.pop('diff', None)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._secret import SecretManager
 
 
 def main():
-    vm = VirtModule(
-        ARGUMENT_SPEC,
-        supports_check_mode=True,
-        required_one_of=[('uuid', 'usage_type')],
-        required_together=[('usage_type', 'usage_id')],
-    )
-    vm.run(run)
+    run_module(SecretManager)
 
 
 if __name__ == '__main__':

@@ -51,27 +51,16 @@ secrets:
   elements: dict
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _secret
-
-
-ARGUMENT_SPEC = dict(
-    uuid=dict(type='str'),
-    usage_type=dict(type='str', choices=['volume', 'ceph', 'iscsi', 'tls', 'vtpm']),
-    usage_id=dict(type='str'),
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._secret import (
+    SECRET_INFO_ARGS,
+    SECRET_INFO_OPTIONS,
+    read_secrets,
 )
 
 
-def run(vm):
-    p = vm.params
-    return dict(changed=False, secrets=_secret.secrets_info(vm.connection.conn, p['uuid'], p['usage_type'],
-                                                            p['usage_id']))
-
-
 def main():
-    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True, required_together=[('usage_type', 'usage_id')],
-                    mutually_exclusive=[('uuid', 'usage_type')])
-    vm.run(run)
+    run_info_module(SECRET_INFO_ARGS, read_secrets, **SECRET_INFO_OPTIONS)
 
 
 if __name__ == '__main__':

@@ -255,62 +255,12 @@ msg:
   sample: snapshot before-upgrade created
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _snapshot
-
-
-ARGUMENT_SPEC = dict(
-    domain=dict(type='str', required=True),
-    name=dict(type='str', required=True),
-    state=dict(type='str', choices=['present', 'absent', 'reverted'], default='present'),
-    description=dict(type='str'),
-    type=dict(type='str', choices=['internal', 'disk-only', 'external']),
-    disks=dict(type='list', elements='dict', options=dict(
-        name=dict(type='str', required=True),
-        snapshot=dict(type='str', choices=['external', 'no'], default='external'),
-        file=dict(type='path'),
-    )),
-    memory_file=dict(type='path'),
-    quiesce=dict(type='bool', default=False),
-    current=dict(type='bool', default=False),
-    children=dict(type='bool', default=False),
-    metadata_only=dict(type='bool', default=False),
-)
-
-ONLY = dict(
-    present=('description', 'type', 'disks', 'memory_file', 'quiesce', 'current'),
-    absent=('children', 'metadata_only'),
-)
-
-
-def run(vm):
-    p = vm.params
-    state = p['state']
-    for owner, opts in ONLY.items():
-        if owner == state:
-            continue
-        for opt in opts:
-            if p[opt] not in (None, False):
-                raise VirtError('%s applies only to state=%s' % (opt, owner))
-    if state == 'present':
-        result = _snapshot.ensure_present(
-            vm.connection, p['domain'], p['name'], description=p['description'], snap_type=p['type'],
-            disks=p['disks'], memory_file=p['memory_file'], quiesce=p['quiesce'], current=p['current'],
-            check_mode=vm.check_mode)
-    elif state == 'reverted':
-        result = _snapshot.ensure_reverted(vm.connection, p['domain'], p['name'], check_mode=vm.check_mode)
-    else:
-        result = _snapshot.ensure_absent(
-            vm.connection, p['domain'], p['name'], children=p['children'],
-            metadata_only=p['metadata_only'], check_mode=vm.check_mode)
-    if not vm.module._diff:
-        result.pop('diff', None)
-    return result
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import SnapshotManager
 
 
 def main():
-    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True)
-    vm.run(run)
+    run_module(SnapshotManager)
 
 
 if __name__ == '__main__':

@@ -110,25 +110,12 @@ snapshots:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils import _snapshot
-
-
-ARGUMENT_SPEC = dict(
-    domain=dict(type='str', required=True),
-    name=dict(type='str'),
-)
-
-
-def run(vm):
-    dom = vm.connection.get_domain(vm.params['domain'])
-    return dict(changed=False, current=_snapshot.current_name(dom),
-                snapshots=_snapshot.snapshots_info(dom, vm.params['name']))
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import SNAPSHOT_INFO_ARGS, read_snapshots
 
 
 def main():
-    vm = VirtModule(ARGUMENT_SPEC, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(SNAPSHOT_INFO_ARGS, read_snapshots)
 
 
 if __name__ == '__main__':

@@ -247,26 +247,12 @@ actions:
   sample: [create, upload]
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._storage import (
-    VOLUME_ARGS,
-    VolumeManager,
-)
-
-
-def run(vm):
-    manager = VolumeManager(vm.connection, vm.params, check_mode=vm.check_mode,
-                            diff_mode=vm.module._diff, warn=vm.module.warn)
-    return manager.run()
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._volume import VolumeManager
 
 
 def main():
-    vm = VirtModule(
-        argument_spec=VOLUME_ARGS,
-        supports_check_mode=True,
-        mutually_exclusive=[('clone_from', 'backing_file'), ('clone_from', 'upload_src')],
-    )
-    vm.run(run)
+    run_module(VolumeManager)
 
 
 if __name__ == '__main__':

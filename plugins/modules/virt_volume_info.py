@@ -92,21 +92,12 @@ volumes:
       type: str
 '''
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule
-from ansible_collections.virtops.libvirt.plugins.module_utils._storage import (
-    VOLUME_INFO_ARGS,
-    volumes_info,
-)
-
-
-def run(vm):
-    return dict(changed=False, volumes=volumes_info(vm.connection, pool=vm.params['pool'],
-                                                    name=vm.params['name']))
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import run_info_module
+from ansible_collections.virtops.libvirt.plugins.module_utils._volume import VOLUME_INFO_ARGS, read_volumes
 
 
 def main():
-    vm = VirtModule(argument_spec=VOLUME_INFO_ARGS, supports_check_mode=True)
-    vm.run(run)
+    run_info_module(VOLUME_INFO_ARGS, read_volumes)
 
 
 if __name__ == '__main__':

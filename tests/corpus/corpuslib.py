@@ -67,14 +67,14 @@ def _collection_path():
 
 _collection_path()
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document, _view  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
     CONNECTION_ARGS,
     Connection,
     VirtError,
 )
 
-etree = _xmldiff.etree
+etree = _document.etree
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def items(kind, data, only=None):
 
 def parse_file(path):
     with open(path, 'rb') as handle:
-        return _xmldiff.parse(handle.read(), path)
+        return _document.parse(handle.read(), path)
 
 
 def rename_root(root, name, attr=None):
@@ -206,7 +206,7 @@ class Kind:
             if isinstance(result, str):
                 item.skip = result
             else:
-                item.xml = _xmldiff.render(result)
+                item.xml = _document.render(result)
 
     def params(self, xml, **extra):
         """The module's parameters as AnsibleModule hands them over: every option's default."""
@@ -266,9 +266,9 @@ def _diff_text(result):
     diff = result.get('diff') if isinstance(result, dict) else None
     if not diff:
         return ''
-    return _xmldiff.unified_diff(diff.get('before') or '', diff.get('after') or '',
-                                 diff.get('before_header', 'before'),
-                                 diff.get('after_header', 'after'))
+    return _view.unified_diff(diff.get('before') or '', diff.get('after') or '',
+                              diff.get('before_header', 'before'),
+                              diff.get('after_header', 'after'))
 
 
 class Runner:
@@ -342,11 +342,11 @@ class Runner:
             out.failures.append(Failure('define', 'warning: %s' % warning))
         self._idempotent(item.xml, out, 'again')
         # edit
-        edited = self.kind.edit(_xmldiff.parse(item.xml))
+        edited = self.kind.edit(_document.parse(item.xml))
         if edited is None:
             return
         out.edited = True
-        xml = _xmldiff.render(edited)
+        xml = _document.render(edited)
         before = self.live(item.name)
         try:
             result = self.call(xml, True)[0]

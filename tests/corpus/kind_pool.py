@@ -16,7 +16,7 @@ __metaclass__ = type
 import copy
 
 import corpuslib
-from ansible_collections.virtops.libvirt.plugins.module_utils import _storage
+from ansible_collections.virtops.libvirt.plugins.module_utils import _pool
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import is_error, libvirt
 
 
@@ -64,6 +64,6 @@ def list_names(conn):
 
 
 KIND = corpuslib.Kind(
-    'pool', ['storagepoolxml2xmlin'], _storage.PoolManager, _storage.POOL_ARGS,
+    'pool', ['storagepoolxml2xmlin'], _pool.PoolManager, _pool.POOL_ARGS,
     prepare=prepare, edit=edit, lookup=lookup, remove=remove, list_names=list_names,
-    live_xml=_storage.pool_inactive_xml)
+    live_xml=_pool.pool_inactive_xml)

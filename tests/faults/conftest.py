@@ -24,12 +24,18 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import time
 
+import libvirt
 import pytest
 
-import fi_lib
-from fi_lib import MiB
+# tests/support is shared with tests/functional: tests/ goes on the path before it is imported.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from support.guests import remove_domain  # noqa: E402
+from support.host import ensure_collection_link, GiB, MiB, SOCKET_ROOT, URI  # noqa: E402
+import fi_lib  # noqa: E402
 
 COLLECTOR_KEY = pytest.StashKey()
 
@@ -54,36 +60,31 @@ def _clean_leftovers(host):
     """Domains, mounts, files and socket directories of this suite (earlier runs included)."""
     for dom in host.conn.listAllDomains(0):
         if dom.name().startswith(fi_lib.PREFIX):
-            fi_lib.remove_domain(host.conn, dom.name())
+            remove_domain(host, dom.name())
     for point in _mounts_under(fi_lib.WORK):
         subprocess.call(['umount', '-l', point])
     shutil.rmtree(fi_lib.WORK, ignore_errors=True)
     if os.path.exists(os.path.join(fi_lib.PKI, fi_lib.PKI_MARKER)):
         shutil.rmtree(fi_lib.PKI, ignore_errors=True)   # certificates an interrupted run installed
-    if os.path.isdir(fi_lib.SOCKET_ROOT):
-        for name in os.listdir(fi_lib.SOCKET_ROOT):
+    if os.path.isdir(str(SOCKET_ROOT)):
+        for name in os.listdir(str(SOCKET_ROOT)):
             if re.match(r'^[0-9a-f]{8}-%s' % re.escape(fi_lib.PREFIX), name):
-                shutil.rmtree(os.path.join(fi_lib.SOCKET_ROOT, name), ignore_errors=True)
+                shutil.rmtree(os.path.join(str(SOCKET_ROOT), name), ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
 def host():
     if os.geteuid() != 0:
         pytest.skip('the fault-injection suite runs as root (it defines domains, mounts tmpfs, restarts libvirtd)')
-    link = os.path.join(fi_lib.COLLECTIONS, 'ansible_collections', 'virtops', 'libvirt')
-    if not os.path.exists(os.path.join(link, 'plugins', 'modules', 'virt_backup.py')):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if os.path.islink(link):
-            os.unlink(link)
-        os.symlink(fi_lib.ROOT, link)   # what `make link` does
+    ensure_collection_link()
     try:
         h = fi_lib.Host()
-    except fi_lib.libvirt.libvirtError as exc:
-        pytest.fail('cannot connect to %s (%s): start the daemons (bash scripts/setup-host.sh)' % (fi_lib.URI, exc))
+    except libvirt.libvirtError as exc:
+        pytest.fail('cannot connect to %s (%s): start the daemons (bash scripts/setup-host.sh)' % (URI, exc))
     _clean_leftovers(h)
     os.makedirs(fi_lib.WORK, 0o711)
     os.chmod(fi_lib.WORK, 0o711)
-    for sub in ('repos', 'restore', 'args'):
+    for sub in ('repos', 'restore'):
         os.makedirs(os.path.join(fi_lib.WORK, sub), 0o711 if sub == 'repos' else 0o700)
         os.chmod(os.path.join(fi_lib.WORK, sub), 0o711 if sub == 'repos' else 0o700)
     yield h
@@ -92,7 +93,7 @@ def host():
     except Exception:  # pylint: disable=broad-except
         pass
     _clean_leftovers(h)
-    h.conn.close()
+    h.close()
 
 
 @pytest.fixture(scope='session')
@@ -108,14 +109,11 @@ def big(host):
     """fi-big: vda 1 GiB holding 512 MiB of data (a full copy takes seconds: room to inject a fault
     mid-transfer) and vdb 64 MiB holding 8 MiB; running."""
     guest = fi_lib.make_guest(host, 'fi-big', [
-        ('vda', GIB, fi_lib.spread(GIB, 512 * MiB, 4 * MiB, 17)),
+        ('vda', GiB, fi_lib.spread(GiB, 512 * MiB, 4 * MiB, 17)),
         ('vdb', 64 * MiB, fi_lib.spread(64 * MiB, 8 * MiB, MiB, 99)),
     ])
     yield guest
     guest.remove()
-
-
-GIB = fi_lib.GiB
 
 
 def _record_key(item):

@@ -18,8 +18,10 @@ import os
 import libvirt
 import pytest
 
+from support.guests import disk_xml
+from support.host import MiB, sh
+from support.repository import checkpoint_prefix, read_manifests
 import fi_lib
-from fi_lib import MiB
 
 SIZE = 128 * MiB
 
@@ -149,7 +151,7 @@ def test_two_repositories_alternately(guest, fault):
     a0 = fi_lib.backup(guest, repo_a)
     b0 = fi_lib.backup(guest, repo_b)
     assert a0['level'] == b0['level'] == 'full'
-    assert fi_lib.checkpoint_prefix(repo_a) != fi_lib.checkpoint_prefix(repo_b)
+    assert checkpoint_prefix(repo_a) != checkpoint_prefix(repo_b)
     last = {repo_a: a0, repo_b: b0}
     for n, repo in enumerate([repo_a, repo_b, repo_a, repo_b, repo_b, repo_a]):
         guest.write('vda', (40 + 2 * n) * MiB, MiB, 0x60 + n)
@@ -158,8 +160,8 @@ def test_two_repositories_alternately(guest, fault):
         fi_lib.verify_backup(fault, guest, repo, res['id'])
         last[repo] = res
     for repo in (repo_a, repo_b):
-        prefix = fi_lib.checkpoint_prefix(repo)
-        recorded = set(m['checkpoint'] for m in fi_lib.manifests(repo, guest.name).values())
+        prefix = checkpoint_prefix(repo)
+        recorded = set(m['checkpoint'] for m in read_manifests(repo, guest.name).values())
         assert set(c for c in guest.checkpoints() if c.startswith(prefix)) == recorded
     fault.survived()
 
@@ -232,7 +234,7 @@ def test_bitmap_disabled(guest, fault):
 
     fault.inject('bitmap of the last checkpoint disabled in the qcow2 of the shut-off domain (qemu-img bitmap --disable)')
     guest.destroy()
-    fi_lib.sh(['qemu-img', 'bitmap', '--disable', guest.disks['vda'].path, nxt['checkpoint']])
+    sh('qemu-img', 'bitmap', '--disable', guest.disks['vda'].path, nxt['checkpoint'])
     guest.write('vda', 104 * MiB, MiB, 0x7d)
     down = fi_lib.backup(guest, repo)
     fault.note('after the bitmap was disabled offline: %s (%s)' % (down['level'], down['reason']))
@@ -247,7 +249,7 @@ def _replace_with_copy(guest, target):
     """Replace the image by a copy without bitmaps (qemu-img convert does not copy them)."""
     disk = guest.disks[target]
     copy = disk.path + '.copy'
-    fi_lib.sh(['qemu-img', 'convert', '-q', '-f', 'qcow2', '-O', 'qcow2', disk.path, copy])
+    sh('qemu-img', 'convert', '-q', '-f', 'qcow2', '-O', 'qcow2', disk.path, copy)
     os.chmod(copy, 0o644)
     os.rename(copy, disk.path)
     assert guest.image_bitmaps(target) == {}
@@ -291,7 +293,7 @@ def test_disk_added(guest, fault):
     fault.inject('disk vdb hot-plugged (live and persistent) between two backups')
     guest.write('vda', 90 * MiB, MiB, 0x78)
     disk = guest.make_disk('vdb', 32 * MiB, fi_lib.spread(32 * MiB, 4 * MiB, MiB, 0x20))
-    guest.dom.attachDeviceFlags(fi_lib.DISK_XML.format(path=disk.path, target='vdb'),
+    guest.dom.attachDeviceFlags(disk_xml('vdb', disk.path),
                                 libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     guest.write('vdb', 2 * MiB, MiB, 0x79)
     inc = fi_lib.backup(guest, repo)

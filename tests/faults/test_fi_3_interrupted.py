@@ -18,8 +18,10 @@ import time
 
 import pytest
 
+from support.host import CheckFailed, MiB, wait_until
+from support.modules import failed, ModuleRun, ok, run_module
+from support.repository import checkpoint_prefix, partial_dirs, run_dirs, staging_dir
 import fi_lib
-from fi_lib import MiB
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +43,7 @@ def _good(chain, guest, fault):
 
 def _transfer_under_way(repo, domain, disk='vda', at_least=48 * MiB):
     """The partial backup directory once its image of disk holds at_least bytes, else None."""
-    for path in fi_lib.partial_dirs(repo, domain):
+    for path in partial_dirs(repo, domain):
         image = os.path.join(path, '%s.qcow2' % disk)
         if os.path.exists(image) and os.path.getsize(image) >= at_least:
             return path
@@ -50,14 +52,14 @@ def _transfer_under_way(repo, domain, disk='vda', at_least=48 * MiB):
 
 def _push_under_way(repo, domain, disk='vda', at_least=48 * MiB):
     """The partial backup directory once QEMU's push target of disk holds at_least bytes, else None."""
-    staging = fi_lib.staging_dir(repo, domain)
+    staging = staging_dir(repo, domain)
     if not os.path.isdir(staging):
         return None
     for name in os.listdir(staging):
         if name.startswith(domain + '-') and name.endswith('-%s.qcow2' % disk) and \
                 os.path.getsize(os.path.join(staging, name)) >= at_least:
             backup_id = name[len(domain) + 1:-len('-%s.qcow2' % disk)]
-            for path in fi_lib.partial_dirs(repo, domain):
+            for path in partial_dirs(repo, domain):
                 if os.path.basename(path) == backup_id:
                     return path
     return None
@@ -66,23 +68,23 @@ def _push_under_way(repo, domain, disk='vda', at_least=48 * MiB):
 def _start_long_run(guest, repo, **args):
     params = dict(domain=guest.name, repository=repo, level='full')
     params.update(args)
-    run = fi_lib.ModuleRun('virt_backup', params)
+    run = ModuleRun('virt_backup', params)
     under_way = _push_under_way if params.get('mode') == 'push' else _transfer_under_way
     try:
-        partial = fi_lib.wait_until(lambda: under_way(repo, guest.name) or (not run.alive() and 'ended'),
-                                    120, 'the transfer to get under way', interval=0.02)
-    except fi_lib.FaultError:
+        partial = wait_until(lambda: under_way(repo, guest.name) or (not run.alive() and 'ended'),
+                             120, 'the transfer to get under way', interval=0.02)
+    except CheckFailed:
         run.kill9()
         run.close()
         raise
     if partial == 'ended':
         res = run.wait()
-        raise fi_lib.FaultError('the backup ended before the fault could be injected: %s' % res.get('msg'))
+        raise CheckFailed('the backup ended before the fault could be injected: %s' % res.get('msg'))
     return run, partial
 
 
 def _failed_checkpoint(repo, partial):
-    return fi_lib.checkpoint_prefix(repo) + os.path.basename(partial)
+    return checkpoint_prefix(repo) + os.path.basename(partial)
 
 
 def test_kill9_mid_transfer(big, chain, fault):
@@ -140,8 +142,8 @@ def test_kill9_module_and_watchdog(big, chain, fault):
     left = dict(job=big.job_active(), partial=os.path.isdir(partial), checkpoint=failed_ck in big.checkpoints())
     fault.note('left behind: %s' % ', '.join(k for k, v in sorted(left.items()) if v))
     assert os.path.basename(partial) not in fi_lib.listed_ids(repo, big.name), 'the partial backup is listed'
-    stale_dirs = fi_lib.run_dirs(repo, big.name)
-    nxt = fi_lib.ok(fi_lib.run_module('virt_backup', dict(domain=big.name, repository=repo)))
+    stale_dirs = run_dirs(repo, big.name)
+    nxt = ok(run_module('virt_backup', dict(domain=big.name, repository=repo), dead_ok=True))
     assert partial in nxt['removed_partial'] or not left['partial'], nxt['removed_partial']
     assert failed_ck in nxt['removed_checkpoints'] or not left['checkpoint'], nxt['removed_checkpoints']
     assert nxt['aborted_stale_job'] or not left['job']
@@ -193,7 +195,7 @@ def test_libvirtd_restarted_mid_job(host, big, chain, fault):
     fault.note('the interrupted run: %s' % (res.get('msg') or 'succeeded'))
     good_ids = fi_lib.listed_ids(repo, big.name)
     if res.get('failed'):
-        fi_lib.failed(res)    # a clear message, not a traceback
+        failed(res, ignore_case=True)    # a clear message, not a traceback
         fi_lib.assert_aftermath(big, repo, good_ids, failed_checkpoints=[_failed_checkpoint(repo, partial)])
         base = good
     else:
@@ -213,7 +215,7 @@ def test_nbd_socket_removed(big, chain, fault):
     big.start()
     big.write('vdb', 10 * MiB, MiB, 0x84)
     run, partial = _start_long_run(big, repo)
-    sockets = [os.path.join(d, 'nbd.sock') for d in fi_lib.run_dirs(repo, big.name)]
+    sockets = [os.path.join(d, 'nbd.sock') for d in run_dirs(repo, big.name)]
     sockets = [s for s in sockets if os.path.exists(s)]
     assert len(sockets) == 1, sockets
     fault.inject('NBD export socket %s removed mid-backup' % sockets[0])
@@ -221,7 +223,7 @@ def test_nbd_socket_removed(big, chain, fault):
     res = run.wait()
     good_ids = fi_lib.listed_ids(repo, big.name)
     if res.get('failed'):
-        msg = fi_lib.failed(res, ('nbd', 'socket', 'connect'))
+        msg = failed(res, ('nbd', 'socket', 'connect'), ignore_case=True)
         fault.note('the run without its socket failed: %s' % msg)
         fi_lib.assert_aftermath(big, repo, good_ids, failed_checkpoints=[_failed_checkpoint(repo, partial)])
         base = good
@@ -268,8 +270,8 @@ def test_repository_full(small, tmpfs_repo, fault):
     for mode in ('pull', 'push'):
         fault.inject('repository filesystem full (ENOSPC) during a %s incremental' % mode)
         before = fi_lib.listed_ids(repo, small.name)
-        res = fi_lib.run_module('virt_backup', dict(domain=small.name, repository=repo, mode=mode))
-        msg = fi_lib.failed(res, ('no space', 'enospc', 'space'))
+        res = run_module('virt_backup', dict(domain=small.name, repository=repo, mode=mode), dead_ok=True)
+        msg = failed(res, ('no space', 'enospc', 'space'), ignore_case=True)
         fault.note('%s run on a full repository: %s' % (mode, msg))
         fi_lib.assert_aftermath(small, repo, before)
         fault.survived()

@@ -39,10 +39,13 @@ import threading
 import time
 import uuid
 
+import libvirt
 import pytest
 
+from support.host import CheckFailed, MiB, qemu_owner, sh, SOCKET_ROOT, wait_until
+from support.modules import module_command, module_env, ModuleRun, ok, parse_result, PYTHON, write_args
+from support.repository import repo_short_id
 import fi_lib
-from fi_lib import MiB
 
 GUEST = 'fi-hostile'
 DISK = 64 * MiB
@@ -90,8 +93,8 @@ class Loot:
             os.ftruncate(fd, DISK)
         finally:
             os.close(fd)
-        fi_lib.sh(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', self.secret_disk, self.secret_qcow2],
-                  'building the secret qcow2')
+        sh('qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', self.secret_disk, self.secret_qcow2,
+           what='building the secret qcow2')
         os.chmod(self.secret_qcow2, 0o600)
         self._secret_qcow2_digest = _digest(self.secret_qcow2)
         # 0640, not 0600: a chmod to 0600 through a planted link must show.
@@ -124,7 +127,7 @@ class Loot:
         if _digest(self.secret_qcow2) != self._secret_qcow2_digest:
             fi_lib.log('fi7: rebuilding %s, which an earlier case changed' % self.secret_qcow2)
             os.unlink(self.secret_qcow2)
-            fi_lib.sh(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', self.secret_disk, self.secret_qcow2])
+            sh('qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', self.secret_disk, self.secret_qcow2)
             os.chmod(self.secret_qcow2, 0o600)
             self._secret_qcow2_digest = _digest(self.secret_qcow2)
 
@@ -221,7 +224,7 @@ class Case:
         self.lab = lab
         self.label = label
         self.repo = fi_lib.new_repo_path('fi7-%s' % re.sub(r'[^a-z0-9]+', '-', label.lower())[:40])
-        fi_lib.sh(['cp', '-a', lab.repo, self.repo], 'copying the good repository')
+        sh('cp', '-a', lab.repo, self.repo, what='copying the good repository')
         self.sandbox = os.path.join(fi_lib.WORK, 'restore', 'fi7-%s' % uuid.uuid4().hex[:8])
         os.makedirs(self.sandbox, 0o700)
         self.dest = os.path.join(self.sandbox, 'dest')
@@ -315,7 +318,7 @@ def forge_integrity(bdir, raw, size=None, block_size=None):
 def image_content(loot, image):
     """What an image (with its chain, whatever its header names) reads as: a raw copy, root-only."""
     tmp = '%s.tmp-%s.raw' % (loot.secret, uuid.uuid4().hex[:6])
-    fi_lib.sh(['qemu-img', 'convert', '-q', '-O', 'raw', image, tmp], 'reading %s' % image)
+    sh('qemu-img', 'convert', '-q', '-O', 'raw', image, tmp, what='reading %s' % image)
     os.chmod(tmp, 0o600)
     return tmp
 
@@ -323,7 +326,7 @@ def image_content(loot, image):
 def replace_image(path, size, *opts):
     """Replace a backup image by a new empty qcow2 made with qemu-img create opts (not opening anything)."""
     os.unlink(path)
-    fi_lib.sh(['qemu-img', 'create', '-q', '-f', 'qcow2'] + list(opts) + [path, str(size)], 'tampered image')
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', *(list(opts) + [path, str(size)]), what='tampered image')
     os.chmod(path, 0o600)
 
 
@@ -489,7 +492,7 @@ class Listener:
         self.sock.close()
 
 
-# Runs a module as fi_lib.run_module does, through a parent that reports the peak RSS of every
+# Runs a module as support.modules.run_module does, through a parent that reports the peak RSS of every
 # process below it (the module and its qemu-img / qemu-nbd children).
 _WRAPPER = ('import resource, subprocess, sys\n'
             'rc = subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL)\n'
@@ -497,14 +500,13 @@ _WRAPPER = ('import resource, subprocess, sys\n'
             'sys.exit(rc)\n')
 
 
-def run_module(module, args, timeout=600):
-    path = fi_lib._args_file(module, args, False)   # pylint: disable=protected-access
+def run_measured(module, args, timeout=600):
+    path = write_args(module, args)
     t0 = time.time()
     try:
-        proc = subprocess.run([fi_lib.PYTHON, '-c', _WRAPPER, fi_lib.PYTHON, '-m', fi_lib.MODULE_PACKAGE + module,
-                               path],
+        proc = subprocess.run([PYTHON, '-c', _WRAPPER] + module_command(module, path),
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=fi_lib.module_env(), cwd='/', timeout=timeout, check=False)
+                              env=module_env(), cwd='/', timeout=timeout, check=False)
     finally:
         os.unlink(path)
     err = proc.stderr.decode('utf-8', 'replace')
@@ -512,7 +514,7 @@ def run_module(module, args, timeout=600):
     rss = int(match.group(1)) if match else None
     if match:
         err = err[:match.start()]
-    result = fi_lib.parse_result(proc.returncode, proc.stdout.decode('utf-8', 'replace'), err)
+    result = parse_result(proc.returncode, proc.stdout.decode('utf-8', 'replace'), err)
     result['_seconds'] = time.time() - t0
     result['_maxrss_kib'] = rss
     return result
@@ -534,7 +536,7 @@ def _leaks(result):
 
 
 def _unclear(msg):
-    """A failure that is not a clear message (as fi_lib.failed judges it)."""
+    """A failure that is not a clear message (as support.modules.failed judges it)."""
     return 'Traceback' in (msg or '') or 'unexpected error' in (msg or '')
 
 
@@ -612,8 +614,8 @@ class Assault:
         before = _state(self.case.repo)
         self.loot.arm()
         with self._watch() as watch:
-            res = run_module('virt_restore', dict(repository=self.case.repo, domain=GUEST, backup=backup_id,
-                                                  dest=self.case.dest))
+            res = run_measured('virt_restore', dict(repository=self.case.repo, domain=GUEST, backup=backup_id,
+                                                    dest=self.case.dest))
         self.problems.extend('%s: %s' % (phase, e) for e in watch.events)
         if not res.get('failed'):
             self.problem(phase, 'succeeded (restored %s, verified %s) instead of failing with a message naming %s'
@@ -656,7 +658,7 @@ class Assault:
         before = _state(self.case.repo)
         self.loot.arm()
         with self._watch() as watch:
-            res = run_module('virt_backup_info', dict(repository=self.case.repo, domain=GUEST, verify=True))
+            res = run_measured('virt_backup_info', dict(repository=self.case.repo, domain=GUEST, verify=True))
         self.problems.extend('%s: %s' % (phase, e) for e in watch.events)
         self._common(phase, res, before)
         if res.get('failed'):
@@ -725,11 +727,11 @@ class Assault:
         params.update(args)
         with self._watch(watch_files) as watch:
             watch.on_poll = on_poll
-            res = run_module('virt_backup', params)
+            res = run_measured('virt_backup', params)
         self.problems.extend('%s: %s' % (phase, e) for e in watch.events)
         try:
-            fi_lib.wait_until(lambda: not guest.job_active(), 30, 'the backup job of %s to end' % GUEST)
-        except fi_lib.FaultError as exc:
+            wait_until(lambda: not guest.job_active(), 30, 'the backup job of %s to end' % GUEST)
+        except CheckFailed as exc:
             self.problem(phase, str(exc))
         if res.get('failed'):
             msg = res.get('msg') or ''
@@ -932,7 +934,7 @@ def test_image_header(lab, hostile, fault, what, which, words):
         replace_image(image, DISK, '-u', '-b', loot.secret, '-F', 'raw')
         forge_integrity(bdir, loot.secret_disk)
     elif what == 'incremental rebased onto the secret':
-        fi_lib.sh(['qemu-img', 'rebase', '-u', '-b', loot.secret, '-F', 'raw', image], 'rebasing')
+        sh('qemu-img', 'rebase', '-u', '-b', loot.secret, '-F', 'raw', image, what='rebasing')
         content = image_content(loot, image)
         try:
             forge_integrity(bdir, content)
@@ -969,8 +971,8 @@ def _data_file_image(loot, image):
     assert len(stand_in) == len(loot.secret), (stand_in, loot.secret)
     try:
         os.unlink(image)
-        fi_lib.sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'data_file=%s,data_file_raw=on' % stand_in,
-                   image, str(DISK)], 'an image with a data file')
+        sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'data_file=%s,data_file_raw=on' % stand_in,
+           image, str(DISK), what='an image with a data file')
     finally:
         if os.path.exists(stand_in):
             os.unlink(stand_in)
@@ -978,7 +980,7 @@ def _data_file_image(loot, image):
         data = src.read()
     assert data.count(stand_in.encode()) == 1, 'the data file name is not in the header once'
     _write(image, data.replace(stand_in.encode(), loot.secret.encode()), 0o600)
-    info = json.loads(fi_lib.sh(['qemu-img', 'info', '--output=json', image]))
+    info = json.loads(sh('qemu-img', 'info', '--output=json', image))
     assert info['format-specific']['data']['data-file'] == loot.secret, info
 
 
@@ -1194,7 +1196,7 @@ class Attacker:
     """The planting process, as QEMU's user."""
 
     def __init__(self, canary, roots):
-        uid, gid = fi_lib.qemu_user()
+        uid, gid = qemu_owner()
         self.proc = subprocess.Popen(['/usr/bin/python3', '-c', _ATTACKER, canary, GUEST, json.dumps(roots),
                                       json.dumps(['vda'])], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd='/', user=uid, group=gid, extra_groups=[],
@@ -1227,8 +1229,8 @@ class Attacker:
 
 
 def _run_dirs(repo):
-    short = fi_lib.repo_short_id(repo)
-    return glob.glob(os.path.join(fi_lib.SOCKET_ROOT, '%s-%s-*' % (short, GUEST)))
+    short = repo_short_id(repo)
+    return glob.glob(os.path.join(str(SOCKET_ROOT), '%s-%s-*' % (short, GUEST)))
 
 
 def _option(args, *names):
@@ -1245,7 +1247,7 @@ def _option(args, *names):
 
 def _qemu_nbd_paths(module_pid):
     """{pid: [socket and pid-file paths]} of the qemu-nbd processes a module run started."""
-    pids = set(fi_lib.qemu_nbd_processes(fi_lib.SOCKET_ROOT, GUEST))
+    pids = set(fi_lib.qemu_nbd_processes(str(SOCKET_ROOT), GUEST))
     for pid in os.listdir('/proc'):
         if pid.isdigit():
             try:
@@ -1303,7 +1305,7 @@ class Spy:
         self.repo = repo
         self.run = run
         self.attacker = attacker
-        self.qemu_uid = fi_lib.qemu_user()[0]
+        self.qemu_uid = qemu_owner()[0]
         self.nbd_seen = {}
         self.misplaced = set()
         self._job_checked = 0
@@ -1317,7 +1319,7 @@ class Spy:
                 try:
                     for path in _job_dirs(self.guest):
                         self.attacker.tell(path)
-                except fi_lib.libvirt.libvirtError:
+                except libvirt.libvirtError:
                     pass
         if self.run.alive():
             for pid, paths in _qemu_nbd_paths(self.run.pid).items():
@@ -1333,8 +1335,8 @@ def _check_new_backup(attack, res):
     """A backup run under attack: a clean failure, or a backup of regular root-owned files, bit-exact."""
     guest = attack.lab.guest
     try:
-        fi_lib.wait_until(lambda: not guest.job_active(), 30, 'the backup job of %s to end' % GUEST)
-    except fi_lib.FaultError as exc:
+        wait_until(lambda: not guest.job_active(), 30, 'the backup job of %s to end' % GUEST)
+    except CheckFailed as exc:
         attack.problem('virt_backup', str(exc))
     if _leaks(res):
         attack.problem('virt_backup', 'the secret pattern appears in the output')
@@ -1354,7 +1356,7 @@ def _check_new_backup(attack, res):
                     os.path.join(base, name), 'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'a file', st.st_uid))
     try:
         fi_lib.verify_backup(attack.fault, guest, attack.case.repo, backup['id'])
-    except fi_lib.FaultError as exc:
+    except CheckFailed as exc:
         attack.problem('restore of the new backup', str(exc))
 
 
@@ -1383,7 +1385,7 @@ def test_planting_race(lab, hostile, fault, mode, scope):
         assert attacker.proc.poll() is None, 'the attacker died: %s' % attacker.proc.stderr.read()
         fault.inject('%s backup while QEMU\'s user plants links' % mode)
         attack.start()
-        run = fi_lib.ModuleRun('virt_backup', dict(domain=GUEST, repository=case.repo, mode=mode))
+        run = ModuleRun('virt_backup', dict(domain=GUEST, repository=case.repo, mode=mode))
         spy = Spy(guest, case.repo, run, attacker, job_dirs=everywhere)
         with Watcher(loot.watched()) as watch:
             watch.on_poll = spy
@@ -1419,7 +1421,7 @@ def test_module_nbd_sockets_private(lab, hostile, fault):
     attack = Assault(fault, case, 'qemu-nbd sockets of a pull backup', ())
     fault.inject('where the qemu-nbd processes of a pull backup keep their sockets and pid files')
     attack.start()
-    run = fi_lib.ModuleRun('virt_backup', dict(domain=GUEST, repository=case.repo, level='full', verify=True))
+    run = ModuleRun('virt_backup', dict(domain=GUEST, repository=case.repo, level='full', verify=True))
     try:
         spy = Spy(lab.guest, case.repo, run)
         with Watcher(lab.loot.watched()) as watch:
@@ -1430,7 +1432,7 @@ def test_module_nbd_sockets_private(lab, hostile, fault):
         if run.alive():
             run.kill9()
     fault.note('qemu-nbd processes seen: %s' % spy.nbd_seen)
-    fi_lib.ok(res, 'the pull backup')
+    ok(res, 'the pull backup')
     assert spy.nbd_seen, 'no qemu-nbd process of the module was seen while it ran (the run took %.1f s)' % run.seconds
     attack.problems.extend('qemu-nbd: %s' % m for m in sorted(spy.misplaced))
     _check_new_backup(attack, res)

@@ -15,13 +15,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import shutil
 import subprocess
+import sys
 
+import libvirt
 import pytest
 
-import ftlib
-from ftlib import MiB, KiB, ok
+# tests/support is shared with tests/faults: tests/ goes on the path before it is imported.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from support.guests import make_guest, remove_domain, unique  # noqa: E402
+from support.host import ensure_collection_link, IMAGES, KiB, Libvirt, MiB, sh  # noqa: E402
+from support.modules import ok  # noqa: E402
+import ftlib  # noqa: E402
+import instlib  # noqa: E402
 
 MODES = ('pull', 'push')
 
@@ -37,13 +46,13 @@ def pytest_collection_modifyitems(session, config, items):
 
 @pytest.fixture(scope='session', autouse=True)
 def collection_link():
-    return ftlib.ensure_collection_link()
+    return ensure_collection_link()
 
 
 @pytest.fixture(scope='session')
 def conn():
-    """ftlib.Libvirt: .get() is a live connection to qemu:///system."""
-    c = ftlib.Libvirt()
+    """Libvirt: .get() is a live connection to qemu:///system."""
+    c = Libvirt()
     yield c
     c.close()
 
@@ -51,7 +60,7 @@ def conn():
 @pytest.fixture(scope='session')
 def workroot():
     """A directory under /var/lib/libvirt/images (QEMU can reach it) for everything the suite makes."""
-    path = ftlib.IMAGES / ftlib.unique('ft-work')
+    path = IMAGES / unique('ft-work')
     path.mkdir(mode=0o755)
     yield path
     _unmount_below(path)
@@ -81,7 +90,7 @@ class Cleanup:
 
     def run(self):
         for name in self.domains:
-            ftlib.remove_domain(self.conn, name)
+            remove_domain(self.conn, name)
         for path in reversed(self.mounts):
             subprocess.run(['umount', '-l', path], check=False)
 
@@ -105,7 +114,7 @@ def tmpfs_mounts(workroot, cleanup):
     for name, size in (('small', '1m'), ('spare', '16m')):
         path = workroot / ('mnt-%s' % name)
         path.mkdir()
-        ftlib.sh('mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0755' % size, 'tmpfs', path)
+        sh('mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0755' % size, 'tmpfs', path)
         cleanup.mount(path)
         mounts[name] = path
     return mounts
@@ -114,7 +123,8 @@ def tmpfs_mounts(workroot, cleanup):
 @pytest.fixture(scope='session')
 def guest(conn, workroot, tmpfs_mounts):
     """The running domain every test shares: vda 64 MiB and vdb 32 MiB, both blank qcow2."""
-    g = ftlib.Guest(conn, ftlib.unique('ft-dom'), [64 * MiB, 32 * MiB], workroot / 'guest')
+    g = make_guest(conn, unique('ft-dom'), workroot / 'guest', [('vda', 64 * MiB, ()), ('vdb', 32 * MiB, ())],
+                   start=False, mode=0o755)
     try:
         g.start()
         yield g
@@ -131,7 +141,7 @@ class Point:
         self.repo = repo
         self.result = result
         self.backup = result['backup']
-        self.snaps = snaps      # {disk: ftlib.Snapshot}
+        self.snaps = snaps      # {disk: support.guests.Snapshot}
         self.tag = tag
 
     id = property(lambda self: self.backup['id'])
@@ -283,8 +293,8 @@ def repairs(offline, conn):
     # host looks the same); the bitmaps stay in the images.
     t.guest.stop()
     dom = t.guest.dom
-    inactive = dom.XMLDesc(ftlib.libvirt.VIR_DOMAIN_XML_INACTIVE)
-    dom.undefineFlags(ftlib.libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
     conn.get().defineXML(inactive)
     t.lost_checkpoints = t.guest.checkpoints()
     t.guest.start()
@@ -293,7 +303,7 @@ def repairs(offline, conn):
 
     t.guest.stop()
     t.removed_bitmap = t.points['redefined'][0].backup['checkpoint']
-    ftlib.sh('qemu-img', 'bitmap', '--remove', t.guest.disks['vda'].path, t.removed_bitmap)
+    sh('qemu-img', 'bitmap', '--remove', t.guest.disks['vda'].path, t.removed_bitmap)
     t.guest.start()
     t.writes('S9', [('vda', 'write', (16 * MiB, 128 * KiB, 0x91))])
     t.backup('pull', 'pull', series='bitmap-lost')
@@ -304,6 +314,14 @@ def repairs(offline, conn):
 @pytest.fixture(params=MODES)
 def mode(request):
     return request.param
+
+
+@pytest.fixture(scope='module')
+def source(conn):
+    """instlib.Source: a shut-off domain backed up twice (the instant-recovery and export tests)."""
+    src = instlib.Source(conn)
+    yield src
+    src.remove()
 
 
 @pytest.fixture(scope='session')

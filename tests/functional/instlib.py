@@ -14,13 +14,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import libvirt_qemu
 from lxml import etree
 
+from support.guests import disk_alias, domain_xml, hmp, remove_domain, unique
+from support.host import IMAGES, KiB, MiB, qemu_owner, sh, SOCKET_ROOT
+from support.images import sha256_file
+from support.modules import ok, run_module
 import ftlib
-from ftlib import MiB, KiB, ok
 
 DISKS = (('vda', 64 * MiB), ('vdb', 32 * MiB))
+# Where virt_backup_export (and instant recovery) keep the state of each served point.
+EXPORTS = SOCKET_ROOT / 'exports'
 
 
 class Source:
@@ -29,18 +33,18 @@ class Source:
 
     def __init__(self, lv):
         self.lv = lv
-        self.root = Path(tempfile.mkdtemp(prefix='inst-', dir=str(ftlib.IMAGES)))
+        self.root = Path(tempfile.mkdtemp(prefix='inst-', dir=str(IMAGES)))
         os.chmod(str(self.root), 0o711)
-        self.name = ftlib.unique('inst-src')
+        self.name = unique('inst-src')
         self.repo = self.root / 'repo'
         self.images = self.root / 'images'
         self.images.mkdir(mode=0o755)
         self.paths = {}
         for target, size in DISKS:
             path = self.images / ('%s.qcow2' % target)
-            ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', path, size)
+            sh('qemu-img', 'create', '-q', '-f', 'qcow2', path, size)
             self.paths[target] = path
-        xml = ftlib.domain_xml(self.name, sorted(self.paths.items()))
+        xml = domain_xml(self.name, sorted(self.paths.items()))
         xml = xml.replace('</devices>', "<interface type='user'><mac address='52:54:00:6a:11:01'/>"
                                         "<model type='virtio'/></interface></devices>")
         lv.get().defineXML(xml)
@@ -55,15 +59,15 @@ class Source:
         self._backup('p2')
 
     def _write(self, disk, offset, length, pattern):
-        ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x%02x %d %d' % (pattern, offset, length),
-                 self.paths[disk])
+        sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x%02x %d %d' % (pattern, offset, length),
+           self.paths[disk])
 
     def _backup(self, tag):
         result = ok(ftlib.backup(self.name, self.repo))
         raws = {}
         for target in self.paths:
             raw = self.root / ('%s.%s.raw' % (target, tag))
-            ftlib.sh('qemu-img', 'convert', '-O', 'raw', self.paths[target], raw)
+            sh('qemu-img', 'convert', '-O', 'raw', self.paths[target], raw)
             raws[target] = raw
         self.points.append((result['backup']['id'], raws))
 
@@ -74,27 +78,23 @@ class Source:
             for name in files:
                 path = os.path.join(base, name)
                 st = os.lstat(path)
-                found[os.path.relpath(path, str(self.repo))] = (ftlib.sha256_file(path), st.st_uid, st.st_mode)
+                found[os.path.relpath(path, str(self.repo))] = (sha256_file(path), st.st_uid, st.st_mode)
         return found
 
     def remove(self):
-        ftlib.remove_domain(self.lv, self.name)
+        remove_domain(self.lv, self.name)
         shutil.rmtree(str(self.root), ignore_errors=True)
-
-
-def sha256(path):
-    return ftlib.sha256_file(path)
 
 
 def read_uri(uri, out):
     """Copy what an NBD URI serves into the raw file out (nbdcopy, as root)."""
-    ftlib.sh('nbdcopy', '--', uri, out)
+    sh('nbdcopy', '--', uri, out)
     return out
 
 
 def assert_same_file(expected, actual):
     assert os.path.getsize(str(expected)) == os.path.getsize(str(actual)), (expected, actual)
-    assert sha256(expected) == sha256(actual), '%s differs from %s' % (actual, expected)
+    assert sha256_file(expected) == sha256_file(actual), '%s differs from %s' % (actual, expected)
 
 
 def read_through_domain(dom, target, workdir, out):
@@ -108,36 +108,26 @@ def read_through_domain(dom, target, workdir, out):
     assert index, 'no index for %s in the live XML' % target
     sockdir = Path(workdir) / ('peek-%s' % os.urandom(4).hex())
     sockdir.mkdir(mode=0o700)
-    uid, gid = ftlib.qemu_owner()
+    uid, gid = qemu_owner()
     os.chown(str(sockdir), uid, gid)
     sock = sockdir / 'peek.sock'
-
-    def hmp(command):
-        return libvirt_qemu.qemuMonitorCommand(dom, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
-
-    said = hmp('nbd_server_start unix:%s' % sock)
+    said = hmp(dom, 'nbd_server_start unix:%s' % sock)
     assert not said.strip(), said
     try:
-        said = hmp('nbd_server_add libvirt-%s-format peek' % index)
+        said = hmp(dom, 'nbd_server_add libvirt-%s-format peek' % index)
         assert not said.strip(), said
         read_uri('nbd+unix:///peek?socket=%s' % sock, out)
     finally:
-        hmp('nbd_server_stop')
+        hmp(dom, 'nbd_server_stop')
         shutil.rmtree(str(sockdir), ignore_errors=True)
     return out
 
 
 def guest_write(dom, target, offset, length, pattern):
     """A write by the guest to its disk (qemu-io on the device's backend), then a flush."""
-    root = etree.fromstring(dom.XMLDesc(0).encode())
-    alias = None
-    for disk in root.findall('./devices/disk'):
-        if disk.find('target').get('dev') == target:
-            alias = disk.find('alias').get('name')
+    alias = disk_alias(dom, target)
     for cmd in ('write -P 0x%02x %d %d' % (pattern, offset, length), 'flush'):
-        libvirt_qemu.qemuMonitorCommand(
-            dom, 'qemu-io -d /machine/peripheral/%s/virtio-backend "%s"' % (alias, cmd),
-            libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+        hmp(dom, 'qemu-io -d /machine/peripheral/%s/virtio-backend "%s"' % (alias, cmd))
 
 
 def patch_raw(src, dst, offset, length, pattern):
@@ -158,4 +148,4 @@ def pid_alive(pid):
 
 def stop_export(name):
     """Test cleanup: stop an export by its module, whatever its users."""
-    ftlib.run_module('virt_backup_export', dict(name=name, state='absent', force=True))
+    run_module('virt_backup_export', dict(name=name, state='absent', force=True))

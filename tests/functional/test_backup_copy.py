@@ -16,22 +16,22 @@ __metaclass__ = type
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
 
+from support.guests import make_guest, unique
+from support.host import MiB
+from support.images import assert_same_content
+from support.modules import failed, ModuleRun, ok, run_module
 import ftlib
-from ftlib import MiB, failed, ok
 
 
 @pytest.fixture(scope='module')
 def env(conn, workroot, s3server):
-    guest = ftlib.Guest(conn, ftlib.unique('s3-dom'), [160 * MiB], workroot / 's3-guest')
+    guest = make_guest(conn, unique('s3-dom'), workroot / 's3-guest', [('vda', 160 * MiB, ())], start=False, mode=0o755)
     try:
         guest.start()
         client = s3server.client()
@@ -63,7 +63,7 @@ class Env:
 
     def copy(self, check_mode=False, diff=False, **args):
         args = dict(dict(self.server.options(), source=str(self.repo), target=self.target), **args)
-        return ftlib.run_module('virt_backup_copy', args, check_mode=check_mode, diff=diff)
+        return run_module('virt_backup_copy', args, check_mode=check_mode, diff=diff)
 
     def keys(self, prefix='hosts/hv01/', bucket=None):
         pages = self.client.get_paginator('list_objects_v2').paginate(Bucket=bucket or self.bucket, Prefix=prefix)
@@ -73,8 +73,8 @@ class Env:
         return [k for k in self.keys(prefix, bucket) if k.endswith('/manifest.json')]
 
     def info(self, target=None, **args):
-        return ok(ftlib.run_module('virt_backup_info', dict(self.server.options(), repository=target or self.target,
-                                                            **args)))
+        return ok(run_module('virt_backup_info', dict(self.server.options(), repository=target or self.target,
+                                                      **args)))
 
 
 def _ids(info):
@@ -132,24 +132,13 @@ def test_copy_after_more_backups_copies_only_those(env):
     assert len(env.manifests()) == 3
 
 
-def _start_module(name, args):
-    workdir = tempfile.mkdtemp(prefix='ft-module-')
-    args_file = os.path.join(workdir, 'args.json')
-    with open(args_file, 'w') as out:
-        json.dump(dict(ANSIBLE_MODULE_ARGS=args), out)
-    env = dict(os.environ, PYTHONPATH=str(ftlib.COLLECTIONS))
-    proc = subprocess.Popen([ftlib.PYTHON, '-m', 'ansible_collections.virtops.libvirt.plugins.modules.%s' % name,
-                             args_file], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=workdir, env=env)
-    return proc, workdir
-
-
 def test_copy_killed_during_an_upload_is_completed_by_the_next_run(env):
     big = env.backup('c4', [(20 * MiB, 120 * MiB, 0x15)])
     rel = os.path.relpath(big['path'], str(env.repo))
     prefix = 'hosts/hv01/%s/' % rel
     args = dict(env.server.options(), source=str(env.repo), target=env.target)
-    proc, workdir = _start_module('virt_backup_copy', args)
+    run = ModuleRun('virt_backup_copy', args)
+    proc = run.proc
     try:
         deadline = time.monotonic() + 300
         uploading = False
@@ -166,7 +155,7 @@ def test_copy_killed_during_an_upload_is_completed_by_the_next_run(env):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        run.close()
     assert proc.returncode == -signal.SIGKILL
     # Nothing that looks whole: no manifest, and no reader lists the backup.
     assert prefix + 'manifest.json' not in env.keys()
@@ -187,7 +176,7 @@ def test_restore_from_s3_is_bit_exact(env, workroot):
         assert result['changed'] is True
         assert result['backup']['id'] == backup_id
         assert result['backup']['path'].startswith(env.target + '/')
-        ftlib.assert_same_content(snaps['vda'].path, dest / 'vda.qcow2', 'qcow2')
+        assert_same_content(snaps['vda'].path, dest / 'vda.qcow2', 'qcow2')
         again = ok(ftlib.restore(env.guest.name, env.target, dest, backup=backup_id, **env.server.options()))
         assert again['changed'] is False
     leftovers = [n for n in os.listdir(str(workroot)) if n.startswith('.virtops-s3-')]
@@ -244,18 +233,18 @@ def test_unreachable_endpoint_and_missing_bucket_fail_clearly(env):
 def test_copy_back_from_s3_into_a_directory(env, workroot):
     local = workroot / 's3-back'
     args = dict(env.server.options(), source=env.target, target=str(local))
-    predicted = ok(ftlib.run_module('virt_backup_copy', args, check_mode=True))
+    predicted = ok(run_module('virt_backup_copy', args, check_mode=True))
     assert len(predicted['copied']) == len(env.points) and not local.exists()
-    result = ok(ftlib.run_module('virt_backup_copy', args))
+    result = ok(run_module('virt_backup_copy', args))
     assert [c['id'] for c in result['copied']] == [p[0] for p in env.points]
-    assert ok(ftlib.run_module('virt_backup_copy', args))['changed'] is False
+    assert ok(run_module('virt_backup_copy', args))['changed'] is False
     # The directory copy is a repository of its own, with the source's id, restorable as any.
     assert json.loads((local / 'repository.json').read_text())['id'] == \
         json.loads((env.repo / 'repository.json').read_text())['id']
     backup_id, snaps = env.points[-1]
     dest = workroot / 's3-back-restore'
     ok(ftlib.restore(env.guest.name, local, dest, backup=backup_id))
-    ftlib.assert_same_content(snaps['vda'].path, dest / 'vda.qcow2', 'qcow2')
+    assert_same_content(snaps['vda'].path, dest / 'vda.qcow2', 'qcow2')
 
 
 def test_a_directory_copy_into_itself_is_refused(env):
@@ -263,7 +252,7 @@ def test_a_directory_copy_into_itself_is_refused(env):
     # 'domain' of the source repository.
     before = sorted(os.listdir(str(env.repo)))
     for target in (env.repo, env.repo / 'mirror', env.repo / 'x' / '..' / 'y', env.repo.parent):
-        failed(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(target))),
+        failed(run_module('virt_backup_copy', dict(source=str(env.repo), target=str(target))),
                'the same directory or one holds the other', 'nothing was copied')
     assert sorted(os.listdir(str(env.repo))) == before
 
@@ -272,23 +261,23 @@ def test_a_target_holding_another_repository_is_refused(env, workroot):
     # Two hosts copying into one location would mix their domains of the same name: a restore of
     # 'latest' could bring back the other host's VM. Another repository: a mirror under a new id.
     other = workroot / 's3-other-repo'
-    ok(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(other))))
+    ok(run_module('virt_backup_copy', dict(source=str(env.repo), target=str(other))))
     marker = json.loads((other / 'repository.json').read_text())
     marker['id'] = str(uuid.uuid4())
     (other / 'repository.json').write_text(json.dumps(marker))
     held = env.keys()
-    failed(ftlib.run_module('virt_backup_copy', dict(env.server.options(), source=str(other), target=env.target)),
+    failed(run_module('virt_backup_copy', dict(env.server.options(), source=str(other), target=env.target)),
            'is a copy of another repository', marker['id'], 'nothing was copied')
     assert env.keys() == held
     before = sorted(str(p) for p in other.rglob('*'))
-    failed(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(other))),
+    failed(run_module('virt_backup_copy', dict(source=str(env.repo), target=str(other))),
            'is a copy of another repository', 'nothing was copied')
     assert sorted(str(p) for p in other.rglob('*')) == before
 
 
 def test_a_damaged_source_is_not_copied(env, workroot):
     damaged = workroot / 's3-damaged'
-    ok(ftlib.run_module('virt_backup_copy', dict(source=str(env.repo), target=str(damaged))))
+    ok(run_module('virt_backup_copy', dict(source=str(env.repo), target=str(damaged))))
     backup_id, _snaps = env.points[0]
     image = [p for p in damaged.rglob('vda.qcow2') if p.parent.name == backup_id][0]
     # Flip guest data inside the full image (its first data cluster holds pattern 0x11).
@@ -297,8 +286,8 @@ def test_a_damaged_source_is_not_copied(env, workroot):
         at = data.index(b'\x11' * 4096)
         f.seek(at)
         f.write(b'\x99' * 512)
-    msg = failed(ftlib.run_module('virt_backup_copy', dict(env.server.options(), source=str(damaged),
-                                                           target='s3://%s/damaged' % env.bucket)),
+    msg = failed(run_module('virt_backup_copy', dict(env.server.options(), source=str(damaged),
+                                                     target='s3://%s/damaged' % env.bucket)),
                  backup_id, 'not copied')
     assert 'differs' in msg or 'damaged' in msg
     assert env.manifests('damaged/') == []

@@ -17,8 +17,10 @@ import libvirt_qemu
 import pytest
 from lxml import etree
 
-import ftlib
-from ftlib import MiB, ok
+from support.guests import domain_xml, remove_domain, unique
+from support.host import MiB, sh
+from support.images import assert_same_content, image_info, same_content
+from support.modules import ok, run_module
 
 
 class ChainGuest:
@@ -27,16 +29,16 @@ class ChainGuest:
 
     def __init__(self, lv, workroot):
         self.lv = lv
-        self.name = ftlib.unique('it-bj-ft')
+        self.name = unique('it-bj-ft')
         self.dir = workroot / self.name
         self.dir.mkdir(mode=0o755)
         self.base, self.mid, self.top = (str(self.dir / n) for n in ('base.qcow2', 'mid.qcow2', 'top.qcow2'))
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', self.base, 16 * MiB)
-        ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x11 0 1M', self.base)
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', self.base, '-F', 'qcow2', self.mid)
-        ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x22 1M 1M', self.mid)
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', self.mid, '-F', 'qcow2', self.top)
-        lv.get().defineXML(ftlib.domain_xml(self.name, [('vda', self.top)]))
+        sh('qemu-img', 'create', '-q', '-f', 'qcow2', self.base, 16 * MiB)
+        sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x11 0 1M', self.base)
+        sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', self.base, '-F', 'qcow2', self.mid)
+        sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x22 1M 1M', self.mid)
+        sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', self.mid, '-F', 'qcow2', self.top)
+        lv.get().defineXML(domain_xml(self.name, [('vda', self.top)]))
         self.dom = lv.get().lookupByName(self.name)
         self.dom.create()
         self.write('write -P 0x33 2M 1M')
@@ -51,7 +53,7 @@ class ChainGuest:
         """What the guest sees on vda now, as a raw file."""
         self.write('flush')
         path = str(self.dir / ('%s.raw' % tag))
-        ftlib.sh('qemu-img', 'convert', '-U', '-O', 'raw', self.active(), path)
+        sh('qemu-img', 'convert', '-U', '-O', 'raw', self.active(), path)
         return path
 
     def active(self):
@@ -59,10 +61,10 @@ class ChainGuest:
         return root.find('devices/disk/source').get('file')
 
     def run(self, check_mode=False, **args):
-        return ftlib.run_module('virt_blockjob', dict(args, name=self.name, disk='vda'), check_mode=check_mode)
+        return run_module('virt_blockjob', dict(args, name=self.name, disk='vda'), check_mode=check_mode)
 
     def remove(self):
-        ftlib.remove_domain(self.lv, self.name)
+        remove_domain(self.lv, self.name)
         shutil.rmtree(str(self.dir), ignore_errors=True)
 
 
@@ -76,14 +78,14 @@ def chain_guest(conn, workroot):
 
 
 def assert_holds(reference, image):
-    ftlib.assert_same_content(reference, image, 'qcow2')
+    assert_same_content(reference, image, 'qcow2')
 
 
 def test_intermediate_commit_with_delete(chain_guest):
     g = chain_guest
     ref = g.reference('before')
     # The reference is what the three layers say together; a fresh base alone differs from it.
-    assert not ftlib.same_content(ref, g.base, 'qcow2')[0]
+    assert not same_content(ref, g.base, 'qcow2')[0]
     res = ok(g.run(operation='commit', top=g.mid, base=g.base, delete=True))
     assert res['changed'] and res['job']['type'] == 'commit'
     assert res['chain_before'] == [g.top, g.mid, g.base]
@@ -91,7 +93,7 @@ def test_intermediate_commit_with_delete(chain_guest):
     assert res['deleted'] == [g.mid]
     assert not os.path.exists(g.mid)
     assert_holds(ref, g.top)
-    assert ftlib.image_info(g.top)['backing-filename'] == g.base
+    assert image_info(g.top)['backing-filename'] == g.base
     again = ok(g.run(operation='commit', top=g.mid, base=g.base, delete=True))
     assert not again['changed'] and again['job'] is None
 
@@ -102,16 +104,16 @@ def test_shallow_copy_then_flatten(chain_guest):
     copy = str(g.dir / 'copy.qcow2')
     res = ok(g.run(operation='copy', dest=copy, shallow=True))
     assert res['chain_after'] == [copy, g.mid, g.base]
-    info = ftlib.image_info(copy)
+    info = image_info(copy)
     assert info['backing-filename'] == g.mid and info['format'] == 'qcow2'
     assert_holds(ref, copy)
     # Only the active image was copied: the 0x11 and 0x22 data stayed in the backing files.
-    assert ftlib.image_info(copy)['actual-size'] < 2 * MiB
+    assert image_info(copy)['actual-size'] < 2 * MiB
 
     flat = ok(g.run(operation='pull'))
     assert flat['changed'] and flat['chain_after'] == [copy]
     g.write('flush')
-    assert 'backing-filename' not in ftlib.image_info(copy)
+    assert 'backing-filename' not in image_info(copy)
     assert_holds(ref, copy)
     assert not ok(g.run(operation='pull'))['changed']
 

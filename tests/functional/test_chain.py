@@ -17,8 +17,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from support.host import sh
+from support.images import assert_same_content, image_info, sha256_file
+from support.modules import failed, ok, run_module
+from support.repository import checkpoint_prefix, read_manifest, repo_id
 import ftlib
-from ftlib import ok
 
 DISKS = ('vda', 'vdb')
 
@@ -71,7 +74,7 @@ def test_incremental_images_are_overlays_on_the_previous_backup(timeline, mode):
     for p in points:
         depth[p.id] = depth[p.backup['parent']] + 1
         for name in DISKS:
-            info = ftlib.image_info(_image(p, name), chain=True)
+            info = image_info(_image(p, name), chain=True)
             assert info[0]['format'] == 'qcow2'
             assert len(info) == depth[p.id]
             if p.backup['parent'] is None:
@@ -81,7 +84,7 @@ def test_incremental_images_are_overlays_on_the_previous_backup(timeline, mode):
                 assert info[0]['backing-filename-format'] == 'qcow2'
                 assert info[1]['filename'] == _image(timeline.parent(p), name) or \
                     os.path.realpath(info[1]['filename']) == os.path.realpath(_image(timeline.parent(p), name))
-            ftlib.sh('qemu-img', 'check', '-q', _image(p, name))
+            sh('qemu-img', 'check', '-q', _image(p, name))
 
 
 def test_qemu_img_alone_restores_every_point(timeline, mode, tmp_path):
@@ -89,8 +92,8 @@ def test_qemu_img_alone_restores_every_point(timeline, mode, tmp_path):
     for p in timeline.points[mode]:
         for name in DISKS:
             out = tmp_path / ('%s-%s.raw' % (p.id, name))
-            ftlib.sh('qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', _image(p, name), out)
-            assert ftlib.sha256_file(out) == p.snaps[name].sha256, '%s %s %s' % (mode, p.level, name)
+            sh('qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', _image(p, name), out)
+            assert sha256_file(out) == p.snaps[name].sha256, '%s %s %s' % (mode, p.level, name)
             out.unlink()
 
 
@@ -107,8 +110,8 @@ def test_restore_every_point_by_id(timeline, mode, fmt, workroot):
             assert entry['verified'] is True
             assert entry['path'] == str(dest / ('%s.%s' % (entry['name'], fmt)))
             assert entry['digest'] == p.disk(entry['name'])['image_digest']
-            ftlib.assert_same_content(p.snaps[entry['name']].path, entry['path'], fmt)
-            info = ftlib.image_info(entry['path'])
+            assert_same_content(p.snaps[entry['name']].path, entry['path'], fmt)
+            info = image_info(entry['path'])
             assert info['format'] == fmt
             assert 'backing-filename' not in info      # flattened
             assert oct(os.stat(entry['path']).st_mode & 0o777) == oct(0o600)
@@ -123,7 +126,7 @@ def test_restore_latest_and_by_time(timeline, mode, workroot):
     result = ok(ftlib.restore(timeline.guest.name, repo, dest, disks=['vda']))
     assert result['backup']['id'] == points[-1].id
     assert [d['name'] for d in result['disks']] == ['vda']
-    ftlib.assert_same_content(points[-1].snaps['vda'].path, result['disks'][0]['path'], 'qcow2')
+    assert_same_content(points[-1].snaps['vda'].path, result['disks'][0]['path'], 'qcow2')
     assert os.listdir(dest) == ['vda.qcow2']
 
     # A time between the 2nd and the 3rd backup means the 2nd: the newest at or before it.
@@ -137,18 +140,18 @@ def test_restore_latest_and_by_time(timeline, mode, workroot):
         result = ok(ftlib.restore(timeline.guest.name, repo, dest, backup=spec, format='raw'))
         assert result['backup']['id'] == points[1].id, spec
         for entry in result['disks']:
-            ftlib.assert_same_content(points[1].snaps[entry['name']].path, entry['path'], 'raw')
+            assert_same_content(points[1].snaps[entry['name']].path, entry['path'], 'raw')
         shutil.rmtree(dest)
     # Before the first backup there is nothing to restore.
     early = datetime.strptime(points[0].backup['started'], '%Y-%m-%dT%H:%M:%S.%fZ') - timedelta(seconds=1)
     result = ftlib.restore(timeline.guest.name, repo, workroot / 'restore' / mode / 'early', backup=ftlib.iso(early))
-    ftlib.failed(result, 'no backup of domain %s at or before' % timeline.guest.name)
+    failed(result, 'no backup of domain %s at or before' % timeline.guest.name)
     assert not (workroot / 'restore' / mode / 'early').exists()
 
 
 def test_one_checkpoint_per_backup(timeline, mode):
     repo = timeline.repos[mode]
-    prefix = ftlib.checkpoint_prefix(repo)
+    prefix = checkpoint_prefix(repo)
     points = timeline.points[mode]
     assert [p.backup['checkpoint'] for p in points] == [prefix + p.id for p in points]
     mine = [c for c in timeline.guest.checkpoints() if c.startswith(prefix)]
@@ -156,14 +159,14 @@ def test_one_checkpoint_per_backup(timeline, mode):
     for p in points:
         with open(os.path.join(p.backup['path'], 'checkpoint.xml')) as src:
             assert '<name>%s</name>' % (prefix + p.id) in src.read()
-        m = ftlib.manifest(p.backup['path'])
+        m = read_manifest(p.backup['path'])
         assert m['checkpoint'] == prefix + p.id
-        assert m['repository_id'] == ftlib.repo_id(repo)
+        assert m['repository_id'] == repo_id(repo)
 
 
 def test_repositories_do_not_share_checkpoints(timeline):
     """Four repositories back up one domain in turn; each keeps its own checkpoints."""
-    prefixes = dict((name, ftlib.checkpoint_prefix(repo)) for name, repo in timeline.repos.items())
+    prefixes = dict((name, checkpoint_prefix(repo)) for name, repo in timeline.repos.items())
     assert len(set(prefixes.values())) == len(prefixes)
     names = timeline.guest.checkpoints()
     for name, prefix in prefixes.items():
@@ -174,7 +177,7 @@ def test_info_lists_and_verifies(timeline, mode):
     points = timeline.points[mode]
     info = ok(ftlib.backup_info(timeline.repos[mode]))
     assert info['changed'] is False
-    assert info['repository']['id'] == ftlib.repo_id(timeline.repos[mode])
+    assert info['repository']['id'] == repo_id(timeline.repos[mode])
     assert [d['name'] for d in info['domains']] == [timeline.guest.name]
     dom = info['domains'][0]
     assert dom['errors'] == []
@@ -195,7 +198,7 @@ def test_info_lists_and_verifies(timeline, mode):
 
 def _data_offset(image):
     """Host offset of a data cluster that the image itself holds (not its backing file)."""
-    for extent in json.loads(ftlib.sh('qemu-img', 'map', '--output=json', image)):
+    for extent in json.loads(sh('qemu-img', 'map', '--output=json', image)):
         if extent['data'] and extent.get('depth', 0) == 0 and 'offset' in extent and extent['length'] >= 4096:
             return extent['offset'], extent['start']
     raise AssertionError('no data cluster in %s' % image)
@@ -216,9 +219,9 @@ def test_corruption_is_found(timeline, mode, workroot):
             byte = f.read(1)
             f.seek(host_offset + 100)
             f.write(bytes([byte[0] ^ 0xff]))
-        ftlib.sh('qemu-img', 'check', '-q', image)      # the qcow2 structure is still fine
+        sh('qemu-img', 'check', '-q', image)      # the qcow2 structure is still fine
 
-        info = ftlib.run_module('virt_backup_info', dict(repository=str(copy), verify=True))
+        info = run_module('virt_backup_info', dict(repository=str(copy), verify=True))
         ok(info)
         assert info['verified_ok'] is False
         by_id = dict((b['id'], b) for b in info['domains'][0]['chains'][0]['backups'])
@@ -234,7 +237,7 @@ def test_corruption_is_found(timeline, mode, workroot):
 
         dest = workroot / ('corrupt-restore-%s' % mode)
         result = ftlib.restore(timeline.guest.name, copy, dest, backup=victim.id, disks=['vda'])
-        ftlib.failed(result, 'not bit-exact')
+        failed(result, 'not bit-exact')
         assert not dest.exists(), 'the failed restore left %s' % dest
     finally:
         shutil.rmtree(copy, ignore_errors=True)
@@ -242,7 +245,7 @@ def test_corruption_is_found(timeline, mode, workroot):
 
 def test_manifest_records_the_point(timeline, mode):
     for p in timeline.points[mode]:
-        m = ftlib.manifest(p.backup['path'])
+        m = read_manifest(p.backup['path'])
         assert m['complete'] is True
         assert m['id'] == p.id and m['level'] == p.level and m['mode'] == mode
         assert m['domain'] == timeline.guest.name

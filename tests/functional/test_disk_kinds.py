@@ -10,8 +10,11 @@ __metaclass__ = type
 
 from lxml import etree
 
+from support.guests import unique
+from support.host import sh
+from support.modules import failed, ok
+from support.repository import backup_dirs
 import ftlib
-from ftlib import ok
 
 XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>
 <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>
@@ -27,18 +30,18 @@ XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>
 def test_raw_disk_and_cdrom(workroot, conn, cleanup):
     place = workroot / 'kinds'
     place.mkdir(mode=0o755)
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', place / 'vda.qcow2', '16M')
-    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x21 0 64k', place / 'vda.qcow2')
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'vdb.raw', '8M')
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'cd.iso', '1M')
-    name = ftlib.unique('ft-kinds')
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', place / 'vda.qcow2', '16M')
+    sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x21 0 64k', place / 'vda.qcow2')
+    sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'vdb.raw', '8M')
+    sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'cd.iso', '1M')
+    name = unique('ft-kinds')
     cleanup.domain(name)
     conn.get().defineXML(XML.format(name=name, dir=place))
     repo = place / 'repo'
 
     refused = ftlib.backup(name, repo, disks=['vda', 'hdc'])
-    ftlib.failed(refused, 'device hdc is a cdrom, not a disk')
-    assert ftlib.backup_dirs(repo, name) == []
+    failed(refused, 'device hdc is a cdrom, not a disk')
+    assert backup_dirs(repo, name) == []
 
     # Every disk that holds data by default: the raw one too (read in full, compared block by block).
     result = ok(ftlib.backup(name, repo))
@@ -54,10 +57,10 @@ def test_raw_disk_and_cdrom(workroot, conn, cleanup):
     assert skipped == dict(hdc='device hdc is a cdrom, not a disk', vdb='excluded')
 
     # The saved definition holds a CD-ROM with a host file: refused unless the repository is trusted.
-    copy = ftlib.unique('ft-kinds-copy')
+    copy = unique('ft-kinds-copy')
     cleanup.domain(copy)
     refused = ftlib.restore(name, repo, place / 'restored', define=True, new_name=copy)
-    ftlib.failed(refused, 'cdrom holds %s' % (place / 'cd.iso'), 'trust_saved_xml')
+    failed(refused, 'cdrom holds %s' % (place / 'cd.iso'), 'trust_saved_xml')
     ok(ftlib.restore(name, repo, place / 'restored', define=True, new_name=copy, trust_saved_xml=True))
     root = etree.fromstring(conn.get().lookupByName(copy).XMLDesc(0).encode())
     disks = dict((d.find('target').get('dev'), d.get('device')) for d in root.findall('./devices/disk'))
@@ -67,4 +70,4 @@ def test_raw_disk_and_cdrom(workroot, conn, cleanup):
 
 def test_relative_repository_path(guest):
     result = ftlib.backup(guest.name, 'relative/repo')
-    ftlib.failed(result, 'must be an absolute path')
+    failed(result, 'must be an absolute path')

@@ -13,8 +13,10 @@ import os
 
 import pytest
 
+from support.host import MiB, sh
+from support.modules import failed, ok
+from support.repository import backup_dirs, checkpoint_prefix, read_manifest
 import ftlib
-from ftlib import MiB, ok
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def place(workroot, request):
 def test_unknown_domain(place):
     repo = place / 'repo'
     result = ftlib.backup('ft-no-such-domain', repo)
-    ftlib.failed(result, 'domain ft-no-such-domain not found')
+    failed(result, 'domain ft-no-such-domain not found')
     assert not repo.exists()
 
 
@@ -36,7 +38,7 @@ def test_unknown_domain(place):
 def test_domain_name_that_is_not_a_path_component(place, name):
     repo = place / 'repo'
     result = ftlib.backup(name, repo)
-    ftlib.failed(result, 'cannot be used in the repository')
+    failed(result, 'cannot be used in the repository')
     assert not repo.exists()
     restored = ftlib.restore(name, repo, place / 'dest')
     assert restored.get('failed') is True
@@ -47,17 +49,17 @@ def test_repository_is_a_file(guest, place):
     repo = place / 'repo'
     repo.write_text('not a repository\n')
     debris = ftlib.Debris(guest, repo)
-    ftlib.failed(ftlib.backup(guest.name, repo), 'exists and is not a directory')
+    failed(ftlib.backup(guest.name, repo), 'exists and is not a directory')
     assert repo.read_text() == 'not a repository\n'
     debris.assert_clean()
-    ftlib.failed(ftlib.backup(guest.name, repo, check_mode=True), 'exists and is not a directory')
+    failed(ftlib.backup(guest.name, repo, check_mode=True), 'exists and is not a directory')
 
 
 def test_repository_below_a_file(guest, place):
     (place / 'file').write_text('x')
     repo = place / 'file' / 'repo'
     debris = ftlib.Debris(guest, repo)
-    ftlib.failed(ftlib.backup(guest.name, repo), 'cannot create repository')
+    failed(ftlib.backup(guest.name, repo), 'cannot create repository')
     debris.assert_clean()
     assert (place / 'file').read_text() == 'x'
 
@@ -67,7 +69,7 @@ def test_repository_not_empty(guest, place):
     repo.mkdir()
     (repo / 'precious.txt').write_text('keep me')
     debris = ftlib.Debris(guest, repo)
-    ftlib.failed(ftlib.backup(guest.name, repo), 'not empty and not a backup repository')
+    failed(ftlib.backup(guest.name, repo), 'not empty and not a backup repository')
     assert os.listdir(repo) == ['precious.txt']
     debris.assert_clean()
 
@@ -75,37 +77,37 @@ def test_repository_not_empty(guest, place):
 def test_repository_on_read_only_filesystem(guest, place):
     ro = place / 'ro'
     ro.mkdir()
-    ftlib.sh('mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro)
+    sh('mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro)
     try:
         _read_only_new_repository(guest, ro / 'repo')
     finally:
-        ftlib.sh('umount', ro)
+        sh('umount', ro)
 
 
 def _read_only_new_repository(guest, repo):
     debris = ftlib.Debris(guest, repo)
     result = ftlib.backup(guest.name, repo)
-    ftlib.failed(result)
+    failed(result)
     assert 'not writable' in result['msg'] or 'Read-only file system' in result['msg'], result['msg']
     assert not repo.exists()
     debris.assert_clean()
     predicted = ftlib.backup(guest.name, repo, check_mode=True)
-    ftlib.failed(predicted, 'not writable')
+    failed(predicted, 'not writable')
 
 
 def test_existing_repository_turned_read_only(guest, tmpfs_mounts):
     mnt = tmpfs_mounts['spare']
     repo = mnt / 'repo-ro'
     first = ok(ftlib.backup(guest.name, repo, level='full'))
-    ftlib.sh('mount', '-o', 'remount,ro', mnt)
+    sh('mount', '-o', 'remount,ro', mnt)
     try:
         debris = ftlib.Debris(guest, repo)
         result = ftlib.backup(guest.name, repo)
-        ftlib.failed(result, 'not writable')
+        failed(result, 'not writable')
         debris.assert_clean()
     finally:
-        ftlib.sh('mount', '-o', 'remount,rw', mnt)
-    assert [b.name for b in ftlib.backup_dirs(repo, guest.name)] == [first['backup']['id']]
+        sh('mount', '-o', 'remount,rw', mnt)
+    assert [b.name for b in backup_dirs(repo, guest.name)] == [first['backup']['id']]
 
 
 @pytest.mark.parametrize('level', ['incremental', 'differential'])
@@ -113,13 +115,13 @@ def test_level_needs_a_chain(guest, place, level):
     repo = place / 'repo'
     debris = ftlib.Debris(guest, repo)
     result = ftlib.backup(guest.name, repo, level=level)
-    ftlib.failed(result, 'backup of %s: no backup of this domain' % guest.name, 'cannot take', level)
+    failed(result, 'backup of %s: no backup of this domain' % guest.name, 'cannot take', level)
     debris.assert_clean()
-    assert ftlib.backup_dirs(repo, guest.name) == []
+    assert backup_dirs(repo, guest.name) == []
     # no empty domain directory with a lock file is left behind by the failed first run
     assert not (repo / guest.name).exists()
     predicted = ftlib.backup(guest.name, repo, level=level, check_mode=True)
-    ftlib.failed(predicted, 'cannot take', level)
+    failed(predicted, 'cannot take', level)
 
 
 def test_quiesce_always_without_a_guest_agent(guest, place):
@@ -127,9 +129,9 @@ def test_quiesce_always_without_a_guest_agent(guest, place):
     then takes a crash-consistent backup and says so."""
     repo = place / 'repo'
     debris = ftlib.Debris(guest, repo)
-    ftlib.failed(ftlib.backup(guest.name, repo, quiesce='always'),
-                 'quiesce: always needs the QEMU guest agent in domain %s' % guest.name, 'Nothing was changed')
-    ftlib.failed(ftlib.backup(guest.name, repo, quiesce='always', check_mode=True), 'needs the QEMU guest agent')
+    failed(ftlib.backup(guest.name, repo, quiesce='always'),
+           'quiesce: always needs the QEMU guest agent in domain %s' % guest.name, 'Nothing was changed')
+    failed(ftlib.backup(guest.name, repo, quiesce='always', check_mode=True), 'needs the QEMU guest agent')
     debris.assert_clean()
     assert not (repo / guest.name).exists()
     predicted = ok(ftlib.backup(guest.name, repo, check_mode=True))['backup']
@@ -145,7 +147,7 @@ def test_quiesce_always_without_a_guest_agent(guest, place):
 def test_unknown_disk(guest, place):
     repo = place / 'repo'
     debris = ftlib.Debris(guest, repo)
-    ftlib.failed(ftlib.backup(guest.name, repo, disks=['vdz']), 'has no disk vdz', 'vda, vdb')
+    failed(ftlib.backup(guest.name, repo, disks=['vdz']), 'has no disk vdz', 'vda, vdb')
     debris.assert_clean()
     assert not (repo / guest.name).exists()
 
@@ -159,11 +161,11 @@ def test_repository_full_during_the_backup(guest, tmpfs_mounts, mode):
     guest.disks['vda'].write(20 * MiB, 2 * MiB, 0x5e)
     debris = ftlib.Debris(guest, repo)
     result = ftlib.backup(guest.name, repo, mode=mode)
-    msg = ftlib.failed(result)
+    msg = failed(result)
     assert 'no space left' in msg.lower(), msg
     debris.assert_clean()
-    assert ftlib.backup_dirs(repo, guest.name) == []
-    prefix = ftlib.checkpoint_prefix(repo)
+    assert backup_dirs(repo, guest.name) == []
+    prefix = checkpoint_prefix(repo)
     assert not [c for c in guest.checkpoints() if c.startswith(prefix)]
     listed = ok(ftlib.backup_info(repo))
     assert [d['chains'] for d in listed['domains']] in ([], [[]])
@@ -177,7 +179,7 @@ def test_scratch_dir_qemu_cannot_write(guest, place):
     repo = place / 'repo'
     debris = ftlib.Debris(guest, repo)
     result = ftlib.backup(guest.name, repo, mode='pull', scratch_dir=str(scratch))
-    ftlib.failed(result)
+    failed(result)
     debris.assert_clean()
     assert os.listdir(scratch) == []
 
@@ -185,20 +187,20 @@ def test_scratch_dir_qemu_cannot_write(guest, place):
 def test_restore_unknown_backup(timeline, place):
     dest = place / 'dest'
     result = ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup='20000101T000000Z')
-    ftlib.failed(result, 'backup 20000101T000000Z of domain %s not found' % timeline.guest.name)
+    failed(result, 'backup 20000101T000000Z of domain %s not found' % timeline.guest.name)
     assert not dest.exists()
     result = ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup='yesterday')
-    ftlib.failed(result, "'yesterday' is neither a backup id")
+    failed(result, "'yesterday' is neither a backup id")
     result = ftlib.restore('ft-not-backed-up', timeline.repos['pull'], dest)
-    ftlib.failed(result, 'holds no backup of domain ft-not-backed-up')
+    failed(result, 'holds no backup of domain ft-not-backed-up')
     result = ftlib.restore(timeline.guest.name, place / 'nothing-here', dest)
-    ftlib.failed(result, 'is not a backup repository')
+    failed(result, 'is not a backup repository')
     assert not dest.exists()
 
 
 def test_info_on_something_that_is_not_a_repository(place):
-    ftlib.failed(ftlib.backup_info(place), 'is not a backup repository')
-    ftlib.failed(ftlib.backup_info(place / 'missing'), 'is not a backup repository')
+    failed(ftlib.backup_info(place), 'is not a backup repository')
+    failed(ftlib.backup_info(place / 'missing'), 'is not a backup repository')
 
 
 # -- check mode ------------------------------------------------------------------------------------
@@ -244,4 +246,4 @@ def test_check_mode_on_an_existing_chain(guest, place):
         assert real[key] == predicted['push'][key], key
     assert [(d['name'], d['level']) for d in real['disks']] == [
         (d['name'], d['level']) for d in predicted['push']['disks']]
-    assert real['verified'] is True and ftlib.manifest(real['path'])['verified'] is True
+    assert real['verified'] is True and read_manifest(real['path'])['verified'] is True

@@ -11,39 +11,32 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-from pathlib import Path
 
 import nbd
 import pytest
 
+from support.guests import domain_xml, remove_domain, unique
+from support.host import sh
+from support.modules import failed, ok, run_module
 import ftlib
 import instlib
-from ftlib import ok
-
-EXPORTS = Path('/run/virtops-libvirt/exports')
-
-
-@pytest.fixture(scope='module')
-def source(conn):
-    src = instlib.Source(conn)
-    yield src
-    src.remove()
+from instlib import EXPORTS
 
 
 @pytest.fixture
 def name():
-    export = ftlib.unique('inst-export')
+    export = unique('inst-export')
     yield export
     instlib.stop_export(export)
 
 
 def export(source, name, check_mode=False, diff=False, **args):
     args = dict(dict(name=name, repository=str(source.repo), domain=source.name), **args)
-    return ftlib.run_module('virt_backup_export', args, check_mode=check_mode, diff=diff)
+    return run_module('virt_backup_export', args, check_mode=check_mode, diff=diff)
 
 
 def absent(name, check_mode=False, diff=False):
-    return ftlib.run_module('virt_backup_export', dict(name=name, state='absent'), check_mode=check_mode, diff=diff)
+    return run_module('virt_backup_export', dict(name=name, state='absent'), check_mode=check_mode, diff=diff)
 
 
 def test_present_serves_the_point_bit_exact_and_is_idempotent(source, name):
@@ -121,10 +114,10 @@ def test_lost_daemon_is_served_again(source, name):
 
 
 def test_bad_input_changes_nothing(source, name):
-    ftlib.failed(export(source, name, transport='tcp', port=10999), 'tls_dir')
-    ftlib.failed(export(source, name, disks=['vdz']), 'holds no disk vdz')
-    ftlib.failed(export(source, name, backup='20000101T000000Z'), 'not found')
-    ftlib.failed(export(source, '../etc', ), 'export name')
+    failed(export(source, name, transport='tcp', port=10999), 'tls_dir')
+    failed(export(source, name, disks=['vdz']), 'holds no disk vdz')
+    failed(export(source, name, backup='20000101T000000Z'), 'not found')
+    failed(export(source, '../etc', ), 'export name')
     assert not (EXPORTS / name).exists()
 
 
@@ -137,7 +130,7 @@ def _certificates(directory):
     client.mkdir(mode=0o700)
 
     def openssl(*args):
-        ftlib.sh('openssl', *args)
+        sh('openssl', *args)
     ca_key, ca_cert = directory / 'ca-key.pem', directory / 'ca-cert.pem'
     openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', ca_key, '-out', ca_cert, '-days', '2',
             '-subj', '/CN=inst test CA', '-addext', 'basicConstraints=critical,CA:TRUE',
@@ -191,11 +184,11 @@ def test_single_file_restore_with_nbdfuse(conn, source, name):
     secret = os.urandom(300000)
     (work / 'content' / 'etc' / 'app.conf').write_bytes(secret)
     raw = work / 'fs.raw'
-    ftlib.sh('mkfs.ext4', '-q', '-F', '-d', work / 'content', raw, '64M')
+    sh('mkfs.ext4', '-q', '-F', '-d', work / 'content', raw, '64M')
     image = work / 'vda.qcow2'
-    ftlib.sh('qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, image)
-    domain = ftlib.unique('inst-files')
-    conn.get().defineXML(ftlib.domain_xml(domain, [('vda', image)]))
+    sh('qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, image)
+    domain = unique('inst-files')
+    conn.get().defineXML(domain_xml(domain, [('vda', image)]))
     repo = work / 'repo'
     fuse_dir, mnt = work / 'fuse', work / 'mnt'
     fuse_dir.mkdir()
@@ -204,19 +197,19 @@ def test_single_file_restore_with_nbdfuse(conn, source, name):
     try:
         ok(ftlib.backup(domain, repo))
         # The source changes after the backup: the export must show the file as it was.
-        ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0 0 64M', image)
-        served = ok(ftlib.run_module('virt_backup_export', dict(name=name, repository=str(repo), domain=domain)))
+        sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0 0 64M', image)
+        served = ok(run_module('virt_backup_export', dict(name=name, repository=str(repo), domain=domain)))
         uri = served['export']['disks'][0]['uri']
         fuse = subprocess.Popen(['nbdfuse', '--readonly', str(fuse_dir / 'vda'), uri], stdin=subprocess.DEVNULL)
         deadline = time.time() + 20
         while not (fuse_dir / 'vda').exists() and time.time() < deadline:
             time.sleep(0.1)
-        loop = ftlib.sh('losetup', '--read-only', '--find', '--show', fuse_dir / 'vda').strip()
-        ftlib.sh('mount', '-o', 'ro,noload', loop, mnt)
+        loop = sh('losetup', '--read-only', '--find', '--show', fuse_dir / 'vda').strip()
+        sh('mount', '-o', 'ro,noload', loop, mnt)
         try:
             assert (mnt / 'etc' / 'app.conf').read_bytes() == secret
         finally:
-            ftlib.sh('umount', mnt)
+            sh('umount', mnt)
     finally:
         if loop:
             subprocess.run(['losetup', '-d', loop], check=False)
@@ -227,4 +220,4 @@ def test_single_file_restore_with_nbdfuse(conn, source, name):
             except subprocess.TimeoutExpired:
                 fuse.kill()
                 fuse.wait()
-        ftlib.remove_domain(conn, domain)
+        remove_domain(conn, domain)

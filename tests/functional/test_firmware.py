@@ -15,16 +15,20 @@ import stat
 import sys
 import time
 
+import libvirt
 import pytest
 from lxml import etree
 
+from support.guests import unique
+from support.host import COLLECTIONS, ensure_collection_link, sh
+from support.modules import ok
+from support.repository import read_manifest
 import ftlib
-from ftlib import ok
 
 # These tests also drive module_utils directly (the modules themselves run as Ansible runs them).
-ftlib.ensure_collection_link()
-if str(ftlib.COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(ftlib.COLLECTIONS))
+ensure_collection_link()
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
 
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _firmware, _repository  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup._saved_xml import new_domain_xml  # noqa: E402
@@ -55,11 +59,11 @@ def remove(conn, name):
     it with the domain) and checkpoint metadata."""
     try:
         dom = conn.get().lookupByName(name)
-    except ftlib.libvirt.libvirtError:
+    except libvirt.libvirtError:
         return
     if dom.isActive():
         dom.destroy()
-    dom.undefineFlags(ftlib.libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | ftlib.libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
 
 
 def wait_for_variables(path, timeout=90):
@@ -82,9 +86,9 @@ def uefi(conn, workroot):
     place = workroot / 'uefi-tpm'
     place.mkdir(mode=0o755)
     disk = place / 'vda.qcow2'
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M')
-    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x3c 0 64k', disk)
-    name = ftlib.unique('ft-uefi-tpm')
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M')
+    sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x3c 0 64k', disk)
+    name = unique('ft-uefi-tpm')
     dom = conn.get().defineXML(XML.format(name=name, disk=disk))
     try:
         dom.create()
@@ -135,8 +139,8 @@ def test_real_state_captured_restored_and_installed(uefi, conn):
     assert sha256(done['nvram']) == section['nvram']['sha256']
     assert sha256(dest / 'tpm' / 'tpm2-00.permall') == section['tpm']['files'][0]['sha256']
 
-    copy = ftlib.unique('ft-uefi-tpm-direct')
-    text, _warnings = new_domain_xml(dom.XMLDesc(ftlib.libvirt.VIR_DOMAIN_XML_INACTIVE), copy, {}, 'qcow2',
+    copy = unique('ft-uefi-tpm-direct')
+    text, _warnings = new_domain_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), copy, {}, 'qcow2',
                                      nvram_path=done['nvram'])
     new = conn.get().defineXML(text)
     try:
@@ -174,20 +178,20 @@ def test_backups_keep_the_firmware_state_of_their_point_in_time(uefi, conn, clea
     repo = uefi['place'] / 'repo'
     first = ok(ftlib.backup(name, repo))
     assert first['backup']['online'] is True
-    m1 = ftlib.manifest(first['backup']['path'])
+    m1 = read_manifest(first['backup']['path'])
     assert m1.get('firmware'), 'the backup engine saved no firmware state (see _firmware.capture)'
     fw1 = m1['firmware']
     assert fw1['nvram']['source'] == uefi['nvram'] and fw1['tpm']['version'] == '2.0'
 
     # Shut off, the variable store changes (as a guest's boot entry would): the next backup holds
     # the new store, the first one the old.
-    dom.destroyFlags(ftlib.libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+    dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
     with open(uefi['nvram'], 'r+b') as store:
         store.seek(os.path.getsize(uefi['nvram']) - 8192)
         store.write(b'\x5a' * 4096)
     second = ok(ftlib.backup(name, repo))
     assert second['backup']['online'] is False
-    fw2 = ftlib.manifest(second['backup']['path'])['firmware']
+    fw2 = read_manifest(second['backup']['path'])['firmware']
     assert fw2['nvram']['sha256'] == sha256(uefi['nvram']) != fw1['nvram']['sha256']
     permall = os.path.join(uefi['tpm'], 'tpm2-00.permall')
     assert fw2['tpm']['files'][0]['sha256'] == sha256(permall)
@@ -209,7 +213,7 @@ def test_backups_keep_the_firmware_state_of_their_point_in_time(uefi, conn, clea
 
     # A new domain from the second point: its variable store is the restored file, its TPM state
     # is installed for its own uuid, and it starts with both.
-    copy = ftlib.unique('ft-uefi-tpm-copy')
+    copy = unique('ft-uefi-tpm-copy')
     cleanup.domain(copy)
     dest = uefi['place'] / 'restored-define'
     dest.mkdir(mode=0o711)

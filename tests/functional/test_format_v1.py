@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from support.guests import remove_domain, unique
+from support.host import IMAGES, MiB, sh
+from support.images import assert_same_content, sha256_file
+from support.modules import ok
 import ftlib
-from ftlib import MiB, ok
 
 FIXTURE = Path(__file__).resolve().parent / 'fixtures' / 'repository-v1.tar.gz'
 DOMAIN = 'perf-v1'
@@ -38,14 +41,14 @@ CHAIN = '20261206T202116Z'
 
 @pytest.fixture
 def v1repo(conn):
-    work = ftlib.IMAGES / ftlib.unique('perf-v1')
+    work = IMAGES / unique('perf-v1')
     work.mkdir(mode=0o711)
     repo = work / 'repo'
     repo.mkdir(mode=0o711)
     with tarfile.open(str(FIXTURE)) as tar:
         tar.extractall(str(repo))
     yield work, repo
-    ftlib.remove_domain(conn, DOMAIN)
+    remove_domain(conn, DOMAIN)
     shutil.rmtree(str(work), ignore_errors=True)
 
 
@@ -66,8 +69,8 @@ def test_a_version_1_repository_restores_verifies_and_continues_its_chain(conn, 
             image = dest / ('vda.%s' % fmt)
             raw = image if fmt == 'raw' else work / 'flat.raw'
             if fmt == 'qcow2':
-                ftlib.sh('qemu-img', 'convert', '-O', 'raw', image, raw)
-            assert ftlib.sha256_file(raw) == digest
+                sh('qemu-img', 'convert', '-O', 'raw', image, raw)
+            assert sha256_file(raw) == digest
             # A second run finds the restored disk bit-exact and changes nothing.
             assert not ok(ftlib.restore(DOMAIN, repo, dest, backup=bid, format=fmt))['changed']
     info = ok(ftlib.backup_info(repo, verify=True))
@@ -94,7 +97,7 @@ def test_a_version_1_repository_restores_verifies_and_continues_its_chain(conn, 
     assert json.loads((repo / 'repository.json').read_text())['format_version'] == 1
     dest = work / 'restore-inc'
     ok(ftlib.restore(DOMAIN, repo, dest, backup=inc['id'], format='raw'))
-    assert ftlib.sha256_file(dest / 'vda.raw') == ftlib.sha256_file(disk)
+    assert sha256_file(dest / 'vda.raw') == sha256_file(disk)
 
     # A new chain hashes with XXH3-128 (manifest version 2); the repository marker says 2 from then on.
     full = ok(ftlib.backup(DOMAIN, repo, level='full'))['backup']
@@ -108,4 +111,4 @@ def test_a_version_1_repository_restores_verifies_and_continues_its_chain(conn, 
     assert [len(c['backups']) for c in info['domains'][0]['chains']] == [3, 1]
     dest = work / 'restore-v2'
     ok(ftlib.restore(DOMAIN, repo, dest, backup=full['id'], format='qcow2'))
-    ftlib.assert_same_content(disk, dest / 'vda.qcow2', 'qcow2')
+    assert_same_content(disk, dest / 'vda.qcow2', 'qcow2')

@@ -13,31 +13,25 @@ __metaclass__ = type
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
+from support.guests import remove_domain, unique
+from support.host import MiB, sh
+from support.images import image_info
+from support.modules import failed, ok, run_module
 import ftlib
 import instlib
-from ftlib import MiB, ok
-
-EXPORTS = Path('/run/virtops-libvirt/exports')
-
-
-@pytest.fixture(scope='module')
-def source(conn):
-    src = instlib.Source(conn)
-    yield src
-    src.remove()
+from instlib import EXPORTS
 
 
 @pytest.fixture
 def restored(conn, source):
     """Names used by one test (domain inst-r-*, its dest), removed afterwards, also on failure."""
-    made = dict(name=ftlib.unique('inst-r'))
+    made = dict(name=unique('inst-r'))
     made['dest'] = source.root / made['name']
     yield made
-    ftlib.remove_domain(conn, made['name'])
+    remove_domain(conn, made['name'])
     instlib.stop_export('instant-%s' % made['name'])
     shutil.rmtree(str(made['dest']), ignore_errors=True)
 
@@ -66,7 +60,7 @@ def test_instant_domain_reads_the_backup_point_and_is_idempotent(conn, source, r
     for target, path in paths.items():
         assert os.path.isfile(path)
         # The overlay holds no data of its own: the backup point is beneath it.
-        assert ftlib.image_info(path)['actual-size'] < 1 * MiB
+        assert image_info(path)['actual-size'] < 1 * MiB
         got = instlib.read_through_domain(dom, target, source.root, str(source.root / ('got-%s.raw' % target)))
         instlib.assert_same_file(raws[target], got)
     pid = result['export']['pid']
@@ -76,8 +70,8 @@ def test_instant_domain_reads_the_backup_point_and_is_idempotent(conn, source, r
     assert again['changed'] is False and again['export']['pid'] == pid
     assert ok(instant(source, restored, check_mode=True))['changed'] is False
     # Its export is not stopped under it by virt_backup_export.
-    ftlib.failed(ftlib.run_module('virt_backup_export', dict(name='instant-%s' % restored['name'], state='absent')),
-                 'backs the disks vda, vdb of domain %s' % restored['name'])
+    failed(run_module('virt_backup_export', dict(name='instant-%s' % restored['name'], state='absent')),
+           'backs the disks vda, vdb of domain %s' % restored['name'])
     assert instlib.pid_alive(pid)
 
 
@@ -105,8 +99,8 @@ def test_guest_writes_stay_in_the_overlay_and_the_pivot_frees_the_domain(conn, s
     final = source.root / ('%s-final' % restored['name'])
     final.mkdir(mode=0o711)
     for target in ('vda', 'vdb'):
-        ok(ftlib.run_module('virt_blockjob', dict(name=restored['name'], disk=target, operation='copy',
-                                                  dest=str(final / ('%s.qcow2' % target)), pivot=True)))
+        ok(run_module('virt_blockjob', dict(name=restored['name'], disk=target, operation='copy',
+                                            dest=str(final / ('%s.qcow2' % target)), pivot=True)))
     predicted = ok(instant(source, restored, check_mode=True))
     assert predicted['changed'] is True and predicted['export_stopped'] == 'instant-%s' % restored['name']
     assert instlib.pid_alive(result['export']['pid'])
@@ -148,7 +142,7 @@ def test_restart_after_export_lost_and_earlier_point(conn, source, restored):
         got = instlib.read_through_domain(dom, target, source.root, str(source.root / ('p1-%s.raw' % target)))
         instlib.assert_same_file(raws[target], got)
     # Another point under the same new_name is another domain's business: refused.
-    msg = ftlib.failed(instant(source, restored), 'exists already and is not an instant restore of backup')
+    msg = failed(instant(source, restored), 'exists already and is not an instant restore of backup')
     assert restored['name'] in msg
 
 
@@ -160,30 +154,30 @@ def test_tampered_header_backing_name_is_not_followed(conn, source, restored):
     try:
         full_id = source.points[0][0]
         image = next(tampered.glob('%s/*/%s/vda.qcow2' % (source.name, full_id)))
-        ftlib.sh('qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', '/etc/hostname', '-F', 'raw', image)
+        sh('qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', '/etc/hostname', '-F', 'raw', image)
         result = ftlib.restore(source.name, tampered, restored['dest'], mode='instant', new_name=restored['name'],
                                start=True)
-        ftlib.failed(result, 'names a backing file', '/etc/hostname', 'Nothing was changed')
+        failed(result, 'names a backing file', '/etc/hostname', 'Nothing was changed')
         assert restored['name'] not in [d.name() for d in conn.get().listAllDomains(0)]
         assert not (EXPORTS / ('instant-%s' % restored['name'])).exists()
         assert not restored['dest'].exists()
-        exported = ftlib.run_module('virt_backup_export', dict(name='inst-tampered', repository=str(tampered),
-                                                               domain=source.name))
-        ftlib.failed(exported, 'names a backing file', 'Nothing was changed')
+        exported = run_module('virt_backup_export', dict(name='inst-tampered', repository=str(tampered),
+                                                         domain=source.name))
+        failed(exported, 'names a backing file', 'Nothing was changed')
         assert not (EXPORTS / 'inst-tampered').exists()
     finally:
         shutil.rmtree(str(tampered), ignore_errors=True)
 
 
 def test_bad_input_changes_nothing(conn, source, restored):
-    ftlib.failed(instant(source, restored, format='raw'), 'format raw is for mode copy')
-    ftlib.failed(ftlib.restore(source.name, source.repo, restored['dest'], start=True, define=True,
-                               new_name=restored['name']), 'start: true is for mode instant')
+    failed(instant(source, restored, format='raw'), 'format raw is for mode copy')
+    failed(ftlib.restore(source.name, source.repo, restored['dest'], start=True, define=True,
+                         new_name=restored['name']), 'start: true is for mode instant')
     hidden = source.root / 'private'
     hidden.mkdir(mode=0o700)
     try:
-        ftlib.failed(ftlib.restore(source.name, source.repo, hidden / 'r', mode='instant', new_name=restored['name']),
-                     'QEMU cannot reach the overlays', 'nothing was changed')
+        failed(ftlib.restore(source.name, source.repo, hidden / 'r', mode='instant', new_name=restored['name']),
+               'QEMU cannot reach the overlays', 'nothing was changed')
         assert not (hidden / 'r').exists()
     finally:
         hidden.rmdir()
@@ -201,13 +195,13 @@ def test_a_repository_in_a_directory_of_another_user_is_refused(conn, source, re
         os.chown(str(theirs), 65534, 65534)
         result = ftlib.restore(source.name, theirs / 'repo', restored['dest'], mode='instant',
                                new_name=restored['name'], start=True)
-        ftlib.failed(result, 'theirs is owned by uid 65534', 'Nothing was changed')
+        failed(result, 'theirs is owned by uid 65534', 'Nothing was changed')
         assert restored['name'] not in [d.name() for d in conn.get().listAllDomains(0)]
         assert not (EXPORTS / ('instant-%s' % restored['name'])).exists()
         assert not restored['dest'].exists()
-        exported = ftlib.run_module('virt_backup_export', dict(name='inst-theirs', repository=str(theirs / 'repo'),
-                                                               domain=source.name))
-        ftlib.failed(exported, 'owned by uid 65534')
+        exported = run_module('virt_backup_export', dict(name='inst-theirs', repository=str(theirs / 'repo'),
+                                                         domain=source.name))
+        failed(exported, 'owned by uid 65534')
         assert not (EXPORTS / 'inst-theirs').exists()
     finally:
         shutil.rmtree(str(theirs), ignore_errors=True)
@@ -219,8 +213,8 @@ def test_prune_keeps_the_point_an_instant_restore_runs_from(conn, source, restor
     what a run does; the shared repository stays as it is for the other tests)."""
     first_id = source.points[0][0]
     ok(instant(source, restored, backup=first_id, start=False))
-    pruned = ok(ftlib.run_module('virt_backup_prune', dict(repository=str(source.repo), domains=[source.name],
-                                                           keep_last=1, merge=True), check_mode=True))
+    pruned = ok(run_module('virt_backup_prune', dict(repository=str(source.repo), domains=[source.name],
+                                                     keep_last=1, merge=True), check_mode=True))
     assert '%s/%s' % (source.name, first_id) not in pruned['removed']
     assert pruned['domains'][0]['merges'] == []
     kept = dict((k['id'], k['kept_by']) for k in pruned['domains'][0]['kept'])
@@ -246,15 +240,15 @@ def test_diff_mode_and_prune_after_the_export_state_is_gone(conn, source):
     """Diff mode shows the overlays, the export and the domain a run makes, and check mode shows the
     same diff as the real run. With the export state gone (as after a host reboot), prune still
     keeps the point: the domain's definition records it."""
-    name = ftlib.unique('fu-inst')
+    name = unique('fu-inst')
     dest = source.root / name
     first_id = source.points[0][0]
     args = dict(domain=source.name, repository=str(source.repo), dest=str(dest), mode='instant', new_name=name,
                 backup=first_id, start=False)
     try:
-        predicted = ok(ftlib.run_module('virt_restore', args, check_mode=True, diff=True))
+        predicted = ok(run_module('virt_restore', args, check_mode=True, diff=True))
         assert not dest.exists()
-        result = ok(ftlib.run_module('virt_restore', args, diff=True))
+        result = ok(run_module('virt_restore', args, diff=True))
         assert predicted['diff'] == result['diff']
         diff = result['diff']
         assert diff['before'] == dict(files={}, export=None, domain=None)
@@ -264,14 +258,14 @@ def test_diff_mode_and_prune_after_the_export_state_is_gone(conn, source):
         assert set(diff['after']['files']) == set(str(dest / ('%s.qcow2' % t)) for t in ('vda', 'vdb'))
         assert diff['after']['export'].startswith('instant-%s: backup %s of domain %s from %s' % (
             name, first_id, source.name, source.repo))
-        assert 'diff' not in ok(ftlib.run_module('virt_restore', args))
+        assert 'diff' not in ok(run_module('virt_restore', args))
 
         # The export is gone and so is its state (a reboot empties /run): prune keeps the point by
         # the domain's definition (check mode predicts what a run does; the repository stays shared).
         instlib.stop_export('instant-%s' % name)
         assert not (EXPORTS / ('instant-%s' % name)).exists()
-        pruned = ok(ftlib.run_module('virt_backup_prune', dict(repository=str(source.repo), domains=[source.name],
-                                                               keep_last=1, merge=True), check_mode=True))
+        pruned = ok(run_module('virt_backup_prune', dict(repository=str(source.repo), domains=[source.name],
+                                                         keep_last=1, merge=True), check_mode=True))
         assert '%s/%s' % (source.name, first_id) not in pruned['removed']
         assert pruned['domains'][0]['merges'] == []
         kept = dict((k['id'], k['kept_by']) for k in pruned['domains'][0]['kept'])
@@ -280,17 +274,17 @@ def test_diff_mode_and_prune_after_the_export_state_is_gone(conn, source):
 
         # The same task serves the point again and starts the domain: predicted exactly.
         args['start'] = True
-        predicted = ok(ftlib.run_module('virt_restore', args, check_mode=True, diff=True))
-        again = ok(ftlib.run_module('virt_restore', args, diff=True))
+        predicted = ok(run_module('virt_restore', args, check_mode=True, diff=True))
+        again = ok(run_module('virt_restore', args, diff=True))
         assert again['changed'] is True and predicted['diff'] == again['diff']
         assert again['diff']['before']['export'] is None
         assert again['diff']['after']['export'] == diff['after']['export']
         assert again['diff']['before']['files'] == again['diff']['after']['files'] == diff['after']['files']
         assert (again['diff']['before']['domain'], again['diff']['after']['domain']) == (
             dict(name=name, state='shutoff'), dict(name=name, state='running'))
-        quiet = ok(ftlib.run_module('virt_restore', args, diff=True))
+        quiet = ok(run_module('virt_restore', args, diff=True))
         assert quiet['changed'] is False and quiet['diff']['before'] == quiet['diff']['after']
     finally:
-        ftlib.remove_domain(conn, name)
+        remove_domain(conn, name)
         instlib.stop_export('instant-%s' % name)
         shutil.rmtree(str(dest), ignore_errors=True)

@@ -12,8 +12,10 @@ import shutil
 
 from lxml import etree
 
+from support.images import assert_same_content, image_info
+from support.modules import failed, ok
+from support.repository import read_manifest
 import ftlib
-from ftlib import ok
 
 
 def _restore_and_compare(timeline, repo, point, dest, disks):
@@ -22,7 +24,7 @@ def _restore_and_compare(timeline, repo, point, dest, disks):
     assert [d['name'] for d in result['disks']] == list(disks)
     for entry in result['disks']:
         assert entry['verified'] is True
-        ftlib.assert_same_content(point.snaps[entry['name']].path, entry['path'], 'qcow2')
+        assert_same_content(point.snaps[entry['name']].path, entry['path'], 'qcow2')
     shutil.rmtree(dest)
 
 
@@ -37,7 +39,7 @@ def test_mixed_chain(timeline, workroot):
         for name in ('vda', 'vdb'):
             assert p.disk(name)['dirty_bytes'] == timeline.expected_dirty(p, name), (p.level, name)
             if p.backup['parent']:
-                info = ftlib.image_info(os.path.join(p.backup['path'], '%s.qcow2' % name))
+                info = image_info(os.path.join(p.backup['path'], '%s.qcow2' % name))
                 assert info['backing-filename'] == '../%s/%s.qcow2' % (p.backup['parent'], name)
         _restore_and_compare(timeline, 'mixed', p, workroot / 'restore-mixed' / p.id, ('vda', 'vdb'))
     # vdb did not change between S4 and S5: an empty incremental that still restores right.
@@ -56,7 +58,7 @@ def test_a_disk_left_out(timeline, workroot):
         assert p.backup['skipped_disks'] == [dict(name='vdb', reason='not selected')]
         files = os.listdir(p.backup['path'])
         assert 'vda.qcow2' in files and not [f for f in files if f.startswith('vdb')]
-        m = ftlib.manifest(p.backup['path'])
+        m = read_manifest(p.backup['path'])
         assert [d['name'] for d in m['disks']] == ['vda']
         ck = etree.parse(os.path.join(p.backup['path'], 'checkpoint.xml')).getroot()
         states = dict((d.get('name'), d.get('checkpoint')) for d in ck.findall('./disks/disk'))
@@ -71,14 +73,14 @@ def test_a_disk_left_out(timeline, workroot):
     assert third.disk('vdb')['level'] == 'full'
     assert third.disk('vda')['dirty_bytes'] == timeline.expected_dirty(third, 'vda')
     assert third.disk('vdb')['dirty_bytes'] == third.snaps['vdb'].data_bytes
-    vdb = ftlib.image_info(os.path.join(third.backup['path'], 'vdb.qcow2'))
+    vdb = image_info(os.path.join(third.backup['path'], 'vdb.qcow2'))
     assert 'backing-filename' not in vdb
-    vda = ftlib.image_info(os.path.join(third.backup['path'], 'vda.qcow2'))
+    vda = image_info(os.path.join(third.backup['path'], 'vda.qcow2'))
     assert vda['backing-filename'] == '../%s/vda.qcow2' % second.id
 
     _restore_and_compare(timeline, 'partial', first, workroot / 'restore-partial' / 'first', ('vda',))
     _restore_and_compare(timeline, 'partial', third, workroot / 'restore-partial' / 'third', ('vda', 'vdb'))
     result = ftlib.restore(timeline.guest.name, timeline.repos['partial'], workroot / 'restore-partial' / 'x',
                            backup=first.id, disks=['vdb'])
-    ftlib.failed(result, 'holds no disk vdb')
+    failed(result, 'holds no disk vdb')
     assert not (workroot / 'restore-partial' / 'x').exists()

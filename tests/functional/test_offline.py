@@ -12,8 +12,10 @@ __metaclass__ = type
 import os
 import shutil
 
+from support.images import assert_same_content, image_info
+from support.modules import ok
+from support.repository import checkpoint_prefix
 import ftlib
-from ftlib import ok
 
 DISKS = ('vda', 'vdb')
 
@@ -22,12 +24,12 @@ def _check_point(t, point, workroot):
     for name in DISKS:
         disk = point.disk(name)
         assert disk['dirty_bytes'] == t.expected_dirty(point, name), (point.repo, point.level, name)
-        info = ftlib.image_info(os.path.join(point.backup['path'], '%s.qcow2' % name))
+        info = image_info(os.path.join(point.backup['path'], '%s.qcow2' % name))
         assert info['backing-filename'] == '../%s/%s.qcow2' % (point.backup['parent'], name)
     dest = workroot / 'restore-offline' / point.repo / point.id
     result = ok(ftlib.restore(t.guest.name, t.repos[point.repo], dest, backup=point.id, format='raw'))
     for entry in result['disks']:
-        ftlib.assert_same_content(point.snaps[entry['name']].path, entry['path'], 'raw')
+        assert_same_content(point.snaps[entry['name']].path, entry['path'], 'raw')
     shutil.rmtree(dest)
 
 
@@ -40,7 +42,7 @@ def test_shut_off_domain_is_backed_up_incrementally(offline, workroot):
         assert point.backup['mode'] == 'offline'
         assert point.level == 'incremental'
         assert point.backup['parent'] == previous.id and point.backup['chain'] == previous.backup['chain']
-        assert point.backup['checkpoint'] == ftlib.checkpoint_prefix(t.repos[repo]) + point.id
+        assert point.backup['checkpoint'] == checkpoint_prefix(t.repos[repo]) + point.id
         _check_point(t, point, workroot)
 
 
@@ -64,6 +66,6 @@ def test_chain_goes_on_when_the_domain_runs_again(offline, workroot):
     for repo in ('pull', 'push'):
         checked = ok(ftlib.backup_info(t.repos[repo], verify=True))
         assert checked['verified_ok'] is True
-        prefix = ftlib.checkpoint_prefix(t.repos[repo])
+        prefix = checkpoint_prefix(t.repos[repo])
         listed = [b['checkpoint'] for c in checked['domains'][0]['chains'] for b in c['backups']]
         assert sorted(c for c in t.guest.checkpoints() if c.startswith(prefix)) == sorted(listed)

@@ -8,29 +8,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
-import subprocess
-import tempfile
 import time
 
+import libvirt
 import pytest
 
+from support.guests import JOB_STARTING
+from support.host import KiB, MiB
+from support.images import assert_same_content
+from support.modules import ModuleRun, ok
 import ftlib
-from ftlib import MiB, KiB, ok
-
-
-def _start_backup(domain, repository, mode):
-    """virt_backup in the background: (process, args file)."""
-    fd, args_file = tempfile.mkstemp(prefix='ft-args-', suffix='.json')
-    with os.fdopen(fd, 'w') as out:
-        json.dump(dict(ANSIBLE_MODULE_ARGS=dict(domain=domain, repository=str(repository), mode=mode,
-                                                _ansible_check_mode=False, _ansible_diff=False)), out)
-    env = dict(os.environ, PYTHONPATH=str(ftlib.COLLECTIONS))
-    proc = subprocess.Popen([ftlib.PYTHON, '-m', 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup',
-                             args_file], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env)
-    return proc, args_file
 
 
 @pytest.mark.parametrize('mode', ['pull', 'push'])
@@ -41,35 +29,35 @@ def test_writes_during_the_backup_are_not_in_it(guest, workroot, mode):
     vda.write(24 * MiB, 24 * MiB, 0x31)
     before = guest.snapshot('pit-%s-before' % mode)
 
-    proc, args_file = _start_backup(guest.name, repo, mode)
+    run = ModuleRun('virt_backup', dict(domain=guest.name, repository=str(repo), mode=mode))
+    proc = run.proc
     try:
         # The point in time is the transaction that starts the job; libvirt answers the job
         # statistics only after it (before, "backup job data missing": JOB_STARTING).
         deadline = time.time() + 60
-        while guest.job_type() in (ftlib.libvirt.VIR_DOMAIN_JOB_NONE, ftlib.JOB_STARTING) and proc.poll() is None:
+        while guest.job_type() in (libvirt.VIR_DOMAIN_JOB_NONE, JOB_STARTING) and proc.poll() is None:
             assert time.time() < deadline, 'the backup job did not start'
             time.sleep(0.005)
-        during = guest.job_type() not in (ftlib.libvirt.VIR_DOMAIN_JOB_NONE, ftlib.JOB_STARTING)
+        during = guest.job_type() not in (libvirt.VIR_DOMAIN_JOB_NONE, JOB_STARTING)
         # Overwrite data the backup is (or was) copying, and write where there was none.
         vda.write(30 * MiB, 256 * KiB, 0x32)
         vda.write(2 * MiB + 64 * KiB, 64 * KiB, 0x33)
-        still = guest.job_type() != ftlib.libvirt.VIR_DOMAIN_JOB_NONE
-        out, err = proc.communicate(timeout=300)
+        still = guest.job_type() != libvirt.VIR_DOMAIN_JOB_NONE
+        result = run.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-        os.unlink(args_file)
-    result = json.loads(out.decode())
+        run.close()
     assert not result.get('failed'), result.get('msg')
     after = guest.snapshot('pit-%s-after' % mode)
     print('write while the job ran: %s (job still active after the write: %s)' % (during, still))
 
     image = os.path.join(result['backup']['path'], 'vda.qcow2')
-    ftlib.assert_same_content(before['vda'].path, image, 'qcow2')
-    ftlib.assert_same_content(before['vdb'].path, os.path.join(result['backup']['path'], 'vdb.qcow2'), 'qcow2')
+    assert_same_content(before['vda'].path, image, 'qcow2')
+    assert_same_content(before['vdb'].path, os.path.join(result['backup']['path'], 'vdb.qcow2'), 'qcow2')
 
     incremental = ok(ftlib.backup(guest.name, repo, mode=mode))
     assert incremental['backup']['level'] == 'incremental'
     vda_entry = [d for d in incremental['backup']['disks'] if d['name'] == 'vda'][0]
     assert vda_entry['dirty_bytes'] == vda.shadow.touched(before['vda'].mark, after['vda'].mark) == 320 * KiB
-    ftlib.assert_same_content(after['vda'].path, os.path.join(incremental['backup']['path'], 'vda.qcow2'), 'qcow2')
+    assert_same_content(after['vda'].path, os.path.join(incremental['backup']['path'], 'vda.qcow2'), 'qcow2')

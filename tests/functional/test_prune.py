@@ -15,8 +15,12 @@ import shutil
 
 import pytest
 
+from support.guests import make_guest, unique
+from support.host import KiB, MiB, sh
+from support.images import assert_same_content, image_info, sha256_file
+from support.modules import failed, ModuleFailed, ok, run_module
+from support.repository import backup_dirs, checkpoint_prefix, read_manifest
 import ftlib
-from ftlib import MiB, KiB, ok
 
 DISK = 'vda'
 MERGE_STEPS = ('journal', 'image', 'verified', 'full', 'move', 'moved', 'unmanifest', 'old-removed')
@@ -27,7 +31,7 @@ def prune(repository, check_mode=False, diff=False, env=None, **args):
     saved = dict(os.environ)
     try:
         os.environ.update(env or {})
-        return ftlib.run_module('virt_backup_prune', args, check_mode=check_mode, diff=diff)
+        return run_module('virt_backup_prune', args, check_mode=check_mode, diff=diff)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -48,7 +52,7 @@ def tree(path):
 
 def complete_backups(repository, domain):
     """(chain, id, path) of every directory that holds a manifest."""
-    return [(b.parent.name, b.name, b) for b in ftlib.backup_dirs(repository, domain)
+    return [(b.parent.name, b.name, b) for b in backup_dirs(repository, domain)
             if (b / 'manifest.json').exists()]
 
 
@@ -60,7 +64,7 @@ class Setup:
         self.guest = guest
         self.root = root
         self.repo = root / 'repo'
-        self.snaps = {}         # backup id -> ftlib.Snapshot of the disk
+        self.snaps = {}         # backup id -> support.guests.Snapshot of the disk
         self.ids = []
 
     def backup(self, tag, offset, pattern, level='auto'):
@@ -74,15 +78,16 @@ class Setup:
 
 @pytest.fixture(scope='module')
 def setup(conn, workroot):
-    guest = ftlib.Guest(conn, ftlib.unique('prune-dom'), [8 * MiB], workroot / ftlib.unique('prune-guest'))
+    guest = make_guest(conn, unique('prune-dom'), workroot / unique('prune-guest'), [('vda', 8 * MiB, ())], start=False,
+                       mode=0o755)
     try:
         guest.start()
-        s = Setup(guest, workroot / ftlib.unique('prune'))
+        s = Setup(guest, workroot / unique('prune'))
         s.root.mkdir()
         for n, (offset, pattern) in enumerate(((0, 0x11), (1 * MiB, 0x22), (64 * KiB, 0x33), (5 * MiB, 0x44))):
             s.backup('p%d' % n, offset, pattern)
         s.base = s.root / 'base'
-        ftlib.sh('cp', '-a', '--sparse=always', s.repo, s.base)
+        sh('cp', '-a', '--sparse=always', s.repo, s.base)
         yield s
     finally:
         guest.remove()
@@ -93,7 +98,7 @@ def assert_point(repository, domain, backup_id, snap, dest):
     result = ok(ftlib.restore(domain, repository, dest, backup=backup_id, format='raw'))
     entry = result['disks'][0]
     assert entry['verified'] is True
-    ftlib.assert_same_content(snap.path, entry['path'], 'raw')
+    assert_same_content(snap.path, entry['path'], 'raw')
     shutil.rmtree(str(dest))
 
 
@@ -102,8 +107,8 @@ def assert_every_copy(repository, domain, snaps, scratch):
     seen = set()
     for chain, backup_id, path in complete_backups(repository, domain):
         out = scratch / ('%s-%s.raw' % (chain, backup_id))
-        ftlib.sh('qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', path / ('%s.qcow2' % DISK), out)
-        assert ftlib.sha256_file(out) == snaps[backup_id].sha256, 'point %s in chain %s differs' % (backup_id, chain)
+        sh('qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', path / ('%s.qcow2' % DISK), out)
+        assert sha256_file(out) == snaps[backup_id].sha256, 'point %s in chain %s differs' % (backup_id, chain)
         out.unlink()
         seen.add(backup_id)
     return seen
@@ -112,7 +117,7 @@ def assert_every_copy(repository, domain, snaps, scratch):
 def test_prune_merge_check_diff_idempotent(setup, tmp_path):
     g, repo = setup.guest, setup.repo
     a0, a1, a2, a3 = setup.ids
-    prefix = ftlib.checkpoint_prefix(repo)
+    prefix = checkpoint_prefix(repo)
     assert g.checkpoints() == sorted(prefix + i for i in setup.ids)
     # Debris of an interrupted run, old enough to go.
     debris = repo / g.name / a0 / '20200101T000000Z'
@@ -145,11 +150,11 @@ def test_prune_merge_check_diff_idempotent(setup, tmp_path):
     # The repository: one chain named after the synthetic full, whose overlay chain is two images deep.
     assert sorted(os.listdir(str(repo / g.name))) == ['.lock', a2]
     assert sorted(os.listdir(str(repo / g.name / a2))) == [a2, a3]
-    full = ftlib.manifest(repo / g.name / a2 / a2)
+    full = read_manifest(repo / g.name / a2 / a2)
     assert (full['level'], full['parent'], full['chain'], full['synthetic']['merged']) == ('full', None, a2, [a0, a1])
     assert full['disks'][0]['backing'] is None
-    assert 'backing-filename' not in ftlib.image_info(repo / g.name / a2 / a2 / 'vda.qcow2')
-    assert ftlib.manifest(repo / g.name / a2 / a3)['chain'] == a2
+    assert 'backing-filename' not in image_info(repo / g.name / a2 / a2 / 'vda.qcow2')
+    assert read_manifest(repo / g.name / a2 / a3)['chain'] == a2
     assert oct(os.stat(str(repo / g.name / a2 / a2 / 'vda.qcow2')).st_mode & 0o777) == oct(0o600)
 
     again = ok(prune(repo, **args))
@@ -169,13 +174,13 @@ def test_prune_merge_check_diff_idempotent(setup, tmp_path):
 def test_protect_and_keep_chains_remove_whole_chains(setup, tmp_path):
     g, repo = setup.guest, setup.repo
     a2, a3, a4 = setup.ids[2:5]
-    prefix = ftlib.checkpoint_prefix(repo)
+    prefix = checkpoint_prefix(repo)
     b0 = setup.backup('p5', 2 * MiB, 0x66, level='full')['id']
     args = dict(domains=[g.name], keep_chains=1)
 
     protected = ok(prune(repo, protect=[a3], **args))
     assert protected['domains'][0]['protected'] == [a3]
-    assert ftlib.manifest(repo / g.name / a2 / a3)['protected'] is True
+    assert read_manifest(repo / g.name / a2 / a3)['protected'] is True
     # a4 (newer, not protected) goes; a3 stays protected with a2, which it needs.
     assert protected['removed'] == ['%s/%s' % (g.name, a4)]
     kept = dict((k['id'], k['kept_by']) for k in protected['domains'][0]['kept'])
@@ -185,7 +190,7 @@ def test_protect_and_keep_chains_remove_whole_chains(setup, tmp_path):
 
     predicted = ok(prune(repo, unprotect=[a3], check_mode=True, **args))
     assert predicted['removed'] == ['%s/%s' % (g.name, a2), '%s/%s' % (g.name, a3)]
-    assert ftlib.manifest(repo / g.name / a2 / a3)['protected'] is True
+    assert read_manifest(repo / g.name / a2 / a3)['protected'] is True
     done = ok(prune(repo, unprotect=[a3], **args))
     assert done['removed'] == predicted['removed']
     assert done['domains'][0]['checkpoints_deleted'] == [prefix + a2, prefix + a3]
@@ -198,10 +203,10 @@ def test_protect_and_keep_chains_remove_whole_chains(setup, tmp_path):
 def test_bad_input_changes_nothing(setup):
     g = setup.guest
     before = tree(setup.base)
-    ftlib.failed(prune(setup.base, protect=['20200101T000000Z']), 'exactly one domain')
-    ftlib.failed(prune(setup.base, domains=[g.name], protect=['20200101T000000Z']), 'has no backup 20200101T000000Z')
-    ftlib.failed(prune(setup.base, keep_daily=-2), 'keep_daily is -2')
-    ftlib.failed(prune('s3://bucket/prefix', keep_daily=1), 'directory repositories')
+    failed(prune(setup.base, protect=['20200101T000000Z']), 'exactly one domain')
+    failed(prune(setup.base, domains=[g.name], protect=['20200101T000000Z']), 'has no backup 20200101T000000Z')
+    failed(prune(setup.base, keep_daily=-2), 'keep_daily is -2')
+    failed(prune('s3://bucket/prefix', keep_daily=1), 'directory repositories')
     assert tree(setup.base) == before
 
 
@@ -210,12 +215,12 @@ def test_a_merge_that_cannot_be_proved_changes_nothing(setup, tmp_path):
     g = setup.guest
     a0, a2 = setup.ids[0], setup.ids[2]
     repo = tmp_path / 'repo'
-    ftlib.sh('cp', '-a', '--sparse=always', setup.base, repo)
+    sh('cp', '-a', '--sparse=always', setup.base, repo)
     with open(str(repo / g.name / a0 / a2 / 'vda.blockhash.gz'), 'r+b') as damaged:
         damaged.seek(20)
         damaged.write(b'\xff\xff\xff\xff')
     before = tree(repo)
-    ftlib.failed(prune(repo, domains=[g.name], keep_last=2, merge=True), 'hash map', a2)
+    failed(prune(repo, domains=[g.name], keep_last=2, merge=True), 'hash map', a2)
     assert tree(repo) == before
 
 
@@ -226,12 +231,12 @@ def test_kill_during_merge_leaves_every_kept_point_restorable(setup, step, tmp_p
     g = setup.guest
     a0, a1, a2, a3 = setup.ids[:4]
     repo = tmp_path / 'repo'
-    ftlib.sh('cp', '-a', '--sparse=always', setup.base, repo)
+    sh('cp', '-a', '--sparse=always', setup.base, repo)
     args = dict(domains=[g.name], keep_last=2, merge=True)
     killed = None
     try:
         killed = prune(repo, env={'VIRTOPS_TEST_PRUNE_KILL_AFTER': step}, **args)
-    except ftlib.ModuleFailed as exc:
+    except ModuleFailed as exc:
         assert 'rc -9' in str(exc), exc
     assert killed is None, 'the module was not killed after step %s: %r' % (step, killed)
     scratch = tmp_path / 'scratch'
@@ -250,4 +255,4 @@ def test_kill_during_merge_leaves_every_kept_point_restorable(setup, step, tmp_p
     assert assert_every_copy(repo, g.name, setup.snaps, scratch) == {a2, a3}
     for backup_id in (a2, a3):
         assert_point(repo, g.name, backup_id, setup.snaps[backup_id], tmp_path / backup_id)
-    assert json.dumps(ftlib.manifest(repo / g.name / a2 / a2)['synthetic']['merged']) == json.dumps([a0, a1])
+    assert json.dumps(read_manifest(repo / g.name / a2 / a2)['synthetic']['merged']) == json.dumps([a0, a1])

@@ -13,10 +13,14 @@ import fcntl
 import os
 import shutil
 
+import libvirt
 import pytest
 
+from support.host import qemu_owner, SOCKET_ROOT
+from support.images import assert_same_content
+from support.modules import failed, ok
+from support.repository import backup_dirs, checkpoint_prefix, repo_id, staging_files
 import ftlib
-from ftlib import ok
 
 DISKS = ('vda', 'vdb')
 
@@ -37,7 +41,7 @@ def test_a_second_run_waits_for_nobody(guest, repo_with_full):
         os.pwrite(fd, b'4242\n', 0)
         debris = ftlib.Debris(guest, repo)
         result = ftlib.backup(guest.name, repo)
-        ftlib.failed(result, 'another backup of domain %s into repository' % guest.name, 'is running')
+        failed(result, 'another backup of domain %s into repository' % guest.name, 'is running')
         debris.assert_clean()
     finally:
         os.close(fd)
@@ -49,7 +53,7 @@ def test_debris_of_an_interrupted_run_is_removed(guest, repo_with_full):
     partial = repo / guest.name / full['chain'] / '20990101T000000Z'
     partial.mkdir()
     (partial / 'vda.qcow2').write_bytes(b'half a backup')
-    prefix = ftlib.checkpoint_prefix(repo)
+    prefix = checkpoint_prefix(repo)
     orphan = prefix + '20990101T000001Z'
     guest.dom.checkpointCreateXML('<domaincheckpoint><name>%s</name></domaincheckpoint>' % orphan, 0)
 
@@ -73,7 +77,7 @@ def _pull_job_xml(socket, scratch):
 
 def _qemu_dir(path):
     path.mkdir()
-    uid, gid = ftlib.qemu_owner()
+    uid, gid = qemu_owner()
     os.chown(str(path), uid, gid)
     return path
 
@@ -83,17 +87,17 @@ def test_stale_job_of_this_repository_is_aborted(guest, repo_with_full, workroot
     run directory named after the repository and the domain, which the next run recognises, aborts and
     removes."""
     repo, full = repo_with_full
-    short_id = ftlib.repo_id(repo).replace('-', '')[:8]
-    sock_dir = _qemu_dir(ftlib.SOCKET_ROOT / ('%s-%s-stalejob' % (short_id, guest.name)))
+    short_id = repo_id(repo).replace('-', '')[:8]
+    sock_dir = _qemu_dir(SOCKET_ROOT / ('%s-%s-stalejob' % (short_id, guest.name)))
     scratch = _qemu_dir(workroot / 'stale-job') / ('%s-stale.scratch.qcow2' % guest.name)
     guest.dom.backupBegin(_pull_job_xml(sock_dir / 'nbd.sock', scratch), None, 0)
-    assert guest.job_type() != ftlib.libvirt.VIR_DOMAIN_JOB_NONE
+    assert guest.job_type() != libvirt.VIR_DOMAIN_JOB_NONE
     result = ok(ftlib.backup(guest.name, repo))
     assert result['aborted_stale_job'] is True
     assert result['backup']['level'] == 'incremental' and result['backup']['parent'] == full['id']
-    assert guest.job_type() == ftlib.libvirt.VIR_DOMAIN_JOB_NONE
+    assert guest.job_type() == libvirt.VIR_DOMAIN_JOB_NONE
     assert not sock_dir.exists(), 'the stale run directory was left'
-    assert ftlib.staging_files(repo) == []
+    assert staging_files(repo) == []
 
 
 def test_job_of_someone_else_is_left_alone(guest, repo_with_full, workroot):
@@ -103,13 +107,13 @@ def test_job_of_someone_else_is_left_alone(guest, repo_with_full, workroot):
     try:
         checkpoints = guest.checkpoints()
         result = ftlib.backup(guest.name, repo)
-        ftlib.failed(result, 'busy with a backup job that repository %s did not start' % repo)
-        assert guest.job_type() != ftlib.libvirt.VIR_DOMAIN_JOB_NONE, 'the other job was aborted'
+        failed(result, 'busy with a backup job that repository %s did not start' % repo)
+        assert guest.job_type() != libvirt.VIR_DOMAIN_JOB_NONE, 'the other job was aborted'
         assert guest.checkpoints() == checkpoints
-        assert [b.name for b in ftlib.backup_dirs(repo, guest.name)] == [full['id']]
+        assert [b.name for b in backup_dirs(repo, guest.name)] == [full['id']]
     finally:
         guest.dom.abortJob()
-    assert ftlib.staging_files(repo) == []
+    assert staging_files(repo) == []
 
 
 # -- libvirt forgets (run last: they take the shared domain's checkpoints away) -----------------
@@ -118,7 +122,7 @@ def _restore_compare(t, point, workroot):
     dest = workroot / 'restore-repairs' / point.repo / point.id
     result = ok(ftlib.restore(t.guest.name, t.repos[point.repo], dest, backup=point.id))
     for entry in result['disks']:
-        ftlib.assert_same_content(point.snaps[entry['name']].path, entry['path'], 'qcow2')
+        assert_same_content(point.snaps[entry['name']].path, entry['path'], 'qcow2')
     shutil.rmtree(dest)
 
 

@@ -10,13 +10,17 @@ __metaclass__ = type
 
 import pytest
 
+from support.guests import make_guest, unique
+from support.host import KiB, MiB
+from support.images import assert_same_content
+from support.modules import failed, ok
 import ftlib
-from ftlib import MiB, KiB, ok
 
 
 @pytest.mark.parametrize('mode', ['pull', 'push'])
 def test_grown_disk_starts_a_new_chain(conn, workroot, mode):
-    guest = ftlib.Guest(conn, ftlib.unique('ft-grow'), [16 * MiB, 16 * MiB], workroot / ('grow-%s' % mode))
+    guest = make_guest(conn, unique('ft-grow'), workroot / ('grow-%s' % mode), [('vda', 16 * MiB, ()), ('vdb', 16 * MiB, ())],
+                       start=False, mode=0o755)
     try:
         guest.start()
         vda, vdb = guest.disks['vda'], guest.disks['vdb']
@@ -32,7 +36,7 @@ def test_grown_disk_starts_a_new_chain(conn, workroot, mode):
 
         debris = ftlib.Debris(guest, repo)
         refused = ftlib.backup(guest.name, repo, mode=mode, level='incremental')
-        ftlib.failed(refused, 'disk vdb (%d -> %d bytes) changed size since backup %s' % (
+        failed(refused, 'disk vdb (%d -> %d bytes) changed size since backup %s' % (
             16 * MiB, 24 * MiB, full['id']), 'level full or auto')
         debris.assert_clean()
 
@@ -47,7 +51,7 @@ def test_grown_disk_starts_a_new_chain(conn, workroot, mode):
         dest = workroot / ('grow-restore-%s' % mode)
         restored = ok(ftlib.restore(guest.name, repo, dest))
         for entry in restored['disks']:
-            ftlib.assert_same_content(snaps[entry['name']].path, entry['path'], 'qcow2')
+            assert_same_content(snaps[entry['name']].path, entry['path'], 'qcow2')
 
         # The new chain goes on incrementally.
         vdb.write(22 * MiB, 64 * KiB, 0x45)

@@ -10,10 +10,14 @@ __metaclass__ = type
 import os
 import stat
 
+import libvirt
 from lxml import etree
 
+from support.guests import remove_domain, unique
+from support.host import sh
+from support.images import assert_same_content, image_info
+from support.modules import failed, ok, run_module
 import ftlib
-from ftlib import ok
 
 
 def test_second_run_changes_nothing(timeline, workroot):
@@ -35,13 +39,13 @@ def test_second_run_changes_nothing(timeline, workroot):
     # Another point into the same place: the files hold other data; without force, refused.
     other = timeline.points['pull'][3]
     refused = ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup=other.id, format='raw')
-    ftlib.failed(refused, 'exists and does not hold disk', 'force')
+    failed(refused, 'exists and does not hold disk', 'force')
     assert dict((d['path'], os.stat(d['path']).st_mtime_ns) for d in first['disks']) == stamps
     forced = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup=other.id, format='raw',
                               force=True))
     assert forced['changed'] is True
     for entry in forced['disks']:
-        ftlib.assert_same_content(other.snaps[entry['name']].path, entry['path'], 'raw')
+        assert_same_content(other.snaps[entry['name']].path, entry['path'], 'raw')
 
     # A restored file damaged later is found and, with force, rewritten.
     victim = forced['disks'][0]['path']
@@ -51,7 +55,7 @@ def test_second_run_changes_nothing(timeline, workroot):
     repaired = ok(ftlib.restore(timeline.guest.name, timeline.repos['pull'], dest, backup=other.id, format='raw',
                                 force=True))
     assert repaired['changed'] is True
-    ftlib.assert_same_content(other.snaps['vda'].path, victim, 'raw')
+    assert_same_content(other.snaps['vda'].path, victim, 'raw')
 
 
 def test_check_mode_writes_nothing(timeline, workroot):
@@ -66,7 +70,7 @@ def test_check_mode_writes_nothing(timeline, workroot):
 
 def test_define_a_new_domain(timeline, workroot, conn, cleanup):
     point = timeline.points['push'][2]
-    name = ftlib.unique('ft-restored')
+    name = unique('ft-restored')
     cleanup.domain(name)
     dest = workroot / 'restore-define'
     args = dict(backup=point.id, define=True, new_name=name)
@@ -89,7 +93,7 @@ def test_define_a_new_domain(timeline, workroot, conn, cleanup):
         assert root.find('./os/type').get('machine').startswith('pc')
         assert root.get('type') == 'qemu'
         for name_ in ('vda', 'vdb'):
-            ftlib.assert_same_content(point.snaps[name_].path, dest / ('%s.qcow2' % name_), 'qcow2')
+            assert_same_content(point.snaps[name_].path, dest / ('%s.qcow2' % name_), 'qcow2')
         # dest was made for a domain: QEMU's user may traverse it (not list it), so the domain starts.
         assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o711
         dom.create()
@@ -102,7 +106,7 @@ def test_define_a_new_domain(timeline, workroot, conn, cleanup):
         # The name is taken by a domain that does not use these disks: refused.
         clash = ftlib.restore(timeline.guest.name, timeline.repos['push'], workroot / 'restore-define-2',
                               backup=point.id, define=True, new_name=timeline.guest.name)
-        ftlib.failed(clash, 'exists already', 'new_name')
+        failed(clash, 'exists already', 'new_name')
         assert not (workroot / 'restore-define-2').exists()
     finally:
         dom.undefineFlags(0)
@@ -123,9 +127,9 @@ def test_defined_copy_has_its_own_uefi_variables(workroot, conn, cleanup):
     place = workroot / 'uefi'
     place.mkdir(mode=0o755)
     disk = place / 'vda.qcow2'
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M')
-    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x11 64k 64k', disk)
-    name, copy = ftlib.unique('ft-uefi'), ftlib.unique('ft-uefi-copy')
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M')
+    sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x11 64k 64k', disk)
+    name, copy = unique('ft-uefi'), unique('ft-uefi-copy')
     cleanup.domain(name)
     cleanup.domain(copy)
     conn.get().defineXML(UEFI_XML.format(name=name, disk=disk))
@@ -133,11 +137,11 @@ def test_defined_copy_has_its_own_uefi_variables(workroot, conn, cleanup):
     backup = ok(ftlib.backup(name, repo))
     assert backup['backup']['mode'] == 'offline' and backup['backup']['online'] is False
     result = ok(ftlib.restore(name, repo, dest, define=True, new_name=copy))
-    ftlib.sh('qemu-img', 'compare', '-q', '-f', 'qcow2', '-F', 'qcow2', disk, dest / 'vda.qcow2')
+    sh('qemu-img', 'compare', '-q', '-f', 'qcow2', '-F', 'qcow2', disk, dest / 'vda.qcow2')
 
     def nvram(domain_name):
         root = etree.fromstring(conn.get().lookupByName(domain_name).XMLDesc(
-            ftlib.libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+            libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
         elem = root.find('./os/nvram')
         return elem.text, elem.get('template'), root.find('./os/loader').text
 
@@ -152,37 +156,37 @@ def test_diff_shows_the_restored_files_and_the_domain(timeline, workroot, conn, 
     """Diff mode: the files and the domain a restore makes, by name, format and size; check mode
     shows the same diff as the real run, and a second run none."""
     point = timeline.points['push'][1]
-    name = ftlib.unique('fu-diff')
+    name = unique('fu-diff')
     cleanup.domain(name)
     dest = workroot / 'restore-diff'
     args = dict(domain=timeline.guest.name, repository=str(timeline.repos['push']), dest=str(dest),
                 backup=point.id, define=True, new_name=name)
     try:
-        predicted = ok(ftlib.run_module('virt_restore', args, check_mode=True, diff=True))
+        predicted = ok(run_module('virt_restore', args, check_mode=True, diff=True))
         assert not dest.exists()
-        result = ok(ftlib.run_module('virt_restore', args, diff=True))
+        result = ok(run_module('virt_restore', args, diff=True))
         assert result['changed'] is True and predicted['diff'] == result['diff']
         diff = result['diff']
         assert diff['before'] == dict(files={}, domain=None)
         assert diff['after']['domain'] == name
         disks = dict((str(dest / ('%s.qcow2' % t)), t) for t in ('vda', 'vdb'))
         for path, target in disks.items():
-            size = ftlib.image_info(path)['virtual-size']
+            size = image_info(path)['virtual-size']
             assert diff['after']['files'][path] == 'qcow2, %d bytes: disk %s of backup %s' % (size, target, point.id)
         # Nothing else is listed than what the run wrote (firmware files, when the backup has them).
         assert sorted(diff['after']['files']) == sorted(
             str(p) for p in dest.rglob('*') if p.is_file())
 
-        again = ok(ftlib.run_module('virt_restore', args, diff=True))
+        again = ok(run_module('virt_restore', args, diff=True))
         assert again['changed'] is False
         assert again['diff']['before'] == again['diff']['after'] == diff['after']
-        assert 'diff' not in ok(ftlib.run_module('virt_restore', args))
+        assert 'diff' not in ok(run_module('virt_restore', args))
 
         # Overwriting with force: the diff shows the file before it was replaced.
         other = timeline.points['push'][2]
         forced_args = dict(args, backup=other.id, force=True, define=False)
-        predicted = ok(ftlib.run_module('virt_restore', forced_args, check_mode=True, diff=True))
-        forced = ok(ftlib.run_module('virt_restore', forced_args, diff=True))
+        predicted = ok(run_module('virt_restore', forced_args, check_mode=True, diff=True))
+        forced = ok(run_module('virt_restore', forced_args, diff=True))
         assert forced['changed'] is True and predicted['diff'] == forced['diff']
         replaced = [p for p in disks if forced['diff']['before']['files'][p] != forced['diff']['after']['files'][p]]
         assert replaced, 'the two points hold the same data: nothing to overwrite'
@@ -191,4 +195,4 @@ def test_diff_shows_the_restored_files_and_the_domain(timeline, workroot, conn, 
             assert forced['diff']['after']['files'][path].endswith('disk %s of backup %s' % (disks[path], other.id))
         assert forced['diff']['before']['domain'] is None and forced['diff']['after']['domain'] is None
     finally:
-        ftlib.remove_domain(conn, name)
+        remove_domain(conn, name)

@@ -19,8 +19,12 @@ import libvirt_qemu
 import pytest
 from lxml import etree
 
+from support.guests import remove_domain, unique
+from support.host import KiB, MiB, sh
+from support.images import assert_same_content, image_info, sparse_copy
+from support.modules import failed, ok
+from support.repository import backup_dirs
 import ftlib
-from ftlib import MiB, KiB, ok
 
 SIZE = 32 * MiB
 BLOCK = 64 * KiB
@@ -46,10 +50,10 @@ class WholeVm:
         self.conn = conn
         self.place = place
         self.name = name
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', place / 'vda.qcow2', str(SIZE))
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'vdb.raw', str(SIZE))
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'vdc.backing', str(SIZE))
-        ftlib.sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'cd.iso', str(MiB))
+        sh('qemu-img', 'create', '-q', '-f', 'qcow2', place / 'vda.qcow2', str(SIZE))
+        sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'vdb.raw', str(SIZE))
+        sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'vdc.backing', str(SIZE))
+        sh('qemu-img', 'create', '-q', '-f', 'raw', place / 'cd.iso', str(MiB))
         self.loop = subprocess.check_output(['losetup', '-f', '--show', str(place / 'vdc.backing')]).decode().strip()
         self.paths = dict(vda=place / 'vda.qcow2', vdb=place / 'vdb.raw', vdc=self.loop)
         self.shadows = {}
@@ -84,8 +88,8 @@ class WholeVm:
                 self.dom, 'qemu-io -d /machine/peripheral/%s/virtio-backend "flush"' % self._alias(target),
                 libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
         elif target == 'vda':
-            ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x%02x %d %d' % (pattern, offset, length),
-                     self.paths['vda'])
+            sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x%02x %d %d' % (pattern, offset, length),
+               self.paths['vda'])
         else:
             with open(str(self.paths[target]), 'r+b') as out:
                 out.seek(offset)
@@ -100,12 +104,12 @@ class WholeVm:
         copies = {}
         for target, shadow in self.shadows.items():
             copy = self.place / ('%s.%s.raw' % (target, tag))
-            ftlib.sparse_copy(shadow, copy)
+            sparse_copy(shadow, copy)
             copies[target] = copy
         return copies
 
     def remove(self):
-        ftlib.remove_domain(self.conn, self.name)
+        remove_domain(self.conn, self.name)
         subprocess.call(['losetup', '-d', self.loop])
 
 
@@ -113,7 +117,7 @@ class WholeVm:
 def whole_vm(workroot, conn):
     place = workroot / 'whole-vm'
     place.mkdir(mode=0o755)
-    vm = WholeVm(conn, place, ftlib.unique('ft-whole'))
+    vm = WholeVm(conn, place, unique('ft-whole'))
     yield vm
     vm.remove()
 
@@ -136,10 +140,10 @@ def _blocks(*writes):
 
 
 def _restore_and_compare(vm, repo, result, expected, workroot):
-    dest = workroot / ftlib.unique('whole-restore')
+    dest = workroot / unique('whole-restore')
     ok(ftlib.restore(vm.name, repo, dest, backup=result['backup']['id'], format='raw'))
     for target, shadow in expected.items():
-        ftlib.assert_same_content(shadow, dest / ('%s.raw' % target), 'raw')
+        assert_same_content(shadow, dest / ('%s.raw' % target), 'raw')
     subprocess.call(['rm', '-rf', str(dest)])
 
 
@@ -167,10 +171,10 @@ def test_every_disk_kind_in_a_chain(whole_vm, workroot, mode):
         for target in ('vda', 'vdb', 'vdc'):
             for offset, length in writes:
                 vm.write(target, offset, length, base + number + 1)
-        before = sorted(p.name for p in ftlib.backup_dirs(repo, vm.name))
+        before = sorted(p.name for p in backup_dirs(repo, vm.name))
         predicted = ok(ftlib.backup(vm.name, repo, mode=mode, level=level, check_mode=True))
         assert predicted['changed'] is True
-        assert sorted(p.name for p in ftlib.backup_dirs(repo, vm.name)) == before, 'check mode wrote a backup'
+        assert sorted(p.name for p in backup_dirs(repo, vm.name)) == before, 'check mode wrote a backup'
         result = ok(ftlib.backup(vm.name, repo, mode=mode, level=level))
         assert result['backup']['level'] == level, result['backup']['reason']
         assert [(d['name'], d['level'], d['method']) for d in predicted['backup']['disks']] == [
@@ -249,7 +253,7 @@ def test_a_disk_that_cannot_be_read_fails_unless_excluded(whole_vm, workroot):
     vm.conn.get().defineXML(etree.tostring(xml).decode())
     repo = workroot / 'whole-repo-exclude'
     refused = ftlib.backup(vm.name, repo)
-    ftlib.failed(refused, 'disk vdd is a network disk', 'exclude')
+    failed(refused, 'disk vdd is a network disk', 'exclude')
     assert not repo.exists()
     result = ok(ftlib.backup(vm.name, repo, exclude=['vdd']))
     assert ('vdd', 'excluded') in [(s['name'], s['reason']) for s in result['backup']['skipped_disks']]
@@ -262,18 +266,18 @@ def test_linked_clone_restores_its_whole_content(workroot, conn, cleanup):
     place = workroot / 'linked-clone'
     place.mkdir(mode=0o755)
     base, clone = place / 'base.qcow2', place / 'clone.qcow2'
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', base, str(SIZE))
-    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x61 0 3M', base)
-    ftlib.sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', clone)
-    ftlib.sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x62 1M 64k', clone)
-    name = ftlib.unique('ft-clone')
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', base, str(SIZE))
+    sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x61 0 3M', base)
+    sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', clone)
+    sh('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x62 1M 64k', clone)
+    name = unique('ft-clone')
     cleanup.domain(name)
     conn.get().defineXML(
         "<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='pc'>hvm"
         "</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
         "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>" % (name, clone))
     expected = place / 'expected.raw'
-    ftlib.sh('qemu-img', 'convert', '-O', 'raw', clone, expected)
+    sh('qemu-img', 'convert', '-O', 'raw', clone, expected)
     for running in (False, True):
         if running:
             conn.get().lookupByName(name).create()
@@ -282,5 +286,5 @@ def test_linked_clone_restores_its_whole_content(workroot, conn, cleanup):
         assert result['backup']['disks'][0]['method'] == 'bitmap'
         dest = place / ('restored-%s' % running)
         ok(ftlib.restore(name, repo, dest))
-        ftlib.assert_same_content(expected, dest / 'vda.qcow2', 'qcow2')
-        assert 'backing-filename' not in ftlib.image_info(dest / 'vda.qcow2')
+        assert_same_content(expected, dest / 'vda.qcow2', 'qcow2')
+        assert 'backing-filename' not in image_info(dest / 'vda.qcow2')

@@ -24,6 +24,8 @@ import gzip
 import hashlib
 import os
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+
 XXHASH_IMPORT_ERROR = None
 try:
     import xxhash
@@ -40,7 +42,7 @@ ALGORITHM = XXH3_128            # what new chains use
 DEFAULT_BLOCK_SIZE = 64 * 1024
 
 
-class BlockHashError(Exception):
+class BlockHashError(VirtError):
     pass
 
 

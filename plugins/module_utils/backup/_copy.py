@@ -48,10 +48,6 @@ SCRATCH_PREFIX = '.virtops-s3-'
 SCRATCH_NAME = re.compile(r'^\.virtops-s3-(\d+)-[A-Za-z0-9_]+$')
 
 
-def _fail(exc):
-    return VirtError(str(exc))
-
-
 def backup_files(manifest):
     """(path parts inside the backup directory, size limit or None) of every file the manifest names,
     the manifest itself excluded: exactly the names the format defines, nothing found by listing."""
@@ -117,10 +113,7 @@ class LocalRepo:
         self.label = self.path
         self.repo = None
         if os.path.lexists(os.path.join(self.path, MARKER)):
-            try:
-                self.repo = _repository.Repository(self.path)
-            except _repository.RepositoryError as exc:
-                raise _fail(exc)
+            self.repo = _repository.Repository(self.path)
 
     def require(self):
         if self.repo is None:
@@ -149,26 +142,17 @@ class S3Repo:
     kind = 's3'
 
     def __init__(self, location, params, scratch_parent=None):
-        try:
-            self.store = _s3.Store(location, params)
-        except _s3.S3Error as exc:
-            raise _fail(exc)
+        self.store = _s3.Store(location, params)
         self.label = self.store.location
         self.scratch_parent = scratch_parent
         self.scratch = None
         self.repo = None
         self._objects = None
 
-    def call(self, func, *args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except _s3.S3Error as exc:
-            raise _fail(exc)
-
     def open(self, must_exist=True):
         """Check the bucket, read repository.json into the scratch mirror; False when it is missing."""
-        self.call(self.store.check_bucket)
-        data = self.call(self.store.read_small, (MARKER,), _repository.MAX_METADATA)
+        self.store.check_bucket()
+        data = self.store.read_small((MARKER,), _repository.MAX_METADATA)
         if data is None:
             if must_exist:
                 raise VirtError('%s is not a backup repository (no %s)' % (self.label, MARKER))
@@ -193,7 +177,7 @@ class S3Repo:
         """{(domain, chain, backup id): {file parts: size}} of every backup-shaped key below the prefix."""
         if self._objects is None:
             found = {}
-            for parts, size in self.call(lambda: list(self.store.list())):
+            for parts, size in list(self.store.list()):
                 if len(parts) < 4:
                     continue
                 domain, chain, bid = parts[:3]
@@ -210,7 +194,7 @@ class S3Repo:
     def complete(self, domain, chain, backup_id):
         if (MANIFEST,) not in self.objects().get((domain, chain, backup_id), {}):
             return None
-        return self.call(self.store.read_small, (domain, chain, backup_id, MANIFEST), _repository.MAX_METADATA)
+        return self.store.read_small((domain, chain, backup_id, MANIFEST), _repository.MAX_METADATA)
 
     def mirror_manifests(self, domains):
         """Every manifest of these domains into the scratch mirror, as a directory repository holds
@@ -220,7 +204,7 @@ class S3Repo:
                 continue
             bdir = os.path.join(self.scratch, domain, chain, bid)
             os.makedirs(bdir, 0o700, exist_ok=True)
-            data = self.call(self.store.read_small, (domain, chain, bid, MANIFEST), _repository.MAX_METADATA)
+            data = self.store.read_small((domain, chain, bid, MANIFEST), _repository.MAX_METADATA)
             if data is not None:
                 _repository.write_file(os.path.join(bdir, MANIFEST), data)
 
@@ -265,10 +249,7 @@ def fetch(store, where, parts, limit, bdir):
         fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=dir_fd)
         try:
-            try:
-                store.download(key, fd, limit)
-            except _s3.S3Error as exc:
-                raise _fail(exc)
+            store.download(key, fd, limit)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -350,10 +331,7 @@ def restore_from_s3(restore, conn_factory, params, check_mode):
         raise VirtError('mode instant runs the domain on the repository\'s images; %s is in object storage: '
                         'restore with mode copy, or copy the backups to a directory first '
                         '(virtops.libvirt.virt_backup_copy)' % params['repository'])
-    try:
-        _repository.check_name('domain name', params['domain'])
-    except _repository.RepositoryError as exc:
-        raise _fail(exc)
+    _repository.check_name('domain name', params['domain'])
     repo = open_repository(params['repository'], params, scratch_parent=params.get('dest'))
     try:
         repo.mirror_manifests([params['domain']])
@@ -407,27 +385,15 @@ def describe_s3(describe, params):
 class Copier:
     """virt_backup_copy: plan (what the target lacks), then copy each backup, data before manifest."""
 
-    def __init__(self, params, check_mode):
+    def __init__(self, params, check_mode, lock=None):
+        """params: virt_backup_copy's options, checked (_options.copy_lock, which gives lock:
+        None or the object lock (mode, retain-until time) of every object written)."""
         self.params = params
         self.check_mode = check_mode
-        self.lock = None
-        mode = params.get('s3_object_lock') or 'none'
-        if mode != 'none':
-            days = params.get('s3_retention_days')
-            if not days or days < 1:
-                raise VirtError('s3_object_lock %s needs s3_retention_days, the number of days (1 or more) each '
-                                'object written stays locked' % mode)
-            self.lock = (mode, _s3.retain_until(days))
-        elif params.get('s3_retention_days'):
-            raise VirtError('s3_retention_days needs s3_object_lock governance or compliance')
+        self.lock = lock
 
     def run(self):
         params = self.params
-        if _s3.is_location(params['source']) and _s3.is_location(params['target']):
-            raise VirtError('source and target are both in object storage: copy through a directory repository '
-                            '(one copy into it, one out of it)')
-        if not _s3.is_location(params['target']) and self.lock:
-            raise VirtError('s3_object_lock applies to an S3 target; target %s is a directory' % params['target'])
         source = target = None
         try:
             source = open_repository(params['source'], params)
@@ -436,7 +402,7 @@ class Copier:
             target = open_repository(params['target'], params, must_exist=False)
             if isinstance(source, LocalRepo) and isinstance(target, LocalRepo):
                 check_apart(source.path, target.path)
-            if self.lock and not target.call(target.store.object_lock_enabled):
+            if self.lock and not target.store.object_lock_enabled():
                 raise VirtError('s3_object_lock %s: bucket %s of %s has no object lock (create it with object lock '
                                 'enabled, e.g. aws s3api create-bucket --object-lock-enabled-for-bucket); nothing was '
                                 'copied' % (self.lock[0], target.store.bucket, target.label))
@@ -456,10 +422,7 @@ class Copier:
         names = source.domains() if isinstance(source, S3Repo) else source.repo.domains()
         if wanted is not None:
             for name in wanted:
-                try:
-                    _repository.check_name('domain name', name)
-                except _repository.RepositoryError as exc:
-                    raise _fail(exc)
+                _repository.check_name('domain name', name)
             names = [n for n in names if n in wanted]
         if isinstance(source, S3Repo):
             source.mirror_manifests(names)
@@ -507,10 +470,7 @@ class Copier:
             result['warnings'] = ['source backup not copied: %s' % source.local_path(e) if isinstance(source, S3Repo)
                                   else 'source backup not copied: %s' % e for e in errors]
         if isinstance(target, LocalRepo) and target.repo is None and plan:
-            try:
-                _repository.check_new_repository(target.path)
-            except _repository.RepositoryError as exc:
-                raise _fail(exc)
+            _repository.check_new_repository(target.path)
         if self.check_mode or not plan:
             return result
         marker = source.marker()
@@ -523,7 +483,7 @@ class Copier:
                     entry['bytes'] = self._upload(source, target, backup, data, marker)
                 else:
                     entry['bytes'] = self._to_directory(source, target, backup, data, marker)
-            except (VirtError, _repository.RepositoryError, OSError) as exc:
+            except (VirtError, OSError) as exc:
                 raise VirtError('copy of backup %s of domain %s from %s to %s failed: %s%s' % (
                     backup.id, backup.manifest['domain'], source.label, target.label,
                     exc.msg if isinstance(exc, VirtError) else exc,
@@ -556,24 +516,24 @@ class Copier:
         prove(source.repo.lineage(backup))
         store = target.store
         prefix = (m['domain'], m['chain'], m['id'])
-        target.call(store.abort_uploads, prefix)       # parts of a killed run
+        store.abort_uploads(prefix)       # parts of a killed run
         total = 0
         for parts, _limit in backup_files(m):
             fd = _repository.open_regular(backup.path, list(parts))
             try:
                 size = os.fstat(fd).st_size
-                target.call(store.upload, prefix + tuple(parts), fd, size, self.lock)
+                store.upload(prefix + tuple(parts), fd, size, self.lock)
             finally:
                 os.close(fd)
             total += size
         self._s3_marker(target, marker, m['format_version'])
-        target.call(store.put_bytes, prefix + (MANIFEST,), data, self.lock)
+        store.put_bytes(prefix + (MANIFEST,), data, self.lock)
         return total + len(data)
 
     def _s3_marker(self, target, marker, version):
         """repository.json of the target: the source's when there is none yet; raised to the version
         of the manifest about to be written when it is older (as a directory repository does)."""
-        current = target.call(target.store.read_small, (MARKER,), _repository.MAX_METADATA)
+        current = target.store.read_small((MARKER,), _repository.MAX_METADATA)
         if current is None:
             info = json.loads(marker.decode('utf-8'))
         else:
@@ -583,7 +543,7 @@ class Copier:
         if info.get('format_version', 0) < version:
             info['format_version'] = version
             marker = (json.dumps(info, indent=2, sort_keys=True) + '\n').encode('utf-8')
-        target.call(target.store.put_bytes, (MARKER,), marker)
+        target.store.put_bytes((MARKER,), marker)
 
     # -- into a directory -------------------------------------------------------------------------
 
@@ -621,8 +581,6 @@ class Copier:
             _repository.write_file(os.path.join(bdir, MANIFEST), data)
             bdir = None
             return total + len(data)
-        except _repository.RepositoryError as exc:
-            raise _fail(exc)
         except OSError as exc:
             raise VirtError('cannot copy backup %s of domain %s into %s: %s' % (m['id'], m['domain'], target.label, exc))
         finally:
@@ -641,10 +599,7 @@ class Copier:
                 target.repo = _repository.Repository(target.path)
             except (_repository.RepositoryError, OSError) as exc:
                 raise VirtError('cannot create repository %s: %s' % (target.path, exc))
-        try:
-            target.repo.check_writable()
-        except _repository.RepositoryError as exc:
-            raise _fail(exc)
+        target.repo.check_writable()
         return target.repo
 
 

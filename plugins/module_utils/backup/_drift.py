@@ -16,17 +16,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - the modules report missing lxml
-    etree = None
-
-try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, is_error
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse
 from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images, _repository
 

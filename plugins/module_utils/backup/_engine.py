@@ -34,10 +34,10 @@ except ImportError:  # pragma: no cover - reported by VirtModule
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
-    domain_state,
     libvirt_call,
     translate,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import domain_state
 from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
@@ -373,7 +373,7 @@ def take_backup(conn, request, check_mode=False):
     with libvirt_call('reading the definition', 'domain %s' % request.domain):
         live_xml = dom.XMLDesc(0)
     quiesce = _job.plan_quiesce(request.quiesce, live_xml, state, 'domain %s' % request.domain)
-    all_disks = _job.domain_disks(live_xml)
+    all_disks = _job.backup_disks(live_xml)
     disks, skipped = select_disks(request.domain, all_disks, request.disks, request.exclude, running)
     if not running and request.mode == 'push':
         # QEMU does not run to push anything: a shut-off domain is read through qemu-nbd.
@@ -381,29 +381,23 @@ def take_backup(conn, request, check_mode=False):
     elif not running:
         request.mode = 'offline'
 
-    try:
-        repo_exists = os.path.exists(os.path.join(request.repository, _repository.REPOSITORY_FILE))
-        if check_mode and not repo_exists:
-            _repository.check_new_repository(request.repository)
-            return _predicted(request, plan_backup(dom, None, request, disks, skipped, running, True), quiesce)
-        repo = _repository.Repository(request.repository, create=not check_mode)
-        if not check_mode:
-            repo.check_writable()
-        errors = []
-        repo.backups(request.domain, errors)
-        if errors:
-            raise VirtError('repository %s holds unreadable backups of domain %s: %s. Nothing was changed; '
-                            'move the damaged backup directories aside (or restore them) and run again'
-                            % (repo.path, request.domain, '; '.join(errors)))
-    except _repository.RepositoryError as exc:
-        raise VirtError(str(exc))
+    repo_exists = os.path.exists(os.path.join(request.repository, _repository.REPOSITORY_FILE))
+    if check_mode and not repo_exists:
+        _repository.check_new_repository(request.repository)
+        return _predicted(request, plan_backup(dom, None, request, disks, skipped, running, True), quiesce)
+    repo = _repository.Repository(request.repository, create=not check_mode)
+    if not check_mode:
+        repo.check_writable()
+    errors = []
+    repo.backups(request.domain, errors)
+    if errors:
+        raise VirtError('repository %s holds unreadable backups of domain %s: %s. Nothing was changed; '
+                        'move the damaged backup directories aside (or restore them) and run again'
+                        % (repo.path, request.domain, '; '.join(errors)))
 
     if check_mode:
-        try:
-            repo.check_owner()
-            repo.check_layout()
-        except _repository.RepositoryError as exc:
-            raise VirtError(str(exc))
+        repo.check_owner()
+        repo.check_layout()
         plan = plan_backup(dom, repo, request, disks, skipped, running, True)
         _check_base_chain(repo, plan, request.domain)
         return _predicted(request, plan, quiesce)
@@ -412,8 +406,6 @@ def take_backup(conn, request, check_mode=False):
     new_domain_dir = not os.path.isdir(repo.domain_dir(request.domain))
     try:
         lock_fd = repo.lock(request.domain)
-    except _repository.LockedError as exc:
-        raise VirtError(str(exc))
     except OSError as exc:
         raise VirtError('cannot lock domain %s in repository %s: %s' % (request.domain, repo.path, exc))
     try:
@@ -549,8 +541,10 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         else:
             ck_xml = None
             if ck_name:
-                ck_xml = _job.checkpoint_xml(ck_name, description, [d.name for d in plan.tracked],
-                                             out + plan.compared)
+                ck_xml = _checkpoint.build_checkpoint_xml(
+                    ck_name, description,
+                    [dict(name=d.name, checkpoint='bitmap') for d in plan.tracked] +
+                    [dict(name=name, checkpoint='no') for name in out + plan.compared])
             if request.mode == 'pull':
                 disk_results = _pull(ctx, ck_xml, out)
             else:
@@ -778,8 +772,11 @@ def _offline(ctx, description, out):
                 select = _nbdio.select_dirty(contexts[0])
             results.append(_copy_disk(ctx, disk, reader.export(), contexts, select, incremental))
     if bitmaps:
-        xml = _job.offline_checkpoint_xml(ctx['ck_name'], description, bitmaps, out + plan.compared,
-                                          _job.newest_checkpoint(dom), time.time())
+        xml = _checkpoint.build_checkpoint_xml(
+            ctx['ck_name'], description,
+            [dict(name=disk, checkpoint='bitmap', bitmap=bitmap) for disk, bitmap in sorted(bitmaps.items())] +
+            [dict(name=disk, checkpoint='no') for disk in out + plan.compared],
+            parent=_job.newest_checkpoint(dom), creation_time=time.time())
         with libvirt_call('defining checkpoint %s' % ctx['ck_name'], 'domain %s' % request.domain):
             dom.checkpointCreateXML(xml, libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
     return results

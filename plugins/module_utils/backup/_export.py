@@ -35,6 +35,7 @@ import stat
 import subprocess
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images, _repository
 
 EXPORT_ROOT = '/run/virtops-libvirt/exports'
@@ -47,7 +48,7 @@ STATE_VERSION = 1
 TLS_FILES = ('ca-cert.pem', 'server-cert.pem', 'server-key.pem')
 
 
-class ExportError(Exception):
+class ExportError(VirtError):
     pass
 
 
@@ -338,11 +339,8 @@ def ensure(conn_factory, params, check_mode):
     # Imported here: _restore's helpers resolve the point the same way virt_restore does.
     from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
     from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
-    try:
-        name = check_export_name(params['name'])
-        before = current(name)
-    except ExportError as exc:
-        raise VirtError(str(exc))
+    name = check_export_name(params['name'])
+    before = current(name)
     before_view = _view(before)
     if params['state'] == 'absent':
         if before is not None and before.get('used_by') and before.get('alive') and not params.get('force'):

@@ -43,8 +43,9 @@ import re
 import shutil
 import stat
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import parse
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _repository
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 
 NVRAM_FILE = 'nvram.fd'
 TPM_DIR = 'tpm'
@@ -65,7 +66,7 @@ SWTPM_DIR = '/var/lib/libvirt/swtpm'
 QEMU_CONF = '/etc/libvirt/qemu.conf'
 
 
-class FirmwareError(Exception):
+class FirmwareError(VirtError):
     pass
 
 

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import threading
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _nbdio
 
 
-class ImageError(Exception):
+class ImageError(VirtError):
     pass
 
 

@@ -30,17 +30,12 @@ import os
 import stat
 
 try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - the modules report missing lxml
-    etree = None
-
-try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, libvirt_call
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _export,
     _firmware,
@@ -68,11 +63,8 @@ def restore(conn_factory, params, check_mode):
     new_name = params.get('new_name')
     if not new_name:
         raise VirtError('mode instant needs new_name, the name of the domain it defines')
-    try:
-        _repository.check_name('new_name', new_name)
-        name = _export.check_export_name(export_name(new_name))
-    except (_repository.RepositoryError, _export.ExportError) as exc:
-        raise VirtError(str(exc))
+    _repository.check_name('new_name', new_name)
+    name = _export.check_export_name(export_name(new_name))
     names = _selected(backup, domain, params.get('disks'))
     dest = _restore._check_dest(params['dest'])
     _check_reachable(dest)

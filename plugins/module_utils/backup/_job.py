@@ -14,11 +14,6 @@ import pwd
 import time
 
 try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - the modules report missing lxml
-    etree = None
-
-try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
@@ -29,7 +24,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     translate,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse, require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils import _disks
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse
 
 
 # Disk types whose data QEMU reads itself: a backup job of a running domain exports them whatever
@@ -38,8 +34,9 @@ BACKUP_TYPES = ('file', 'block', 'network', 'volume')
 LOCAL_TYPES = ('file', 'block')
 
 
-class Disk:
-    """A disk of the domain as the backup sees it.
+class Disk(_disks.Disk):
+    """A disk of the domain as the backup sees it: a _disks.Disk whose format is raw when the
+    XML does not say.
 
     skip: why the disk holds nothing to back up (a CD-ROM, a floppy, read-only, no medium): left
     out and listed, never an error. problem: why a disk that holds data cannot be backed up: an
@@ -48,13 +45,9 @@ class Disk:
     block compared with the previous backup's integrity data).
     """
 
-    def __init__(self, target, source, fmt, device, readonly, disk_type='file', skip=None, problem=None):
-        self.name = target
-        self.source = source
-        self.format = fmt
-        self.device = device
-        self.readonly = readonly
-        self.type = disk_type
+    def __init__(self, disk, skip=None, problem=None):
+        super(Disk, self).__init__(disk.name, disk.device, disk.type, disk.format or 'raw', disk.path, disk.source,
+                                   disk.readonly, disk.shareable)
         self.skip = skip
         self.problem = problem
 
@@ -78,34 +71,20 @@ class Disk:
         return None
 
 
-def domain_disks(domain_xml):
+def backup_disks(domain_xml):
     """Every <disk> of the domain, each with why it is left out (skip) or cannot be backed up (problem)."""
-    root = parse(domain_xml, 'the domain definition')
     disks = []
-    for elem in root.findall('./devices/disk'):
-        target = elem.find('target')
-        if target is None or not target.get('dev'):
-            continue
-        name = target.get('dev')
-        device = elem.get('device', 'disk')
-        disk_type = elem.get('type', 'file')
-        driver = elem.find('driver')
-        fmt = driver.get('type') if driver is not None else None
-        source = elem.find('source')
-        path = None
-        if source is not None:
-            path = source.get('file') or source.get('dev') or source.get('name') or source.get('volume')
-        readonly = elem.find('readonly') is not None
+    for disk in _disks.xml_disks(domain_xml):
         skip = problem = None
-        if device not in ('disk', 'lun'):
-            skip = 'device %s is a %s, not a disk' % (name, device)
-        elif path is None:
-            skip = 'disk %s has no source' % name
-        elif readonly:
-            skip = 'disk %s is read-only' % name
-        elif disk_type not in BACKUP_TYPES:
-            problem = 'disk %s is a %s disk, which a backup job cannot export' % (name, disk_type)
-        disks.append(Disk(name, path, fmt or 'raw', device, readonly, disk_type, skip, problem))
+        if disk.device not in ('disk', 'lun'):
+            skip = 'device %s is a %s, not a disk' % (disk.name, disk.device)
+        elif disk.source is None:
+            skip = 'disk %s has no source' % disk.name
+        elif disk.readonly:
+            skip = 'disk %s is read-only' % disk.name
+        elif disk.type not in BACKUP_TYPES:
+            problem = 'disk %s is a %s disk, which a backup job cannot export' % (disk.name, disk.type)
+        disks.append(Disk(disk, skip, problem))
     return disks
 
 
@@ -115,8 +94,7 @@ GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 def guest_agent_connected(domain_xml):
     """Whether the running domain has a guest agent channel and the agent is connected to it
     (libvirt reports state='connected' in the live XML once the agent in the guest opened it)."""
-    require_lxml()
-    root = etree.fromstring(domain_xml.encode('utf-8'))
+    root = parse(domain_xml, 'the domain XML')
     for target in root.iterfind('devices/channel/target'):
         if target.get('name') == GUEST_AGENT_CHANNEL:
             return target.get('state') == 'connected'
@@ -150,7 +128,7 @@ def plan_quiesce(quiesce, domain_xml, state, label):
 
 def qemu_owner(domain_xml):
     """uid and gid QEMU runs as, from the domain's DAC label; falls back to the libvirt-qemu user."""
-    root = etree.fromstring(domain_xml.encode('utf-8') if isinstance(domain_xml, str) else domain_xml)
+    root = parse(domain_xml, 'the domain XML')
     for label in root.findall("./seclabel[@model='dac']/imagelabel") + root.findall("./seclabel[@model='dac']/label"):
         text = (label.text or '').strip()
         if ':' in text:
@@ -166,18 +144,6 @@ def qemu_owner(domain_xml):
         except KeyError:
             continue
     return None
-
-
-def checkpoint_xml(name, description, disks_in, disks_out):
-    root = etree.Element('domaincheckpoint')
-    etree.SubElement(root, 'name').text = name
-    etree.SubElement(root, 'description').text = description
-    disks = etree.SubElement(root, 'disks')
-    for disk in disks_in:
-        etree.SubElement(disks, 'disk', name=disk, checkpoint='bitmap')
-    for disk in disks_out:
-        etree.SubElement(disks, 'disk', name=disk, checkpoint='no')
-    return etree.tostring(root, encoding='unicode')
 
 
 def _disk_elements(root, since, disks, full_disks, disks_out):
@@ -222,7 +188,7 @@ def pull_backup_xml(since, server, scratch, disks_out, full_disks=()):
 
 def pull_exports(job_xml):
     """{disk: (export name, bitmap or None)} from the running job's XML."""
-    root = etree.fromstring(job_xml.encode('utf-8'))
+    root = parse(job_xml, 'the backup job XML')
     result = {}
     for elem in root.findall('./disks/disk'):
         if elem.get('backup') == 'yes':
@@ -359,22 +325,6 @@ def active_backup_job(dom):
         return None
 
 
-def offline_checkpoint_xml(name, description, bitmaps, disks_out, parent, created):
-    """A checkpoint to REDEFINE for bitmaps this run added to the images of a shut-off domain."""
-    root = etree.Element('domaincheckpoint')
-    etree.SubElement(root, 'name').text = name
-    etree.SubElement(root, 'description').text = description
-    if parent:
-        etree.SubElement(etree.SubElement(root, 'parent'), 'name').text = parent
-    etree.SubElement(root, 'creationTime').text = str(int(created))
-    disks = etree.SubElement(root, 'disks')
-    for disk, bitmap in sorted(bitmaps.items()):
-        etree.SubElement(disks, 'disk', name=disk, checkpoint='bitmap', bitmap=bitmap)
-    for disk in disks_out:
-        etree.SubElement(disks, 'disk', name=disk, checkpoint='no')
-    return etree.tostring(root, encoding='unicode')
-
-
 def newest_checkpoint(dom):
     """Name of the most recently created checkpoint of the domain, or None."""
     try:
@@ -384,8 +334,8 @@ def newest_checkpoint(dom):
     best = None
     for ck in checkpoints:
         try:
-            created = int(etree.fromstring(ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN).encode(
-                'utf-8')).findtext('creationTime') or 0)
+            created = int(parse(ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN),
+                                'the checkpoint XML').findtext('creationTime') or 0)
         except (libvirt.libvirtError, ValueError):
             continue
         if best is None or created >= best[0]:

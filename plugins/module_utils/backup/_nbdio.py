@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+
 NBD_IMPORT_ERROR = None
 try:
     import nbd
@@ -49,7 +51,7 @@ DEFAULT_DEPTH = 32               # read requests in flight per connection
 DEFAULT_REQUEST = 256 * 1024     # bytes per read request
 
 
-class NbdIoError(Exception):
+class NbdIoError(VirtError):
     pass
 
 

@@ -30,6 +30,7 @@ import shutil
 import stat
 import uuid
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _images
 
 FORMAT = 'virtops.libvirt/backup-repository'
@@ -64,7 +65,7 @@ MAX_METADATA = 16 * 1024 * 1024
 MAX_VIRTUAL_SIZE = 1 << 60
 
 
-class RepositoryError(Exception):
+class RepositoryError(VirtError):
     pass
 
 

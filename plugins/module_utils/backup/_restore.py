@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - reported by VirtModule
     libvirt = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, libvirt_call
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import parse
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
     _firmware,
@@ -30,10 +30,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
 
 
 def _repo(path):
-    try:
-        return _repository.Repository(path, create=False)
-    except _repository.RepositoryError as exc:
-        raise VirtError(str(exc))
+    return _repository.Repository(path, create=False)
 
 
 def verify_point(backup, disk, chain, expected=None, own_file=False):
@@ -175,10 +172,7 @@ def restore(conn_factory, params, check_mode):
     if params.get('define'):
         if not new_name:
             raise VirtError('define: true needs new_name, the name of the domain to define')
-        try:
-            _repository.check_name('new_name', new_name)
-        except _repository.RepositoryError as exc:
-            raise VirtError(str(exc))
+        _repository.check_name('new_name', new_name)
 
     # Every layer of every chain is checked (headers, sizes, integrity map) before anything is
     # written, in check mode too: a tampered repository fails here, with nothing changed.
@@ -415,10 +409,7 @@ def describe(params):
     repo = _repo(params['repository'])
     wanted = params.get('domain')
     domains = []
-    try:
-        names = [_repository.check_name('domain name', wanted)] if wanted else repo.domains()
-    except _repository.RepositoryError as exc:
-        raise VirtError(str(exc))
+    names = [_repository.check_name('domain name', wanted)] if wanted else repo.domains()
     for name in names:
         errors = []
         try:

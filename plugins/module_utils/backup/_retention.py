@@ -38,7 +38,8 @@ import os
 import signal
 import stat
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export, _firmware, _images, _repository
 
 RULES = ('keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly')
@@ -52,7 +53,7 @@ JOURNAL_SUFFIX = '.json'
 KILL_HOOK = 'VIRTOPS_TEST_PRUNE_KILL_AFTER'
 
 
-class RetentionError(Exception):
+class RetentionError(VirtError):
     pass
 
 
@@ -351,7 +352,7 @@ class LocalStore:
             except libvirt.libvirtError:
                 continue        # undefined meanwhile
             for text in texts:
-                root = _xmldiff.parse(text, 'the definition of domain %s' % name)
+                root = _document.parse(text, 'the definition of domain %s' % name)
                 marker = root.find('./metadata/{%s}restore' % _instant.METADATA_NS)
                 if marker is None or marker.get('domain') != domain or not marker.get('backup'):
                     continue

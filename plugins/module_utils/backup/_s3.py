@@ -32,6 +32,8 @@ import hashlib
 import os
 import re
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+
 # boto3 is imported on first use (Store), not with the module: virt_restore and virt_backup_info
 # import this file for their S3 options, and boto3's import alone costs 0.3 to 0.8 s here.
 boto3 = None
@@ -64,18 +66,8 @@ MAX_PARTS = 10000               # the S3 limit of parts per upload
 MAX_PARTS_IN_FLIGHT = 4
 READ_CHUNK = 1 * MiB
 
-# The options every module with an S3 repository takes (doc fragment virtops.libvirt.s3).
-ARGUMENT_SPEC = dict(
-    s3_endpoint_url=dict(type='str'),
-    s3_access_key=dict(type='str', no_log=False),   # an id, not a secret (as in amazon.aws)
-    s3_secret_key=dict(type='str', no_log=True),
-    s3_session_token=dict(type='str', no_log=True),
-    s3_region=dict(type='str'),
-    s3_profile=dict(type='str'),
-)
 
-
-class S3Error(Exception):
+class S3Error(VirtError):
     pass
 
 

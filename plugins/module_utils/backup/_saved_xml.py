@@ -63,13 +63,11 @@ import ipaddress
 import posixpath
 import re
 
-try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - the modules report missing lxml
-    etree = None
-
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
-from ansible_collections.virtops.libvirt.plugins.module_utils._xmldiff import parse
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
+    REASON_INVALID_XML,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse
 
 WHAT = 'domain.xml of backup'
 LOOPBACK = '127.0.0.1'
@@ -165,10 +163,10 @@ def _parse(saved_xml):
     tree = root.getroottree()
     if tree.docinfo.internalDTD is not None or any(isinstance(n, etree._Entity) for n in root.iter()):
         raise VirtError('%s declares a DTD or uses entities, which libvirt never writes: refusing it'
-                        % WHAT, reason='invalid XML')
+                        % WHAT, reason=REASON_INVALID_XML)
     if root.tag != 'domain':
         raise VirtError('%s has root element <%s>, expected <domain>' % (WHAT, _name(root)),
-                        reason='invalid XML')
+                        reason=REASON_INVALID_XML)
     return root
 
 

@@ -244,6 +244,11 @@ def test_sizes_and_bandwidth():
 # -- against test:///default -----------------------------------------------------------------------
 
 
+def ensure(conn, p, check_mode=False):
+    """virt_blockjob's manager as the module runs it, in diff mode."""
+    return bj.BlockJobManager(conn, p, check_mode=check_mode, diff_mode=True).run()
+
+
 def _define(conn, active):
     name = 'it-bj-unit-%d' % next(_counter)
     dom = conn.conn.defineXML(
@@ -264,21 +269,21 @@ def _cleanup(dom):
 
 def test_unknown_domain(conn):
     with pytest.raises(VirtError, match='domain it-bj-nowhere not found on test:///default'):
-        bj.ensure(conn, params(name='it-bj-nowhere', operation='pull'))
+        ensure(conn, params(name='it-bj-nowhere', operation='pull'))
 
 
 def test_shut_off_domain_is_refused_and_absent_is_fine(conn):
     dom = _define(conn, active=False)
     try:
         with pytest.raises(VirtError) as exc:
-            bj.ensure(conn, params(name=dom.name(), operation='resize', size='1G'), check_mode=True)
+            ensure(conn, params(name=dom.name(), operation='resize', size='1G'), check_mode=True)
         assert exc.value.msg.startswith('domain %s is not running; block jobs (resize) need a running '
                                         'domain' % dom.name())
         assert 'virtops.libvirt.virt_volume' in exc.value.msg
-        res = bj.ensure(conn, params(name=dom.name(), state='absent'))
+        res = ensure(conn, params(name=dom.name(), state='absent'))
         assert not res['changed'] and res['chain_after'] == ['/images/%s.qcow2' % dom.name()]
         with pytest.raises(VirtError, match='has no disk vdq'):
-            bj.ensure(conn, params(name=dom.name(), state='absent', disk='vdq'))
+            ensure(conn, params(name=dom.name(), state='absent', disk='vdq'))
     finally:
         _cleanup(dom)
 
@@ -287,7 +292,7 @@ def test_unknown_disk_on_running_domain(conn):
     dom = _define(conn, active=True)
     try:
         with pytest.raises(VirtError) as exc:
-            bj.ensure(conn, params(name=dom.name(), operation='pull', disk='vdz'), check_mode=True)
+            ensure(conn, params(name=dom.name(), operation='pull', disk='vdz'), check_mode=True)
         assert exc.value.msg == ('domain %s has no disk vdz (disks: vda; give a target like vda or the '
                                  'path of the active image)' % dom.name())
     finally:

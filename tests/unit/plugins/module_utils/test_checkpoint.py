@@ -96,12 +96,21 @@ def names(dom):
     return [c.getName() for c in dom.listAllCheckpoints(libvirt.VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL)]
 
 
+def run(conn, domain, check_mode=False, **kwargs):
+    """virt_checkpoint's manager on the module's parameters (defaults as the module fills them),
+    in diff mode."""
+    params = dict(domain=domain, name=None, state='present', description=None, disks=None, redefine_xml=None,
+                  children=False, metadata_only=False)
+    params.update(kwargs)
+    return ck.CheckpointManager(conn, params, check_mode=check_mode, diff_mode=True).run()
+
+
 def present(conn, dom, check_mode=False, **kwargs):
-    return ck.ensure_present(conn, dom.name(), check_mode=check_mode, **kwargs)
+    return run(conn, dom.name(), check_mode=check_mode, **kwargs)
 
 
 def absent(conn, dom, name, check_mode=False, **kwargs):
-    return ck.ensure_absent(conn, dom.name(), name, check_mode=check_mode, **kwargs)
+    return run(conn, dom.name(), check_mode=check_mode, name=name, state='absent', **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +152,19 @@ def test_build_checkpoint_xml_without_disks_leaves_them_to_libvirt():
     assert '<description' not in xml
 
 
+def test_build_checkpoint_xml_for_redefine_as_the_backup_engine_writes_it():
+    xml = ck.build_checkpoint_xml('c2', 'd', [dict(name='vda', checkpoint='bitmap', bitmap='b1'),
+                                              dict(name='vdc', checkpoint='no')],
+                                  parent='c1', creation_time=1700000000.5)
+    assert xml == ('<domaincheckpoint><name>c2</name><description>d</description>'
+                   '<parent><name>c1</name></parent><creationTime>1700000000</creationTime>'
+                   '<disks><disk name="vda" checkpoint="bitmap" bitmap="b1"/>'
+                   '<disk name="vdc" checkpoint="no"/></disks></domaincheckpoint>')
+    parsed = ck.parse_checkpoint_xml(xml)
+    assert (parsed['parent'], parsed['creation_time']) == ('c1', 1700000000)
+    assert [d['bitmap'] for d in parsed['disks']] == ['b1', None]
+
+
 def test_set_description_adds_replaces_and_removes():
     added = ck.set_description('<domaincheckpoint><name>a</name><creationTime>1</creationTime></domaincheckpoint>', 'new')
     assert ck.parse_checkpoint_xml(added)['description'] == 'new'
@@ -181,14 +203,14 @@ def test_set_description_needs_creation_time():
 
 
 def test_domain_disks(dom):
-    disks = dict((d['name'], d) for d in ck.domain_disks(dom))
+    disks = dict((d.name, d) for d in ck.domain_disks(dom))
     assert sorted(disks) == ['hdc', 'hdd', 'vda', 'vdb', 'vdc']
-    assert disks['vda']['format'] == 'qcow2'
-    assert disks['vdc']['format'] == 'raw'
-    assert disks['vda']['source'].endswith('-a.qcow2')
-    assert disks['hdc']['readonly'] and disks['hdc']['device'] == 'cdrom'
-    assert disks['hdd']['source'] is None
-    assert not disks['vda']['readonly']
+    assert disks['vda'].format == 'qcow2'
+    assert disks['vdc'].format == 'raw'
+    assert disks['vda'].source.endswith('-a.qcow2')
+    assert disks['hdc'].readonly and disks['hdc'].device == 'cdrom'
+    assert disks['hdd'].source is None
+    assert not disks['vda'].readonly
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,10 +371,10 @@ def test_shut_off_domain_cannot_get_a_checkpoint(conn, dom):
 
 def test_missing_domain_is_an_error_naming_it(conn):
     with pytest.raises(VirtError) as err:
-        ck.ensure_present(conn, 'it-ck-unit-no-such-domain', name='c1')
+        run(conn, 'it-ck-unit-no-such-domain', name='c1')
     assert 'it-ck-unit-no-such-domain' in err.value.msg
     with pytest.raises(VirtError) as err:
-        ck.ensure_absent(conn, 'it-ck-unit-no-such-domain', 'c1')
+        run(conn, 'it-ck-unit-no-such-domain', name='c1', state='absent')
     assert 'it-ck-unit-no-such-domain' in err.value.msg
 
 

@@ -30,7 +30,7 @@ def params(path, **kwargs):
 
 
 def run(path, check_mode=False, diff_mode=True, **kwargs):
-    return _cloudinit.SeedManager(params(path, **kwargs), check_mode=check_mode,
+    return _cloudinit.SeedManager(None, params(path, **kwargs), check_mode=check_mode,
                                   diff_mode=diff_mode).run()
 
 

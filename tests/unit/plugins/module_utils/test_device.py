@@ -22,7 +22,7 @@ libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _device  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
@@ -127,7 +127,7 @@ def live(conn, name):
 
 
 def parsed(text):
-    return _xmldiff.parse(text)
+    return _document.parse(text)
 
 
 def desired(xml, domain='d1'):

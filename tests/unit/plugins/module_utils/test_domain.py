@@ -296,6 +296,18 @@ def test_uuid_mismatch(conn, name):
     assert 'cannot change a domain\'s uuid' in exc.value.msg
 
 
+def test_present_without_xml_makes_a_transient_domain_persistent(conn, name):
+    """state present means defined: a transient domain is defined as it runs, with no XML of
+    the user's to check what libvirt kept against."""
+    conn.conn.createXML(xml(name), 0)
+    results = four_times(conn, name=name)
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[1]['actions'] == ['define']
+    assert results[1]['domain']['persistent'] is True
+    assert results[1]['warnings'] == []
+    assert state_of(conn, name) == 'running'
+
+
 def test_missing_domain_without_xml(conn, name):
     with pytest.raises(VirtError) as exc:
         run(conn, name=name, state='running')

@@ -17,7 +17,8 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _domain  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document  # noqa: E402
 from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.domain_runs import run  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
@@ -82,7 +83,7 @@ def test_rewritten_xml_is_idempotent_and_a_real_change_is_seen(conn, name):
     assert check['changed'] and real['changed']
     assert real['warnings'] == []  # libvirt kept everything as the rules expect
     # libvirt did rewrite the XML: the rules, not luck, make the second run quiet.
-    stored = _xmldiff.parse(_domain.inactive_xml(conn.lookup_domain(name)))
+    stored = _document.parse(_domain.inactive_xml(conn.lookup_domain(name)))
     assert stored.find('devices/disk').get('type') == 'file'
     assert stored.find('numatune/memory').get('nodeset') == '0,2-3'
     assert stored.find('cpu/model') is None and stored.find('devices/serial/protocol') is None
@@ -97,14 +98,14 @@ def test_rewritten_xml_is_idempotent_and_a_real_change_is_seen(conn, name):
 
 
 def test_seclabel_without_model_on_a_host_without_security_driver():
-    root = _xmldiff.parse("<domain><name>d</name><seclabel type='dynamic' relabel='yes'/></domain>")
+    root = _document.parse("<domain><name>d</name><seclabel type='dynamic' relabel='yes'/></domain>")
     stored = _domain.seclabel_as_stored(root, 'none')
-    assert _xmldiff.render(stored.find('seclabel')).strip() == '<seclabel type="none"/>'
+    assert _document.render(stored.find('seclabel')).strip() == '<seclabel type="none"/>'
     assert root.find('seclabel').get('type') == 'dynamic'  # the user's XML is left alone
     # Under a real security driver, or with a model or a baselabel, it is stored as written.
     assert _domain.seclabel_as_stored(root, 'apparmor') is root
-    with_base = _xmldiff.parse("<domain><seclabel type='dynamic'><baselabel>x</baselabel>"
-                               "</seclabel></domain>")
+    with_base = _document.parse("<domain><seclabel type='dynamic'><baselabel>x</baselabel>"
+                                "</seclabel></domain>")
     assert _domain.seclabel_as_stored(with_base, 'none') is with_base
 
 
@@ -112,7 +113,7 @@ CAPS = "<domainCapabilities><features><sev supported='%s'/><sgx supported='%s'/>
 
 
 def refusals(xml, sev='no', sgx='no', conf=None):
-    return _domain.foreseen_refusals(_xmldiff.parse(xml), _xmldiff.parse(CAPS % (sev, sgx)),
+    return _domain.foreseen_refusals(_document.parse(xml), _document.parse(CAPS % (sev, sgx)),
                                      conf or {})
 
 
@@ -160,7 +161,7 @@ def test_check_mode_refuses_what_the_hypervisor_rules_out(monkeypatch):
     desired = _domain.DesiredDomain(
         "<domain type='qemu'><name>d</name><memory>1</memory><os><type>hvm</type></os>"
         "<devices><graphics type='spice' tlsPort='5902' autoport='no'/></devices></domain>")
-    desired.capabilities = _xmldiff.parse(CAPS % ('no', 'no'))
+    desired.capabilities = _document.parse(CAPS % ('no', 'no'))
 
     class Conn:
         uri = 'qemu:///system'

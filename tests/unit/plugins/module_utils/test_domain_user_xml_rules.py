@@ -16,7 +16,9 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _domain, _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _domain  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils._domain_profile import DOMAIN  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document  # noqa: E402
 from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.domain_runs import run  # noqa: E402
 
 _counter = itertools.count()
@@ -76,8 +78,8 @@ def name(conn):
 
 
 def test_running_state_is_not_part_of_the_intent():
-    desired = _xmldiff.apply_implied(_xmldiff.parse(LIVE_XML.format(name='x', balloon=131072)),
-                                     _xmldiff.DOMAIN)
+    desired = _compare.apply_implied(_document.parse(LIVE_XML.format(name='x', balloon=131072)),
+                                     DOMAIN)
     first, second = desired.findall('devices/interface')
     assert first.find('target') is None and first.find('source').attrib == {'network': 'default'}
     assert second.find('target').get('dev') == 'mytap15'  # a name the user chose is kept
@@ -94,7 +96,7 @@ def test_xml_of_a_running_domain_fed_back_is_idempotent(conn, name, balloon):
     assert real['changed']
     if conn.lookup_domain(name) is None:
         pytest.skip('the test driver refused the XML')
-    stored = _xmldiff.parse(_domain.inactive_xml(conn.lookup_domain(name)))
+    stored = _document.parse(_domain.inactive_xml(conn.lookup_domain(name)))
     # libvirt dropped the run-time state and took 0 as the whole memory: rules, not luck.
     assert stored.find('devices/console').get('tty') is None
     assert stored.findtext('currentMemory') == '131072'
@@ -127,7 +129,7 @@ def test_a_start_refused_after_a_define_reports_the_change(conn, name, monkeypat
     assert failure.value.result()['changed'] is True
     assert failure.value.result()['actions'] == ['define']
     assert 'already done: define' in failure.value.msg
-    stored = _xmldiff.parse(_domain.inactive_xml(conn.lookup_domain(name)))
+    stored = _document.parse(_domain.inactive_xml(conn.lookup_domain(name)))
     assert stored.findtext('memory') == '262144'
 
 
@@ -145,10 +147,10 @@ def test_sizes_are_stored_in_whole_kib_rounded_up(size, unit, stored):
     live = ("<domain><memory unit='KiB'>%s</memory><currentMemory unit='KiB'>%s</currentMemory>"
             "<cpu><numa><cell id='0' cpus='0' memory='%s' unit='KiB'/></numa></cpu></domain>"
             % (stored, stored, stored))
-    assert not _xmldiff.compare(desired, live, _xmldiff.DOMAIN).changed
+    assert not _compare.compare(desired, live, DOMAIN).changed
     # One KiB less is a real difference.
     smaller = live.replace(stored, str(int(stored) - 1))
-    assert _xmldiff.compare(desired, smaller, _xmldiff.DOMAIN).changed
+    assert _compare.compare(desired, smaller, DOMAIN).changed
 
 
 def test_memory_in_gigabytes_is_idempotent(conn, name):
@@ -158,5 +160,5 @@ def test_memory_in_gigabytes_is_idempotent(conn, name):
     real, again, check = run(conn, False, xml=xml), run(conn, False, xml=xml), run(conn, True, xml=xml)
     assert real['changed'] and real['warnings'] == []
     assert not again['changed'] and not check['changed'], again['diff']
-    stored = _xmldiff.parse(_domain.inactive_xml(conn.lookup_domain(name)))
+    stored = _document.parse(_domain.inactive_xml(conn.lookup_domain(name)))
     assert stored.findtext('memory') == '976563' and stored.findtext('currentMemory') == '488282'

@@ -18,6 +18,7 @@ pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _network  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document  # noqa: E402
 
 URI = 'test:///default'
 _counter = itertools.count()
@@ -306,21 +307,21 @@ def test_uuid_is_kept(conn, name):
 # ------------------------------------------------------------------ plan_updates / simulate
 
 def test_plan_updates_refuses_other_differences():
-    live = _network._xmldiff.parse(
+    live = _document.parse(
         "<network><name>n</name><forward mode='nat'/><ip address='10.0.0.1'><dhcp>"
         "<range start='10.0.0.2' end='10.0.0.9'/></dhcp></ip></network>")
-    desired = _network._xmldiff.parse(
+    desired = _document.parse(
         "<network><name>n</name><ip address='10.0.0.1' netmask='255.255.255.0'><dhcp>"
         "<range start='10.0.0.2' end='10.0.0.9'/></dhcp></ip></network>")
     assert _network.plan_updates(desired, live) is None
 
 
 def test_plan_updates_for_the_second_ip():
-    live = _network._xmldiff.parse(
+    live = _document.parse(
         "<network><name>n</name><ip address='10.0.0.1'/>"
         "<ip address='10.0.1.1'><dhcp><range start='10.0.1.2' end='10.0.1.9'/></dhcp></ip>"
         "</network>")
-    desired = _network._xmldiff.parse(
+    desired = _document.parse(
         "<network><name>n</name>"
         "<ip address='10.0.1.1'><dhcp><range start='10.0.1.2' end='10.0.1.9'/>"
         "<host mac='52:54:00:00:00:01' ip='10.0.1.3'/></dhcp></ip>"

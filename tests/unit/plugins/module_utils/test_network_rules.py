@@ -18,14 +18,15 @@ pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _network  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils import _network_check  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _network_profile  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 _counter = itertools.count()
 
 
 def changed(desired, live):
-    return _xmldiff.compare(desired, live, _xmldiff.NETWORK).changed
+    return _compare.compare(desired, live, _network_profile.NETWORK).changed
 
 
 # -- what libvirt stores -------------------------------------------------------------------
@@ -80,19 +81,19 @@ def test_mac_addresses_compare_zero_padded():
 
 
 def test_mac_and_ip_normalizers():
-    assert _xmldiff.mac_address('1:2:3:a:B:c') == '01:02:03:0a:0b:0c'
-    assert _xmldiff.mac_address('not-a-mac') == 'not-a-mac'
-    assert _xmldiff.ip_address(' 2001:DB8::0:1 ') == '2001:db8::1'
-    assert _xmldiff.ip_address('10.0.0.1') == '10.0.0.1'
-    assert _xmldiff.ip_address('virbr0') == 'virbr0'
+    assert _network_profile.mac_address('1:2:3:a:B:c') == '01:02:03:0a:0b:0c'
+    assert _network_profile.mac_address('not-a-mac') == 'not-a-mac'
+    assert _network_profile.ip_address(' 2001:DB8::0:1 ') == '2001:db8::1'
+    assert _network_profile.ip_address('10.0.0.1') == '10.0.0.1'
+    assert _network_profile.ip_address('virbr0') == 'virbr0'
 
 
 def test_dhcp_host_update_matches_canonical_addresses():
-    desired = _xmldiff.parse(
+    desired = _document.parse(
         "<network><name>n</name><ip address='10.9.0.1' prefix='24'><dhcp>"
         "<host mac='0:16:3E:1:2:3' ip='10.9.0.5'/><host mac='52:54:00:00:00:09' ip='10.9.0.9'/>"
         "</dhcp></ip></network>")
-    live = _xmldiff.parse(
+    live = _document.parse(
         "<network><name>n</name><ip address='10.9.0.1' prefix='24'><dhcp>"
         "<host mac='00:16:3e:01:02:03' ip='10.9.0.5'/></dhcp></ip></network>")
     updates = _network.plan_updates(desired, live)
@@ -103,7 +104,7 @@ def test_dhcp_host_update_matches_canonical_addresses():
 
 def refusal(xml, bridges=None, vf=None):
     """The rule's message without libvirt's prefix for the error code (checked once below)."""
-    message = _network_check.driver_refusal(_xmldiff.parse(xml), 'n', bridges or {}, vf)
+    message = _network_check.driver_refusal(_document.parse(xml), 'n', bridges or {}, vf)
     if message is not None:
         prefix, message = message.split(': ', 1)
         assert prefix in ('internal error', 'unsupported configuration')
@@ -114,7 +115,7 @@ def test_a_bridge_name_another_network_uses_is_refused():
     xml = "<network><name>n</name><bridge name='virbr0'/></network>"
     assert refusal(xml, {'virbr0': 'default'}) == "bridge name 'virbr0' already in use."
     # as libvirt says it: the code's text first
-    assert _network_check.driver_refusal(_xmldiff.parse(xml), 'n', {'virbr0': 'default'}) == \
+    assert _network_check.driver_refusal(_document.parse(xml), 'n', {'virbr0': 'default'}) == \
         "internal error: bridge name 'virbr0' already in use."
     assert refusal(xml) is None
     # a name template is filled in by libvirt; a bridge of a <forward mode='bridge'> is the host's
@@ -184,9 +185,9 @@ def test_parser_refusal_names_the_network_and_leaves_nothing(conn):
     before = sorted(n.name() for n in conn.conn.listAllNetworks(0))
     bad = ("<network><name>lab-x</name><forward mode='open' dev='eth1'/>"
            "<ip address='10.3.0.1' prefix='24'/></network>")
-    message = _network_check.parser_refusal(_xmldiff.parse(bad))
+    message = _network_check.parser_refusal(_document.parse(bad))
     assert message == "XML error: forward dev not allowed for network 'lab-x' with forward mode='open'"
-    assert _network_check.parser_refusal(_xmldiff.parse(bad.replace(" dev='eth1'", ''))) is None
+    assert _network_check.parser_refusal(_document.parse(bad.replace(" dev='eth1'", ''))) is None
     assert sorted(n.name() for n in conn.conn.listAllNetworks(0)) == before
 
 

@@ -15,7 +15,8 @@ libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _nwfilter  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils._nwfilter_profile import NWFILTER  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
     Connection,
     VirtError,
@@ -45,7 +46,7 @@ LIVE = """
 
 
 def compare(desired, live=LIVE):
-    return _xmldiff.compare(desired, live, _nwfilter.NWFILTER)
+    return _compare.compare(desired, live, NWFILTER)
 
 
 def test_what_libvirt_adds_is_no_change():
@@ -105,7 +106,7 @@ def test_desired_filter_name_rules():
 def test_existing_uuid_is_kept():
     desired = _nwfilter.DesiredFilter(DESIRED)
     xml = desired.xml_for_define('2da14dc9-e03c-4f1a-ba8e-f38708afdb09')
-    root = _xmldiff.parse(xml)
+    root = _document.parse(xml)
     assert root[0].tag == 'uuid' and root[0].text == '2da14dc9-e03c-4f1a-ba8e-f38708afdb09'
     assert desired.root.find('uuid') is None  # the desired XML itself is untouched
     own = _nwfilter.DesiredFilter(LIVE)
@@ -114,7 +115,7 @@ def test_existing_uuid_is_kept():
 
 
 def test_rule_facts():
-    root = _xmldiff.parse(LIVE)
+    root = _document.parse(LIVE)
     assert [_nwfilter.rule_facts(r) for r in root.findall('rule')] == [
         dict(action='accept', direction='in', priority=500, protocol='tcp'),
         dict(action='drop', direction='inout', priority=500, protocol='all'),

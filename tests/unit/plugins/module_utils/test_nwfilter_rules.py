@@ -13,12 +13,12 @@ import pytest
 
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _nwfilter  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _nwfilter, _nwfilter_profile  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document  # noqa: E402
 
 
 def changed(desired, live):
-    return _xmldiff.compare(desired, live, _nwfilter.NWFILTER).changed
+    return _compare.compare(desired, live, _nwfilter_profile.NWFILTER).changed
 
 
 def rule(attrs, proto='tcp', rule_attrs=''):
@@ -75,25 +75,25 @@ def test_priority_of_a_filter_without_chain_is_ignored_by_libvirt():
 
 
 def test_normalizers():
-    assert _nwfilter.variable('$IP') == '$IP'
-    assert _nwfilter.variable('$IP[ @0 ]') == '$IP'
-    assert _nwfilter.variable(' $IP[ 03 ] ') == '$IP[3]'
-    assert _nwfilter.variable('10.0.0.1') is None
-    assert _nwfilter.mask('255.255.255.0') == '24'
-    assert _nwfilter.mask('ffff:ffff:ffff:ffff::') == '64'
-    assert _nwfilter.mask('255.0.255.0') == '255.0.255.0'  # not a mask: left for libvirt to refuse
-    assert _nwfilter.number('0x0800') == '0x800'
-    assert _nwfilter.number('ipv4') == 'ipv4'
-    assert _nwfilter.flag_set('syn,ack/ALL') == 'ACK,SYN/ALL'
-    assert _nwfilter.statematch('FALSE') == 'false' and _nwfilter.statematch('no') == 'true'
+    assert _nwfilter_profile.variable('$IP') == '$IP'
+    assert _nwfilter_profile.variable('$IP[ @0 ]') == '$IP'
+    assert _nwfilter_profile.variable(' $IP[ 03 ] ') == '$IP[3]'
+    assert _nwfilter_profile.variable('10.0.0.1') is None
+    assert _nwfilter_profile.mask('255.255.255.0') == '24'
+    assert _nwfilter_profile.mask('ffff:ffff:ffff:ffff::') == '64'
+    assert _nwfilter_profile.mask('255.0.255.0') == '255.0.255.0'  # not a mask: left for libvirt to refuse
+    assert _nwfilter_profile.number('0x0800') == '0x800'
+    assert _nwfilter_profile.number('ipv4') == 'ipv4'
+    assert _nwfilter_profile.flag_set('syn,ack/ALL') == 'ACK,SYN/ALL'
+    assert _nwfilter_profile.statematch('FALSE') == 'false' and _nwfilter_profile.statematch('no') == 'true'
 
 
 def test_reference_loop():
     refs = {'a': ['b'], 'b': ['c'], 'c': [], 'd': ['self-ref-free']}
-    root = _xmldiff.parse("<filter name='c'><filterref filter='a'/></filter>")
+    root = _document.parse("<filter name='c'><filterref filter='a'/></filter>")
     # c -> a -> b -> c: a loop once c references a
     assert _nwfilter.reference_loop('c', root, refs.get)
-    root = _xmldiff.parse("<filter name='x'><filterref filter='a'/><filterref filter='d'/></filter>")
+    root = _document.parse("<filter name='x'><filterref filter='a'/><filterref filter='d'/></filter>")
     assert not _nwfilter.reference_loop('x', root, refs.get)
-    root = _xmldiff.parse("<filter name='x'><filterref filter='x'/></filter>")
+    root = _document.parse("<filter name='x'><filterref filter='x'/></filter>")
     assert _nwfilter.reference_loop('x', root, refs.get)

@@ -17,7 +17,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _network, _storage  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _network, _pool  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 _counter = itertools.count()
@@ -60,8 +60,8 @@ def test_pool_defined_then_start_refused(conn, name, monkeypatch):
     params = dict(name=None, xml=xml, state='active', autostart=None, build=False, refresh=False,
                   restart_on_change=False)
     with pytest.raises(VirtError) as failure:
-        _storage.PoolManager(conn, params, check_mode=False, diff_mode=False,
-                             warn=lambda m: None).run()
+        _pool.PoolManager(conn, params, check_mode=False, diff_mode=False,
+                          warn=lambda m: None).run()
     result = failure.value.result()
     assert result['changed'] is True and result['actions'] == ['define']
     assert conn.conn.storagePoolLookupByName(name).isPersistent()

@@ -14,6 +14,8 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _secret  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils._secret_profile import SECRET  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (  # noqa: E402
     Connection,
     VirtError,
@@ -61,6 +63,25 @@ def test_parse_rejects_what_is_not_a_secret(xml, fragment):
     assert fragment in err.value.msg
 
 
+@pytest.mark.parametrize('desired, live, changed', [
+    # Everything as the live secret has it (what the options leave out is taken from it).
+    (dict(description='LUKS passphrase', private=True), None, False),
+    (dict(description='other', private=True), None, True),
+    # No description wanted: the live one is removed.
+    (dict(private=True), None, True),
+    (dict(description='LUKS passphrase', private=False), None, True),
+    (dict(description='LUKS passphrase', private=True, ephemeral=True), None, True),
+    # A description of blanks reads as none.
+    (dict(private=True), SAMPLE.replace('LUKS passphrase', '  '), False),
+    (dict(description='x', private=True), SAMPLE.replace('LUKS passphrase', '  '), True),
+])
+def test_the_definition_is_compared_by_the_secret_profile(desired, live, changed):
+    xml = _secret.build_secret_xml('e047516f-695e-4d7e-b261-571d685bec02', desired.get('description'),
+                                   desired.get('ephemeral'), desired.get('private'), 'volume',
+                                   '/var/lib/libvirt/images/a.qcow2')
+    assert compare(xml, live or SAMPLE, SECRET).changed is changed
+
+
 def test_decode_value():
     assert _secret.decode_value('pässword', 'text') == u'pässword'.encode('utf-8')
     assert _secret.decode_value('AAEC', 'base64') == b'\x00\x01\x02'
@@ -70,20 +91,31 @@ def test_decode_value():
     assert 'base64' in err.value.msg
 
 
-def test_identity_is_required():
+def run_secret(conn, check_mode=False, **params):
+    return _secret.SecretManager(conn, params, check_mode=check_mode).run()
+
+
+@pytest.fixture
+def conn():
+    connection = Connection('test:///default')
+    yield connection
+    connection.close()
+
+
+def test_identity_is_required(conn):
     with pytest.raises(_secret.SecretError):
-        _secret.ensure_present(None, description='x')
+        run_secret(conn, description='x')
     with pytest.raises(_secret.SecretError):
-        _secret.ensure_present(None, usage_type='tls')
+        run_secret(conn, usage_type='tls')
     with pytest.raises(_secret.SecretError):
-        _secret.ensure_absent(None)
+        run_secret(conn, state='absent')
 
 
 def test_a_driver_without_secrets_is_explained():
     conn = Connection('test:///default')
     try:
         with pytest.raises(VirtError) as err:
-            _secret.ensure_present(conn, usage_type='tls', usage_id='it-snap-unit', check_mode=True)
+            run_secret(conn, usage_type='tls', usage_id='it-snap-unit', check_mode=True)
         assert 'not supported' in err.value.msg
         with pytest.raises(VirtError):
             _secret.secrets_info(conn.conn)

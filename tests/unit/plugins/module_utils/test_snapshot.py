@@ -87,12 +87,25 @@ def names(dom):
     return [s.getName() for s in dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)]
 
 
+def run(conn, domain, name, check_mode=False, snap_type=None, **kwargs):
+    """virt_snapshot's manager on the module's parameters (defaults as the module fills them),
+    in diff mode."""
+    params = dict(domain=domain, name=name, state='present', description=None, type=snap_type, disks=None,
+                  memory_file=None, quiesce=False, current=False, children=False, metadata_only=False)
+    params.update(kwargs)
+    return sn.SnapshotManager(conn, params, check_mode=check_mode, diff_mode=True).run()
+
+
 def present(conn, dom, name, check_mode=False, **kwargs):
-    return sn.ensure_present(conn, dom.name(), name, check_mode=check_mode, **kwargs)
+    return run(conn, dom.name(), name, check_mode=check_mode, **kwargs)
 
 
 def absent(conn, dom, name, check_mode=False, **kwargs):
-    return sn.ensure_absent(conn, dom.name(), name, check_mode=check_mode, **kwargs)
+    return run(conn, dom.name(), name, check_mode=check_mode, state='absent', **kwargs)
+
+
+def revert(conn, domain, name, check_mode=False):
+    return run(conn, domain, name, check_mode=check_mode, state='reverted')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +278,7 @@ def test_shut_off_domain_snapshot_state(conn, dom):
 
 def test_unknown_domain(conn):
     with pytest.raises(VirtError) as err:
-        sn.ensure_present(conn, 'it-snap-no-such-domain', 's1')
+        run(conn, 'it-snap-no-such-domain', 's1')
     assert 'not found' in err.value.msg
 
 
@@ -276,10 +289,10 @@ def test_unknown_domain(conn):
 def test_revert(conn, dom):
     present(conn, dom, 's1')
     present(conn, dom, 's2')
-    predicted = sn.ensure_reverted(conn, dom.name(), 's1', check_mode=True)
+    predicted = revert(conn, dom.name(), 's1', check_mode=True)
     assert predicted['changed'] and predicted['snapshot']['current']
     assert sn.current_name(dom) == 's2'
-    reverted = sn.ensure_reverted(conn, dom.name(), 's1')
+    reverted = revert(conn, dom.name(), 's1')
     assert reverted['changed']
     assert reverted['msg'] == 'domain %s reverted to snapshot s1' % dom.name()
     assert sn.current_name(dom) == 's1'
@@ -288,7 +301,7 @@ def test_revert(conn, dom):
 
 def test_revert_to_a_running_snapshot_acts_every_time(conn, dom):
     present(conn, dom, 's1')
-    results = [sn.ensure_reverted(conn, dom.name(), 's1', check_mode=c) for c in (True, False, True, False)]
+    results = [revert(conn, dom.name(), 's1', check_mode=c) for c in (True, False, True, False)]
     # The guest ran since the last revert: its memory and disks have moved on.
     assert [r['changed'] for r in results] == [True, True, True, True]
     assert 'running domain' in results[3]['revert_reason']
@@ -312,7 +325,7 @@ def off_dom(conn, tmp_path):
 
 def revert4(conn, dom, name):
     """check mode, real, check mode again, real again."""
-    return [sn.ensure_reverted(conn, dom.name(), name, check_mode=c) for c in (True, False, True, False)]
+    return [revert(conn, dom.name(), name, check_mode=c) for c in (True, False, True, False)]
 
 
 def test_revert_to_a_shutoff_snapshot_is_idempotent(conn, off_dom, tmp_path):
@@ -337,27 +350,27 @@ def test_revert_to_a_shutoff_snapshot_is_idempotent(conn, off_dom, tmp_path):
 
 def test_revert_acts_after_the_definition_changed_or_the_domain_ran(conn, off_dom):
     present(conn, off_dom, 'off1')
-    sn.ensure_reverted(conn, off_dom.name(), 'off1')
-    assert not sn.ensure_reverted(conn, off_dom.name(), 'off1')['changed']
+    revert(conn, off_dom.name(), 'off1')
+    assert not revert(conn, off_dom.name(), 'off1')['changed']
     xml = off_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     xml = xml.replace("<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>2</vcpu>")
     conn.conn.defineXML(xml)
-    changed = sn.ensure_reverted(conn, off_dom.name(), 'off1', check_mode=True)
+    changed = revert(conn, off_dom.name(), 'off1', check_mode=True)
     assert changed['changed'] and changed['revert_reason'] == 'the domain definition changed since the last revert'
-    sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    revert(conn, off_dom.name(), 'off1')
     assert 'vcpu placement=\'static\'>1<' in off_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     off_dom.create()
-    running = sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    running = revert(conn, off_dom.name(), 'off1')
     assert running['changed'] and running['revert_reason'] == 'the domain runs'
     assert not off_dom.isActive()
-    assert not sn.ensure_reverted(conn, off_dom.name(), 'off1')['changed']
+    assert not revert(conn, off_dom.name(), 'off1')['changed']
 
 
 def test_revert_acts_when_the_snapshot_is_not_current(conn, off_dom):
     present(conn, off_dom, 'off1')
-    sn.ensure_reverted(conn, off_dom.name(), 'off1')
+    revert(conn, off_dom.name(), 'off1')
     present(conn, off_dom, 'off2')
-    result = sn.ensure_reverted(conn, off_dom.name(), 'off1', check_mode=True)
+    result = revert(conn, off_dom.name(), 'off1', check_mode=True)
     assert result['changed'] and result['revert_reason'] == 'not the current snapshot'
 
 
@@ -380,7 +393,7 @@ def test_revert_fingerprint_ignores_its_own_record_and_remote_uris(conn, off_dom
 
 def test_revert_to_a_missing_snapshot_fails(conn, dom):
     with pytest.raises(sn.SnapshotError) as err:
-        sn.ensure_reverted(conn, dom.name(), 'nope', check_mode=True)
+        revert(conn, dom.name(), 'nope', check_mode=True)
     assert 'does not exist' in err.value.msg
 
 
@@ -431,7 +444,7 @@ def test_metadata_only_check_mode_says_so(conn, dom):
 def test_snapshots_info_is_a_tree(conn, dom):
     present(conn, dom, 's1', description='root')
     present(conn, dom, 's2')
-    sn.ensure_reverted(conn, dom.name(), 's1')
+    revert(conn, dom.name(), 's1')
     present(conn, dom, 's3')
     info = sn.snapshots_info(dom)
     by_name = dict((i['name'], i) for i in info)

@@ -16,7 +16,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _storage  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _pool, _volume  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 URI = 'test:///default'
@@ -37,7 +37,7 @@ def name(conn):
     """A fresh pool name; whatever the test left behind is removed."""
     value = 'ut-pool-%d' % next(_counter)
     yield value
-    pool = _storage.lookup_pool(conn, value)
+    pool = _pool.lookup_pool(conn, value)
     if pool is not None:
         if pool.isActive():
             for vol in pool.listAllVolumes(0):
@@ -68,8 +68,8 @@ class Recorder:
 
 def run_pool(conn, check_mode=False, diff_mode=True, **kwargs):
     warn = Recorder()
-    result = _storage.PoolManager(conn, pool_params(**kwargs), check_mode=check_mode,
-                                  diff_mode=diff_mode, warn=warn).run()
+    result = _pool.PoolManager(conn, pool_params(**kwargs), check_mode=check_mode,
+                               diff_mode=diff_mode, warn=warn).run()
     result['warnings'] = warn.warnings
     return result
 
@@ -86,13 +86,13 @@ def four_times(func, conn, **kwargs):
     ('1GB', 1000 ** 3), ('2k', 2048), ('10T', 10 * 1024 ** 4),
 ])
 def test_parse_size(text, size):
-    assert _storage.parse_size(text) == size
+    assert _volume.parse_size(text) == size
 
 
 @pytest.mark.parametrize('text', ['', 'big', '1.5G', '1Q', '-1'])
 def test_parse_size_rejects(text):
     with pytest.raises(VirtError, match='capacity'):
-        _storage.parse_size(text)
+        _volume.parse_size(text)
 
 
 # ------------------------------------------------------------------ pools
@@ -119,7 +119,7 @@ def test_pool_define_build_start_autostart_four_times(conn, name):
 
 def test_pool_check_mode_changes_nothing(conn, name):
     run_pool(conn, check_mode=True, xml=pool_xml(name), state='active', autostart=True)
-    assert _storage.lookup_pool(conn, name) is None
+    assert _pool.lookup_pool(conn, name) is None
 
 
 def test_pool_present_defines_without_starting(conn, name):
@@ -138,7 +138,7 @@ def test_pool_states(conn, name):
         assert [r['changed'] for r in results] == [bool(actions), bool(actions), False, False]
         assert results[0]['actions'] == actions and results[1]['actions'] == actions
         assert results[1]['pool']['state'] == after
-        assert _storage.pool_state(_storage.get_pool(conn, name)) == after
+        assert _pool.pool_state(_pool.get_pool(conn, name)) == after
 
 
 def test_pool_intent_compare_ignores_what_libvirt_fills_in(conn, name):
@@ -165,7 +165,7 @@ def test_pool_update_of_an_active_pool_is_planned_with_a_restart(conn, name):
     assert not restart['restart_required']
     stop = run_pool(conn, check_mode=True, xml=new, state='inactive')
     assert stop['actions'] == ['define', 'stop'] and not stop['restart_required']
-    assert _storage.get_pool(conn, name).isActive()
+    assert _pool.get_pool(conn, name).isActive()
 
 
 def test_pool_update_of_an_inactive_pool(conn, name):
@@ -200,7 +200,7 @@ def test_pool_absent_four_times(conn, name):
     assert check['diff']['after'] == '# state: absent\n'
     assert real['changed'] and real['pool'] == {}
     assert not check2['changed'] and not real2['changed']
-    assert _storage.lookup_pool(conn, name) is None
+    assert _pool.lookup_pool(conn, name) is None
 
 
 def test_pool_deleted(conn, name):
@@ -208,7 +208,7 @@ def test_pool_deleted(conn, name):
     results = four_times(run_pool, conn, name=name, state='deleted')
     assert [r['changed'] for r in results] == [True, True, False, False]
     assert results[1]['actions'] == ['stop', 'delete storage', 'undefine']
-    assert _storage.lookup_pool(conn, name) is None
+    assert _pool.lookup_pool(conn, name) is None
 
 
 def test_pool_deleted_refuses_a_pool_with_volumes(conn, name):
@@ -216,7 +216,7 @@ def test_pool_deleted_refuses_a_pool_with_volumes(conn, name):
     run_volume(conn, pool=name, name='a.img', capacity='1M')
     with pytest.raises(VirtError, match='still has 1 volume'):
         run_pool(conn, name=name, state='deleted')
-    assert _storage.pool_state(_storage.get_pool(conn, name)) == 'active'
+    assert _pool.pool_state(_pool.get_pool(conn, name)) == 'active'
 
 
 def test_pool_transient_becomes_persistent(conn, name):
@@ -248,19 +248,19 @@ def test_pool_type_and_uuid_cannot_change(conn, name):
     other = pool_xml(name).replace('<target>', uuid + '<target>')
     with pytest.raises(VirtError, match='uuid'):
         run_pool(conn, xml=other)
-    assert _storage.get_pool(conn, name).UUIDString() == first['pool']['uuid']
+    assert _pool.get_pool(conn, name).UUIDString() == first['pool']['uuid']
 
 
 def test_pools_info(conn, name):
     run_pool(conn, xml=pool_xml(name))
-    everything = _storage.pools_info(conn)
+    everything = _pool.pools_info(conn)
     names = [p['name'] for p in everything]
     assert 'default-pool' in names and name in names and names == sorted(names)
-    one = _storage.pools_info(conn, name=name)
+    one = _pool.pools_info(conn, name=name)
     assert len(one) == 1 and one[0]['state'] == 'inactive'
-    assert _storage.pools_info(conn, name='ut-pool-missing') == []
-    assert name not in [p['name'] for p in _storage.pools_info(conn, state='active')]
-    assert name in [p['name'] for p in _storage.pools_info(conn, state='inactive')]
+    assert _pool.pools_info(conn, name='ut-pool-missing') == []
+    assert name not in [p['name'] for p in _pool.pools_info(conn, state='active')]
+    assert name in [p['name'] for p in _pool.pools_info(conn, state='inactive')]
 
 
 # ------------------------------------------------------------------ volumes
@@ -275,8 +275,8 @@ def volume_params(**kwargs):
 
 def run_volume(conn, check_mode=False, diff_mode=True, **kwargs):
     warn = Recorder()
-    result = _storage.VolumeManager(conn, volume_params(**kwargs), check_mode=check_mode,
-                                    diff_mode=diff_mode, warn=warn).run()
+    result = _volume.VolumeManager(conn, volume_params(**kwargs), check_mode=check_mode,
+                                   diff_mode=diff_mode, warn=warn).run()
     result['warnings'] = warn.warnings
     return result
 
@@ -304,7 +304,7 @@ def test_volume_create_qcow2_four_times(conn, pool):
 
 def test_volume_check_mode_changes_nothing(conn, pool):
     run_volume(conn, check_mode=True, pool=pool, name='a.img', capacity='1M')
-    assert _storage.lookup_volume(_storage.get_pool(conn, pool), 'a.img') is None
+    assert _volume.lookup_volume(_pool.get_pool(conn, pool), 'a.img') is None
 
 
 def test_volume_linked_clone(conn, pool):
@@ -405,16 +405,16 @@ def test_volume_needs_an_active_existing_pool(conn, name):
 def test_volumes_info(conn, pool):
     run_volume(conn, pool=pool, name='b.img', capacity='1M')
     run_volume(conn, pool=pool, name='a.qcow2', capacity='2M', format='qcow2')
-    vols = _storage.volumes_info(conn, pool=pool)
+    vols = _volume.volumes_info(conn, pool=pool)
     assert [v['name'] for v in vols] == ['a.qcow2', 'b.img']
     assert vols[0]['capacity'] == 2 * 1024 * 1024 and vols[0]['format'] == 'qcow2'
-    one = _storage.volumes_info(conn, pool=pool, name='b.img')
+    one = _volume.volumes_info(conn, pool=pool, name='b.img')
     assert len(one) == 1 and one[0]['pool'] == pool
-    assert _storage.volumes_info(conn, pool=pool, name='nope') == []
-    everywhere = _storage.volumes_info(conn, name='b.img')
+    assert _volume.volumes_info(conn, pool=pool, name='nope') == []
+    everywhere = _volume.volumes_info(conn, name='b.img')
     assert [(v['pool'], v['name']) for v in everywhere] == [(pool, 'b.img')]
     with pytest.raises(VirtError, match='not found'):
-        _storage.volumes_info(conn, pool='ut-pool-missing')
+        _volume.volumes_info(conn, pool='ut-pool-missing')
 
 
 # ------------------------------------------------------------------ logical (LVM) pools
@@ -457,8 +457,8 @@ def test_logical_volume_is_fully_allocated_and_raw(conn, lvm_pool):
     # allocation 0 would make libvirt create a 1 KiB snapshot LV that overflows when written
     assert vol['capacity'] == vol['allocation'] == 8 * 1024 * 1024
     # a clone of a qcow2 volume asks for no format (libvirt would ignore it anyway)
-    manager = _storage.VolumeManager(conn, volume_params(pool=lvm_pool, name='x'))
-    manager.pool_type = _storage.LOGICAL
+    manager = _volume.VolumeManager(conn, volume_params(pool=lvm_pool, name='x'))
+    manager.pool_type = _pool.LOGICAL
     xml = manager.volume_xml_for_create(4096, 'qcow2')
     assert '<format' not in xml and "<allocation unit=\"bytes\">4096<" in xml.replace("'", '"')
     # format raw is accepted (an LV is raw)
@@ -474,7 +474,7 @@ def test_logical_volume_refuses_what_lvm_cannot_do(conn, lvm_pool, kwargs, match
         with pytest.raises(VirtError, match=match) as err:
             run_volume(conn, check_mode=check_mode, pool=lvm_pool, name='lv2', **kwargs)
         assert 'nothing was changed' in str(err.value)
-    assert _storage.lookup_volume(_storage.get_pool(conn, lvm_pool), 'lv2') is None
+    assert _volume.lookup_volume(_pool.get_pool(conn, lvm_pool), 'lv2') is None
 
 
 def test_logical_volume_resize_is_refused_before_libvirt(conn, lvm_pool):
@@ -483,7 +483,7 @@ def test_logical_volume_resize_is_refused_before_libvirt(conn, lvm_pool):
         with pytest.raises(VirtError, match='cannot resize the volumes of a logical') as err:
             run_volume(conn, check_mode=check_mode, pool=lvm_pool, name='lv1', capacity='16M')
         assert 'nothing was changed' in str(err.value)
-    vol = _storage.lookup_volume(_storage.get_pool(conn, lvm_pool), 'lv1')
+    vol = _volume.lookup_volume(_pool.get_pool(conn, lvm_pool), 'lv1')
     assert vol.info()[1] == 8 * 1024 * 1024
     # resize: false uses capacity only to create: no change, no failure
     assert not run_volume(conn, pool=lvm_pool, name='lv1', capacity='16M', resize=False)['changed']
@@ -504,7 +504,7 @@ def test_logical_pool_deleted_only_when_active(conn, lvm_pool):
         with pytest.raises(VirtError, match='inactive logical .* start it') as err:
             run_pool(conn, check_mode=check_mode, name=lvm_pool, state='deleted')
         assert 'nothing was changed' in str(err.value)
-    assert _storage.lookup_pool(conn, lvm_pool) is not None
+    assert _pool.lookup_pool(conn, lvm_pool) is not None
     run_pool(conn, name=lvm_pool, state='active')
     run_volume(conn, pool=lvm_pool, name='lv1', capacity='8M')
     with pytest.raises(VirtError, match='still has 1 volume'):
@@ -513,7 +513,7 @@ def test_logical_pool_deleted_only_when_active(conn, lvm_pool):
     results = four_times(run_pool, conn, name=lvm_pool, state='deleted')
     assert [r['changed'] for r in results] == [True, True, False, False]
     assert results[1]['actions'] == ['stop', 'delete storage', 'undefine']
-    assert _storage.lookup_pool(conn, lvm_pool) is None
+    assert _pool.lookup_pool(conn, lvm_pool) is None
 
 
 # ------------------------------------------------------------------ pools of LUNs (iscsi-direct)
@@ -540,7 +540,7 @@ def lun_pool(conn, name):
     """An active iscsi-direct pool with one 'LUN' (created through the test driver, as the
     target would have made it)."""
     run_pool(conn, xml=ISCSI_DIRECT_XML.format(name=name), state='active')
-    _storage.get_pool(conn, name).createXML(
+    _pool.get_pool(conn, name).createXML(
         '<volume><name>unit:0:0:1</name><capacity>67108864</capacity></volume>', 0)
     return name
 
@@ -559,10 +559,10 @@ def test_lun_pool_is_never_built(conn, name):
 
 @pytest.mark.parametrize('pool_type', ['iscsi', 'iscsi-direct', 'scsi', 'mpath'])
 def test_needs_build_is_false_for_every_lun_pool_type(conn, pool_type):
-    manager = _storage.PoolManager(conn, pool_params())
-    desired = _storage.DesiredPool("<pool type='%s'><name>x</name></pool>" % pool_type)
+    manager = _pool.PoolManager(conn, pool_params())
+    desired = _pool.DesiredPool("<pool type='%s'><name>x</name></pool>" % pool_type)
     assert manager._needs_build(None, desired, exists=False) is False
-    desired = _storage.DesiredPool("<pool type='dir'><name>x</name></pool>")
+    desired = _pool.DesiredPool("<pool type='dir'><name>x</name></pool>")
     assert manager._needs_build(None, desired, exists=False) is True
 
 
@@ -571,7 +571,7 @@ def test_lun_pool_deleted_is_refused(conn, lun_pool):
         with pytest.raises(VirtError, match='libvirt has no storage of it to delete') as err:
             run_pool(conn, check_mode=check_mode, name=lun_pool, state='deleted')
         assert 'Use state absent' in str(err.value) and 'nothing was changed' in str(err.value)
-    pool = _storage.lookup_pool(conn, lun_pool)
+    pool = _pool.lookup_pool(conn, lun_pool)
     assert pool is not None and pool.isActive() and pool.listVolumes() == ['unit:0:0:1']
     results = four_times(run_pool, conn, name=lun_pool, state='absent')
     assert [r['changed'] for r in results] == [True, True, False, False]
@@ -597,7 +597,7 @@ def test_lun_pool_volume_changes_are_refused_before_libvirt(conn, lun_pool, kwar
         with pytest.raises(VirtError, match=match) as err:
             run_volume(conn, check_mode=check_mode, pool=lun_pool, **kwargs)
         assert 'nothing was changed' in str(err.value)
-    pool = _storage.get_pool(conn, lun_pool)
+    pool = _pool.get_pool(conn, lun_pool)
     assert pool.listVolumes() == ['unit:0:0:1']
     assert pool.storageVolLookupByName('unit:0:0:1').info()[1] == 64 * 1024 * 1024
     assert not (tmp_path / 'x.img').exists()
@@ -623,4 +623,4 @@ def test_lun_pool_what_needs_no_change_works(conn, lun_pool):
                           resize=False)['changed']
     # absent for a volume that does not exist is no change
     assert not run_volume(conn, pool=lun_pool, name='unit:0:0:9', state='absent')['changed']
-    assert [v['name'] for v in _storage.volumes_info(conn, pool=lun_pool)] == ['unit:0:0:1']
+    assert [v['name'] for v in _volume.volumes_info(conn, pool=lun_pool)] == ['unit:0:0:1']

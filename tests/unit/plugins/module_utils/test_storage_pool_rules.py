@@ -20,8 +20,9 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _storage  # noqa: E402
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff as xd  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils import _pool  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils._pool_profile import STORAGE_POOL, sanitize_path  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError  # noqa: E402
 
 _counter = itertools.count()
@@ -32,7 +33,7 @@ def _unique(prefix):
 
 
 def _remove(conn, name):
-    pool = _storage.lookup_pool(conn, name)
+    pool = _pool.lookup_pool(conn, name)
     if pool is not None:
         if pool.isActive():
             pool.destroy()
@@ -57,14 +58,14 @@ def run_pool(conn, xml, check_mode=False, name=None):
     params = dict(name=name, xml=xml, state='present', autostart=None, build=False,
                   refresh=False, restart_on_change=False)
     warnings = []
-    result = _storage.PoolManager(conn, params, check_mode=check_mode, diff_mode=True,
-                                  warn=warnings.append).run()
+    result = _pool.PoolManager(conn, params, check_mode=check_mode, diff_mode=True,
+                               warn=warnings.append).run()
     result['warnings'] = warnings
     return result
 
 
 def changed(desired, live):
-    return xd.compare(desired, live, xd.STORAGE_POOL).changed
+    return compare(desired, live, STORAGE_POOL).changed
 
 
 # ------------------------------------------------------------------ rules, pure XML
@@ -78,7 +79,7 @@ def changed(desired, live):
     ('gluster://bar.baz/fooo///////hoo', 'gluster://bar.baz/fooo///////hoo'),
 ])
 def test_sanitize_path_is_libvirts(path, clean):
-    assert xd.sanitize_path(path) == clean
+    assert sanitize_path(path) == clean
 
 
 def test_paths_are_compared_as_libvirt_stores_them():
@@ -106,7 +107,7 @@ def test_derived_target_path_is_what_libvirt_sets(pool_type, source, path):
     # Another source name is a real change, and so is the path it derives.
     other = desired.replace('<name>p</name>', '<name>p</name><source><name>new</name></source>') \
         if not source else desired.replace(source, source.replace('<name>', '<name>new'))
-    paths = [d.path for d in xd.compare(other, live, xd.STORAGE_POOL).differences]
+    paths = [d.path for d in compare(other, live, STORAGE_POOL).differences]
     assert paths == ['source/name', 'target/path']
 
 
@@ -158,11 +159,11 @@ def test_pool_types_without_backend_from_capabilities():
       <pool type='dir' supported='yes'><volOptions><defaultFormat type='raw'/></volOptions></pool>
       <pool type='rbd' supported='no'/><pool type='zfs' supported='no'/>
     </storagepoolCapabilities>"""
-    assert _storage.pool_types_without_backend(caps) == {'rbd', 'zfs'}
+    assert _pool.pool_types_without_backend(caps) == {'rbd', 'zfs'}
 
 
 def test_test_driver_has_no_capabilities_and_nothing_is_foreseen_from_them(conn):
-    assert _storage.unsupported_pool_types(conn) is None
+    assert _pool.unsupported_pool_types(conn) is None
 
 
 # ------------------------------------------------------------------ rules, through libvirt
@@ -273,8 +274,8 @@ def test_foreseen_storage_conflicts_are_libvirts(conn, names):
     for one, two in itertools.product(CANDIDATES, repeat=2):
         conn.conn.storagePoolDefineXML(_named(one, first), 0)
         try:
-            desired = _storage.DesiredPool(_named(two, second))
-            predicted = _storage.define_refusal(conn, desired)
+            desired = _pool.DesiredPool(_named(two, second))
+            predicted = _pool.define_refusal(conn, desired)
             try:
                 conn.conn.storagePoolDefineXML(_named(two, second), 0)
                 actual = None
@@ -306,7 +307,7 @@ def test_storage_conflict_fails_check_mode_and_the_real_run_alike(conn, names):
                     r"'%s': both are dir pools with target path /var/lib/%s, .*\(nothing was "
                     r"changed\)$" % (second, first, first), str(real.value))
     assert real.value.details['reason'] == 'define refused'
-    assert _storage.lookup_pool(conn, second) is None
+    assert _pool.lookup_pool(conn, second) is None
 
 
 def test_a_pool_redefined_over_itself_is_no_conflict_but_onto_another_is(conn, names):
@@ -320,8 +321,8 @@ def test_a_pool_redefined_over_itself_is_no_conflict_but_onto_another_is(conn, n
         run_pool(conn, xml.format(first, second), check_mode=True)
     with pytest.raises(libvirt.libvirtError, match='conflict'):
         conn.conn.storagePoolDefineXML(xml.format(first, second), 0)
-    assert '/var/lib/%s-moved<' % first in _storage.pool_inactive_xml(
-        _storage.get_pool(conn, first))
+    assert '/var/lib/%s-moved<' % first in _pool.pool_inactive_xml(
+        _pool.get_pool(conn, first))
 
 
 def test_uuid_of_another_pool_is_foreseen(conn, names):

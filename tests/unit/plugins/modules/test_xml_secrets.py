@@ -20,7 +20,7 @@ pytest.importorskip('lxml')
 from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.common.parameters import remove_values  # noqa: E402
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _secrets  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._domain import DOMAIN_ARGS  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtModule  # noqa: E402
 from ansible_collections.virtops.libvirt.plugins.modules import virt_domain, virt_domain_device  # noqa: E402
@@ -78,7 +78,7 @@ def test_secrets_of_xml():
            "<auth username='u' password='Auth-pw'><secret type='iscsi' usage='lun0'/></auth>"
            "</source></disk><foo><bar passwd='Deep-pw'/><secret>Lit3ral</secret></foo>"
            "<graphics type='vnc' passwd=''/></devices></domain>")
-    found = _xmldiff.secrets(xml)
+    found = _secrets.secrets(xml)
     for value in (VNC_PW, SPICE_PW, SPICE_PW.replace('&', '&amp;'), 'Rdp-pw', 'C00kie', 'Auth-pw',
                   'Deep-pw', 'Lit3ral'):
         assert value in found, value
@@ -89,16 +89,16 @@ def test_secrets_of_xml():
 def test_secrets_of_unparsable_or_missing_xml():
     # The module reports broken XML itself, with the XML in its invocation: its passwords are
     # still found, by pattern.
-    assert set(_xmldiff.secrets("<domain><graphics passwd='Br0ken' type='vnc'></domain")) == {'Br0ken'}
-    assert set(_xmldiff.secrets('<graphics password="x&amp;y"')) >= {'x&amp;y'}
+    assert set(_secrets.secrets("<domain><graphics passwd='Br0ken' type='vnc'></domain")) == {'Br0ken'}
+    assert set(_secrets.secrets('<graphics password="x&amp;y"')) >= {'x&amp;y'}
     for nothing in (None, '', '   ', 42):
-        assert not _xmldiff.secrets(nothing)
+        assert not _secrets.secrets(nothing)
 
 
 def test_module_knows_the_secrets_before_it_returns(name):
     xml = DOMAIN.format(name=name, devices=GRAPHICS)
     with patch_module_args(dict(xml=xml, uri=URI)):
-        vm = VirtModule(argument_spec=DOMAIN_ARGS, secrets=_xmldiff.xml_option_secrets)
+        vm = VirtModule(argument_spec=DOMAIN_ARGS, secrets=_secrets.xml_option_secrets)
     assert VNC_PW in vm.module.no_log_values and SPICE_PW in vm.module.no_log_values
     diff = dict(before='', after=xml)
     masked = remove_values(dict(diff=diff, msg='graphics passwd %s' % VNC_PW), vm.module.no_log_values)

@@ -14,7 +14,9 @@ import pytest
 
 pytest.importorskip('lxml')
 
-from ansible_collections.virtops.libvirt.plugins.module_utils import _xmldiff as xd  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils._domain_profile import DOMAIN, _bitmap  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare  # noqa: E402
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import parse  # noqa: E402
 
 
 def domain(body, attrs=''):
@@ -27,12 +29,12 @@ def devices(inner):
 
 
 def same(desired, live):
-    result = xd.compare(desired, live, xd.DOMAIN)
+    result = compare(desired, live, DOMAIN)
     assert not result.changed, result.summary()
 
 
 def differs(desired, live, *paths):
-    result = xd.compare(desired, live, xd.DOMAIN)
+    result = compare(desired, live, DOMAIN)
     assert result.changed
     if paths:
         assert [d.path for d in result.differences] == list(paths)
@@ -85,8 +87,8 @@ def test_cpu_and_node_sets_in_canonical_form():
                      "</numatune>")
     same(desired, desired.replace("1-2,5-7,^6", "1-2,5,7"))
     differs(desired, desired.replace("1-2,5-7,^6", "1-2,5-7"), 'numatune/memnode[2]@nodeset')
-    assert xd._bitmap('0-3,^2, 5') == '0-1,3,5'
-    assert xd._bitmap('not a set') == 'not a set'
+    assert _bitmap('0-3,^2, 5') == '0-1,3,5'
+    assert _bitmap('not a set') == 'not a set'
 
 
 def test_iscsi_source_name_without_a_lun_is_lun_zero():
@@ -237,8 +239,8 @@ def test_what_libvirt_keeps_is_still_compared(written, stored):
 
 
 def test_implied_rules_leave_the_users_xml_alone():
-    desired = xd.parse(devices("<disk type='volume' device='cdrom'><target dev='hdc'/></disk>"))
-    xd.compare(desired, devices("<disk type='file' device='cdrom'><target dev='hdc'/></disk>"),
-               xd.DOMAIN)
+    desired = parse(devices("<disk type='volume' device='cdrom'><target dev='hdc'/></disk>"))
+    compare(desired, devices("<disk type='file' device='cdrom'><target dev='hdc'/></disk>"),
+            DOMAIN)
     assert desired.find('devices/disk').get('type') == 'volume'
     assert desired.find('devices/disk/readonly') is None
