@@ -39,6 +39,7 @@ import threading
 import time
 
 import _copy_bench
+import _crypt_bench
 import _instant_bench
 import _s3copy_bench
 
@@ -864,6 +865,7 @@ class Bench:
         _copy_bench.verdicts(sys.modules[__name__], self, verdict)
         _instant_bench.verdicts(sys.modules[__name__], self, verdict)
         _s3copy_bench.verdicts(sys.modules[__name__], self, verdict)
+        _crypt_bench.verdicts(sys.modules[__name__], self, verdict)
         modules = [r for r in self.results if r.tool.startswith('virt_backup')]
         if modules:
             peak = max(modules, key=lambda r: r.rss_kib)
@@ -976,7 +978,8 @@ def parse_args(argv):
     p.add_argument('--inc-dirty', type=parse_size, help='data written before each incremental (64M)')
     p.add_argument('--probe-size', type=parse_size,
                    help='virtual size of the sparse memory-probe disk (1T); 0 skips the probe')
-    p.add_argument('--only', choices=['full', 'incremental', 'compare', 'push', 'restore', 'probe', 'instant', 'copy'],
+    p.add_argument('--only', choices=['full', 'incremental', 'compare', 'push', 'restore', 'probe', 'instant', 'copy',
+                                      'crypt'],
                    action='append',
                    help='run only this case (repeatable)')
     p.add_argument('--workers', type=int, default=4, help="virt_backup's workers option (4, its default)")
@@ -1027,7 +1030,7 @@ def main(argv=None):
             os.setpriority(os.PRIO_PROCESS, 0, args.nice)    # inherited by every tool started from here
         log('machine: %s; load average %s%s' % (machine_line(bench.connect()), ' '.join(loadavg()),
                                                 '; nice %d' % args.nice if args.nice else ''))
-        only = args.only or ['full', 'incremental', 'compare', 'push', 'restore', 'probe', 'instant', 'copy']
+        only = args.only or ['full', 'incremental', 'compare', 'push', 'restore', 'probe', 'instant', 'copy', 'crypt']
         if 'full' in only:
             bench.case_full()
         if 'incremental' in only:
@@ -1042,6 +1045,8 @@ def main(argv=None):
             _instant_bench.case_instant(sys.modules[__name__], bench)
         if 'copy' in only:
             _s3copy_bench.case_copy(sys.modules[__name__], bench)
+        if 'crypt' in only:
+            _crypt_bench.case_crypt(sys.modules[__name__], bench)
         if 'probe' in only and args.probe_size:
             bench.case_probe()
         code = 0 if bench.report(started, datetime.datetime.now()) else 1

@@ -366,6 +366,7 @@ class BlockJobManager(ObjectManager):
     kind = 'disk'
     argument_spec = BLOCKJOB_ARGS
     module_options = dict(required_if=[('state', 'present', ('operation',))])
+    connect_first = True
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)

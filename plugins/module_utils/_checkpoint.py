@@ -37,6 +37,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     flag as _flag,
     is_error,
     libvirt_call,
+    lookup_or_none,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._disks import domain_disks
@@ -44,10 +45,13 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._moment import (
     INFO_ARGS,
     MomentManager,
     child_text,
+    diff_fields,
+    new_moment,
+    ordered_descendants,
     parse_moment,
     replace_description,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare
 
 try:
@@ -113,11 +117,7 @@ def build_checkpoint_xml(name, description=None, disks=None, parent=None, creati
     bitmap (its name); libvirt gives unlisted disks no bitmap. parent (a checkpoint name) and
     creation_time (seconds) only for REDEFINE, which records them as given.
     """
-    require_lxml()
-    root = etree.Element('domaincheckpoint')
-    etree.SubElement(root, 'name').text = name
-    if description:
-        etree.SubElement(root, 'description').text = description
+    root = new_moment('checkpoint', name, description)
     if parent:
         etree.SubElement(etree.SubElement(root, 'parent'), 'name').text = parent
     if creation_time is not None:
@@ -207,12 +207,8 @@ def check_bitmap_capable(dom, name, dom_disks, planned):
 
 def lookup_checkpoint(dom, name):
     """The virDomainCheckpoint called name, or None."""
-    try:
-        return dom.checkpointLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_DOMAIN_CHECKPOINT'):
-            return None
-        raise translate(exc, 'looking up checkpoint %s' % name, _dom_label(dom))
+    return lookup_or_none(lambda: dom.checkpointLookupByName(name), ('VIR_ERR_NO_DOMAIN_CHECKPOINT',),
+                          'looking up checkpoint %s' % name, _dom_label(dom))
 
 
 def list_checkpoints(dom):
@@ -223,11 +219,7 @@ def list_checkpoints(dom):
 
 def descendants(dom, chk):
     """Names of every checkpoint below chk, parents before their children."""
-    with libvirt_call('listing the descendants of checkpoint %s' % chk.getName(), _dom_label(dom)):
-        below = chk.listAllChildren(_flag('VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS'))
-    names = set(c.getName() for c in below)
-    # listAllChildren has no topological order; the domain-wide list has.
-    return [c.getName() for c in list_checkpoints(dom) if c.getName() in names]
+    return ordered_descendants(dom, chk, 'checkpoint', 'VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS', list_checkpoints)
 
 
 def checkpoint_xml(dom, chk, no_domain=False, size=False):
@@ -493,10 +485,7 @@ CHECKPOINT_INFO_ARGS = INFO_ARGS
 
 def _comparable(desc):
     """The part of a checkpoint description that diff mode shows."""
-    if not desc:
-        return {}
-    keys = ('name', 'description', 'parent', 'creation_time', 'disks')
-    return dict((k, desc.get(k)) for k in keys)
+    return diff_fields(desc, ('name', 'description', 'parent', 'creation_time', 'disks'))
 
 
 def disk_differences(intent, requested):

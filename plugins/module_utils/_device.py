@@ -393,6 +393,7 @@ class DeviceManager(ObjectManager):
     kind = 'device'
     argument_spec = DEVICE_ARGS
     secrets = staticmethod(xml_option_secrets)
+    connect_first = True
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):

@@ -29,17 +29,17 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    lookup_or_none,
     optional_flag as _flag,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
     REASON_SHUTDOWN_TIMEOUT,
     REASON_UNSUPPORTED_BY_HYPERVISOR,
-    REASON_UUID_MISMATCH,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._domain_profile import DOMAIN
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document, _secrets, _units
-from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import DefinedObjectManager, Plan, read_each
 from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import ACTIVE_STATES, domain_state, is_local_uri
 
 
@@ -291,21 +291,20 @@ def check_foreseeable(conn, desired, warn=None):
 # ---------------------------------------------------------------------------------------------
 # The manager
 
-class DomainManager(ObjectManager):
+class DomainManager(DefinedObjectManager):
     """virt_domain: compute the desired state, compare it with the live domain, then apply
     (unless check mode). params: the module's parameters (DOMAIN_ARGS)."""
 
     kind = 'domain'
     argument_spec = DOMAIN_ARGS
-    module_options = dict(required_one_of=[('name', 'xml')])
+    desired_type = DesiredDomain
     secrets = staticmethod(_secrets.xml_option_secrets)
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):
-        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
+        DefinedObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.sleep = sleep
         self.clock = clock
-        self.desired = None
         self.restart_required = False
         # set when a shutdown (or the shutdown of a restart) timed out and force destroyed it
         self.forced_off = False
@@ -320,21 +319,8 @@ class DomainManager(ObjectManager):
         if p.get('timeout') is not None and p['timeout'] < 0:
             raise VirtError('timeout must be 0 or more seconds, got %s' % p['timeout'])
 
-    def identify(self):
-        p = self.params
-        if p.get('xml'):
-            self.desired = DesiredDomain(p['xml'], p.get('name'))
-        name = self.desired.name if self.desired is not None else p.get('name')
-        if not name:
-            raise VirtError('give name or xml to say which domain')
-        return name
-
-    def lookup(self):
-        dom = self.connection.lookup_domain(self.name)
-        if dom is None and self.desired is None and not self.wants_absent():
-            raise VirtError('%s does not exist on %s; give xml to define it'
-                            % (self.obj, self.connection.uri), obj=self.name)
-        return dom
+    def find(self, name):
+        return self.connection.lookup_domain(name)
 
     # -- absent -----------------------------------------------------------------------------
 
@@ -347,11 +333,12 @@ class DomainManager(ObjectManager):
                     before_xml=_compare.normalized(inactive_xml(live, secure=False), DOMAIN))
         volumes = self.managed_volumes(live) if self.params['remove_storage'] else []
         if live.isActive():
-            plan.add('destroy', self._destroy)
+            plan.add('destroy', self._destroy())
         plan.add('undefine', self._undefine)
         self.removed_volumes = [v.path() for v in volumes]
         for vol, path in zip(volumes, self.removed_volumes):
-            plan.add('delete volume %s' % path, self._delete_volume(vol))
+            plan.add('delete volume %s' % path,
+                     self.call_step('deleting volume %s' % path, lambda dom, vol=vol: vol.delete(0)))
         return plan
 
     def _undefine(self, dom):
@@ -373,13 +360,6 @@ class DomainManager(ObjectManager):
         with libvirt_call('undefining', self.obj):
             dom.undefineFlags(self._needed_undefine_flags(dom, flags))
         return None
-
-    def _delete_volume(self, vol):
-        def step(dom):
-            with libvirt_call('deleting volume %s' % vol.path(), self.obj):
-                vol.delete(0)
-            return dom
-        return step
 
     def _needed_undefine_flags(self, dom, wanted):
         needed = 0
@@ -425,12 +405,9 @@ class DomainManager(ObjectManager):
         return volumes
 
     def _volume_by_name(self, pool_name, vol_name):
-        try:
-            return self.conn.storagePoolLookupByName(pool_name).storageVolLookupByName(vol_name)
-        except libvirt.libvirtError as exc:
-            if is_error(exc, 'VIR_ERR_NO_STORAGE_POOL', 'VIR_ERR_NO_STORAGE_VOL'):
-                return None
-            raise translate(exc, 'looking up volume %s/%s' % (pool_name, vol_name), self.obj)
+        return lookup_or_none(lambda: self.conn.storagePoolLookupByName(pool_name).storageVolLookupByName(vol_name),
+                              ('VIR_ERR_NO_STORAGE_POOL', 'VIR_ERR_NO_STORAGE_VOL'),
+                              'looking up volume %s/%s' % (pool_name, vol_name), self.obj)
 
     def _volume_by_path(self, path):
         for attempt in (1, 2):
@@ -473,11 +450,7 @@ class DomainManager(ObjectManager):
 
         intent = None
         if desired is not None:
-            if exists and desired.uuid and desired.uuid != live.UUIDString().lower():
-                raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
-                                'cannot change a domain\'s uuid (nothing was changed)'
-                                % (self.obj, live.UUIDString(), desired.uuid), obj=self.name,
-                                reason=REASON_UUID_MISMATCH)
+            self.check_uuid(live, 'domain')
             check_against_hypervisor(self.connection, desired)
             stored = inactive_xml(live) if exists else None
             intent = _compare.compare(desired.compared, stored, DOMAIN,
@@ -510,20 +483,12 @@ class DomainManager(ObjectManager):
         run_state_steps = self._run_state_steps()
         for step_name in names:
             plan.add(step_name, run_state_steps[step_name])
-        autostart = p.get('autostart')
-        after_autostart = before_autostart
-        if autostart is not None and autostart != before_autostart:
-            plan.add('autostart' if autostart else 'no autostart', self._set_autostart(autostart))
-            after_autostart = autostart
+        after_autostart = self.plan_autostart(plan, before_autostart)
         self.restart_required = pending and not restart and after_state in ACTIVE_STATES
 
         self.defining, self.restarting = define, restart
-        plan.before = dict(state=before_state, autostart=before_autostart)
-        plan.after = dict(state=after_state, autostart=after_autostart)
-        if intent is not None:
-            plan.before_xml, plan.after_xml = intent.before, intent.after
-            if not define:
-                plan.before_xml = intent.after
+        plan.show(dict(state=before_state, autostart=before_autostart),
+                  dict(state=after_state, autostart=after_autostart), intent, define)
         return plan
 
     @staticmethod
@@ -574,11 +539,11 @@ class DomainManager(ObjectManager):
         return {
             'start': self._start,
             'start paused': self._start_paused,
-            'resume': self._resume,
-            'suspend': self._suspend,
-            'wakeup': self._wakeup,
+            'resume': self.call_step('resuming', lambda dom: dom.resume()),
+            'suspend': self.call_step('pausing (suspend)', lambda dom: dom.suspend()),
+            'wakeup': self.call_step('waking up', lambda dom: dom.pMWakeup(0)),
             'shutdown': self._shutdown,
-            'destroy': self._destroy,
+            'destroy': self._destroy(),
         }
 
     def _start(self, dom):
@@ -589,36 +554,12 @@ class DomainManager(ObjectManager):
         self.start(dom, paused=True)
         return dom
 
-    def _resume(self, dom):
-        with libvirt_call('resuming', self.obj):
-            dom.resume()
-        return dom
-
-    def _suspend(self, dom):
-        with libvirt_call('pausing (suspend)', self.obj):
-            dom.suspend()
-        return dom
-
-    def _wakeup(self, dom):
-        with libvirt_call('waking up', self.obj):
-            dom.pMWakeup(0)
-        return dom
-
     def _shutdown(self, dom):
         self.graceful_shutdown(dom, purpose='shutting down')
         return dom
 
-    def _destroy(self, dom):
-        with libvirt_call('stopping (destroy)', self.obj):
-            dom.destroy()
-        return dom
-
-    def _set_autostart(self, value):
-        def step(dom):
-            with libvirt_call('setting autostart', self.obj):
-                dom.setAutostart(1 if value else 0)
-            return dom
-        return step
+    def _destroy(self):
+        return self.call_step('stopping (destroy)', lambda dom: dom.destroy())
 
     def start(self, dom, paused=False):
         if not paused:
@@ -681,11 +622,8 @@ class DomainManager(ObjectManager):
 
     def _check_kept(self, dom, desired):
         """After a define: anything libvirt did not keep would cause a change on every run."""
-        intent = _compare.compare(desired.compared, inactive_xml(dom), DOMAIN,
-                                  normalizers=desired.normalizers())
-        if intent.changed:
-            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
-                      'will report a change again' % (self.obj, '; '.join(intent.summary())))
+        self.warn_not_kept(_compare.compare(desired.compared, inactive_xml(dom), DOMAIN,
+                                            normalizers=desired.normalizers()))
 
     def _check_restarted(self, dom, desired):
         """After a restart: a running domain that still differs would be restarted again by
@@ -842,24 +780,12 @@ def domain_facts(dom, addresses_from=None, warn=None):
 
 def domains_info(connection, name=None, state=None, addresses_from=None, warn=None):
     """virt_domain_info: one domain (by name; [] when missing) or all, optionally by state."""
-    if name:
-        dom = connection.lookup_domain(name)
-        doms = [dom] if dom is not None else []
-    else:
-        with libvirt_call('listing domains', connection.uri):
-            doms = connection.conn.listAllDomains(0)
-    result = []
-    for dom in sorted(doms, key=lambda d: d.name()):
-        try:
-            if state and domain_state(dom) != state:
-                continue
-            result.append(domain_facts(dom, addresses_from, warn))
-        except VirtError as exc:
-            # A domain undefined while we read it is simply gone.
-            if exc.code == _flag('VIR_ERR_NO_DOMAIN'):
-                continue
-            raise
-    return result
+    def facts(dom):
+        if state and domain_state(dom) != state:
+            return None
+        return domain_facts(dom, addresses_from, warn)
+    return read_each(name, connection.lookup_domain, lambda: connection.conn.listAllDomains(0),
+                     'listing domains', connection.uri, facts, 'VIR_ERR_NO_DOMAIN')
 
 
 def read_domains(connection, params, warn):

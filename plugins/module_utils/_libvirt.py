@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import gc
 import traceback
 
 LIBVIRT_IMPORT_ERROR = None
@@ -58,6 +59,26 @@ def libvirt_call(action, obj=None):
         yield
     except libvirt.libvirtError as exc:
         raise translate(exc, action, obj)
+
+
+def lookup_or_none(lookup, missing, action, obj=None):
+    """lookup(), or None when libvirt says there is no such object (a libvirtError with one of
+    the VIR_ERR_* codes in missing); any other libvirtError leaves as a VirtError naming action
+    and obj."""
+    # The bindings read the error code after the failed call returns; a garbage collection in
+    # between can free another libvirt object, whose virXFree resets the thread's last error, and
+    # "not found" would then arrive without its code. No collection runs during the lookup.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return lookup()
+    except libvirt.libvirtError as exc:
+        if is_error(exc, *missing):
+            return None
+        raise translate(exc, action, obj)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def is_error(exc, *names):
@@ -180,12 +201,7 @@ class Connection:
 
     def lookup_domain(self, name):
         """The domain called name, or None when there is none."""
-        try:
-            return self.conn.lookupByName(name)
-        except libvirt.libvirtError as exc:
-            if is_error(exc, 'VIR_ERR_NO_DOMAIN'):
-                return None
-            raise translate(exc, 'looking up domain', name)
+        return lookup_or_none(lambda: self.conn.lookupByName(name), ('VIR_ERR_NO_DOMAIN',), 'looking up domain', name)
 
     def get_domain(self, name):
         """The domain called name; a VirtError when it does not exist."""

@@ -26,7 +26,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import REASON_UUID_MISMATCH
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError, VirtModule, libvirt_call, optional_flag
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _view
 
 
@@ -65,6 +66,15 @@ class Plan:
         self.steps.append(Step(name, run))
         return self
 
+    def show(self, before, after, intent, redefines):
+        """What diff mode shows: the facts before and after, and intent's definitions (an
+        IntentDiff, None when no XML was given). A definition that is not redefined shows as
+        it stays, the normalised one, on both sides."""
+        self.before, self.after = before, after
+        if intent is not None:
+            self.before_xml = intent.before if redefines else intent.after
+            self.after_xml = intent.after
+
     @property
     def names(self):
         return [step.name for step in self.steps]
@@ -85,11 +95,14 @@ class ObjectManager:
     - kind: the word for the object in messages ('network', 'storage pool', ...);
     - argument_spec: the module's own options (VirtModule adds the connection options);
     - module_options: AnsibleModule's option rules (required_one_of, mutually_exclusive, ...);
-    - secrets: optional function(params) returning values to mask in everything returned.
+    - secrets: optional function(params) returning values to mask in everything returned;
+    - connect_first: open the connection before check_options (see below).
 
     The connection opens on first use of self.connection or self.conn, so bad options fail
     before any connection error, and a manager that works on a backup repository alone never
-    needs a libvirtd.
+    needs a libvirtd. The modules that always reported an unreachable host before a wrong option
+    (domain, device, network, pool, network filter, secret, block job) set connect_first, so
+    they still do.
 
     Hooks (see each): check_options, identify, lookup, plan_absent, plan_present, after_apply,
     finish, result_fields. The run order lives here only.
@@ -99,6 +112,7 @@ class ObjectManager:
     argument_spec = {}
     module_options = {}
     secrets = None
+    connect_first = False
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         self.connection = connection
@@ -116,6 +130,10 @@ class ObjectManager:
     @property
     def conn(self):
         """The libvirt virConnect (opening the connection if it is not open yet)."""
+        return self.connection.conn
+
+    def connect(self):
+        """Open the connection now rather than on first use; returns the virConnect."""
         return self.connection.conn
 
     # -- hooks ------------------------------------------------------------------------------
@@ -160,9 +178,40 @@ class ObjectManager:
         """The kind-specific part of the result (the object's facts, actions, ...)."""
         return dict(actions=list(self.actions))
 
+    # -- steps and checks the managers share ------------------------------------------------
+
+    def call_step(self, action, call, gone=False):
+        """The Step callable of a change that is one libvirt call: call(live) inside
+        libvirt_call(action, self.obj), so that a failure names the action and the object.
+        It returns live, or None when gone (the call removed the object)."""
+        def run(live):
+            with libvirt_call(action, self.obj):
+                call(live)
+            return None if gone else live
+        return run
+
+    def plan_autostart(self, plan, before):
+        """Adds to plan the step that sets autostart when the autostart option asks to change it
+        from before; returns autostart as it is after the plan."""
+        wanted = self.params.get('autostart')
+        if wanted is None or wanted == before:
+            return before
+        plan.add('autostart' if wanted else 'no autostart',
+                 self.call_step('setting autostart', lambda live: live.setAutostart(1 if wanted else 0)))
+        return wanted
+
+    def warn_not_kept(self, intent):
+        """After a define: what libvirt did not keep of the XML as written (intent, from
+        comparing it with the definition now) would show as a change on every run."""
+        if intent.changed:
+            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
+                      'will report a change again' % (self.obj, '; '.join(intent.summary())))
+
     # -- the lifecycle ----------------------------------------------------------------------
 
     def run(self):
+        if self.connect_first:
+            self.connect()
         self.check_options()
         self.name = self.identify()
         self.obj = self.label()
@@ -202,6 +251,52 @@ class ObjectManager:
         return res
 
 
+class DefinedObjectManager(ObjectManager):
+    """A manager of an object the user names, or defines with an XML whose <name> names it
+    (domain, network, storage pool, network filter).
+
+    Class attribute: desired_type(xml, name), the parsed desired definition (its .name is the
+    object's). Hook: find(name), the live object or None."""
+
+    module_options = dict(required_one_of=[('name', 'xml')])
+    desired_type = None
+    connect_first = True
+
+    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
+        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
+        self.desired = None
+
+    def find(self, name):
+        """The live object called name, or None."""
+        raise NotImplementedError
+
+    def identify(self):
+        p = self.params
+        if p.get('xml'):
+            self.desired = self.desired_type(p['xml'], p.get('name'))
+        name = self.desired.name if self.desired is not None else p.get('name')
+        if not name:
+            raise VirtError('give name or xml to say which %s' % self.kind)
+        return name
+
+    def lookup(self):
+        live = self.find(self.name)
+        if live is None and self.desired is None and not self.wants_absent():
+            raise VirtError('%s does not exist on %s; give xml to define it'
+                            % (self.obj, self.connection.uri), obj=self.name)
+        return live
+
+    def check_uuid(self, live, noun):
+        """libvirt cannot change an object's uuid: fail when the XML asks live (None: not there
+        yet) for another one. noun: the object in "a <noun>'s uuid"."""
+        desired = self.desired
+        if live is not None and desired.uuid and desired.uuid != live.UUIDString().lower():
+            raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt cannot '
+                            'change a %s\'s uuid (nothing was changed)'
+                            % (self.obj, live.UUIDString(), desired.uuid, noun), obj=self.name,
+                            reason=REASON_UUID_MISMATCH)
+
+
 class LazyConnection:
     """The module's libvirt Connection, opened when first used: a module that reads a backup
     repository runs where no libvirtd is, and option errors come before any connection error."""
@@ -227,6 +322,32 @@ def run_module(manager_class, **module_options):
         return manager.run()
 
     vm.run(run)
+
+
+def read_each(name, lookup, list_all, listing, where, facts, missing):
+    """What an info module returns about objects of one type: facts(obj) of the object called
+    name (none when there is none) or, without name, of every object, sorted by name.
+
+    lookup(name): the object or None; list_all(): every object, called inside
+    libvirt_call(listing, where); facts(obj): its facts, None to leave it out. An object removed
+    while it is read (a VirtError whose code is the VIR_ERR_* constant named missing) is gone."""
+    if name:
+        found = lookup(name)
+        objects = [found] if found is not None else []
+    else:
+        with libvirt_call(listing, where):
+            objects = list_all()
+    result = []
+    for obj in sorted(objects, key=lambda o: o.name()):
+        try:
+            item = facts(obj)
+        except VirtError as exc:
+            if exc.code == optional_flag(missing):
+                continue
+            raise
+        if item is not None:
+            result.append(item)
+    return result
 
 
 def run_info_module(argument_spec, read, **module_options):

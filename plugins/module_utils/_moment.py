@@ -20,8 +20,9 @@ import re
 from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import domain_label, flag, libvirt_call
 from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
-from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import parse
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse, require_lxml
 
 
 # virt_checkpoint_info's and virt_snapshot_info's options.
@@ -37,6 +38,35 @@ def child_text(elem, path):
     if node is None or node.text is None:
         return None
     return node.text.strip()
+
+
+def new_moment(what, name, description):
+    """A new <domain{what}> element (what: 'checkpoint', 'snapshot') with its <name> and, when
+    given, its <description>."""
+    require_lxml()
+    root = etree.Element('domain' + what)
+    etree.SubElement(root, 'name').text = name
+    if description:
+        etree.SubElement(root, 'description').text = description
+    return root
+
+
+def ordered_descendants(dom, moment, what, descendants_flag, every):
+    """Names of every checkpoint or snapshot (what) below moment, parents before their
+    children: listAllChildren(descendants_flag) has no topological order; every(dom), the
+    domain-wide list, has."""
+    with libvirt_call('listing the descendants of %s %s' % (what, moment.getName()), domain_label(dom)):
+        below = moment.listAllChildren(flag(descendants_flag))
+    names = set(m.getName() for m in below)
+    return [m.getName() for m in every(dom) if m.getName() in names]
+
+
+def diff_fields(desc, keys):
+    """The fields (keys) of a checkpoint's or snapshot's description that diff mode shows;
+    {} when there is none."""
+    if not desc:
+        return {}
+    return dict((k, desc.get(k)) for k in keys)
 
 
 def parse_moment(xml, what, error):

@@ -20,20 +20,16 @@ __metaclass__ = type
 import copy
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
-    VirtError,
     call_with_flags,
     is_error,
     libvirt,
     libvirt_call,
+    lookup_or_none,
     optional_flag as _flag,
-    translate,
-)
-from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
-    REASON_UUID_MISMATCH,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._network_profile import NETWORK, ip_address, mac_address
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document
-from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import DefinedObjectManager, Plan, read_each
 from ansible_collections.virtops.libvirt.plugins.module_utils._network_check import foresee_define
 
 
@@ -57,12 +53,8 @@ NETWORK_INFO_ARGS = dict(
 
 def lookup_network(connection, name):
     """The network called name, or None when there is none."""
-    try:
-        return connection.conn.networkLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_NETWORK'):
-            return None
-        raise translate(exc, 'looking up', 'network %s' % name)
+    return lookup_or_none(lambda: connection.conn.networkLookupByName(name), ('VIR_ERR_NO_NETWORK',),
+                          'looking up', 'network %s' % name)
 
 
 def inactive_xml(net):
@@ -324,36 +316,22 @@ def simulate(root, updates):
 # ---------------------------------------------------------------------------------------------
 # The manager
 
-class NetworkManager(ObjectManager):
+class NetworkManager(DefinedObjectManager):
     """virt_network: compute the desired state, compare it with the live network, then apply
     (unless check mode). params: the module's parameters (NETWORK_ARGS)."""
 
     kind = 'network'
     argument_spec = NETWORK_ARGS
-    module_options = dict(required_one_of=[('name', 'xml')])
+    desired_type = DesiredNetwork
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
-        self.desired = None
+        DefinedObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.updates = []
         self.restart_required = False
         self.definition_changed = False
 
-    def identify(self):
-        p = self.params
-        if p.get('xml'):
-            self.desired = DesiredNetwork(p['xml'], p.get('name'))
-        name = self.desired.name if self.desired is not None else p.get('name')
-        if not name:
-            raise VirtError('give name or xml to say which network')
-        return name
-
-    def lookup(self):
-        net = lookup_network(self.connection, self.name)
-        if net is None and self.desired is None and not self.wants_absent():
-            raise VirtError('%s does not exist on %s; give xml to define it'
-                            % (self.obj, self.connection.uri), obj=self.name)
-        return net
+    def find(self, name):
+        return lookup_network(self.connection, name)
 
     # -- absent -----------------------------------------------------------------------------
 
@@ -367,9 +345,9 @@ class NetworkManager(ObjectManager):
                     after=dict(state='absent'),
                     before_xml=_compare.normalized(inactive_xml(live), NETWORK))
         if active:
-            plan.add('destroy', self._destroy)
+            plan.add('destroy', self._destroy())
         if persistent:
-            plan.add('undefine', self._undefine)
+            plan.add('undefine', self.call_step('undefining', lambda net: net.undefine()))
         return plan
 
     # -- present / active / inactive --------------------------------------------------------
@@ -387,11 +365,7 @@ class NetworkManager(ObjectManager):
         intent = None
         define = False
         if desired is not None:
-            if exists and desired.uuid and desired.uuid != live.UUIDString().lower():
-                raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
-                                'cannot change a network\'s uuid (nothing was changed)'
-                                % (self.obj, live.UUIDString(), desired.uuid), obj=self.name,
-                                reason=REASON_UUID_MISMATCH)
+            self.check_uuid(live, 'network')
             stored = _document.parse(inactive_xml(live)) if exists else None
             intent = _compare.compare(desired.root, stored, NETWORK)
             if not exists or not persistent:
@@ -425,29 +399,23 @@ class NetworkManager(ObjectManager):
             plan.add('update', self._update_all)
         after_active = active
         if state == 'active' and not active:
-            plan.add('start', self._start)
+            plan.add('start', self.call_step('starting', lambda net: net.create()))
             after_active = True
             pending = False
         elif state == 'inactive' and active:
-            plan.add('destroy', self._destroy)
+            plan.add('destroy', self._destroy())
             after_active = False
             pending = False
         restart = pending and p['restart_on_change']
         if restart:
             plan.add('restart', self._restart)
-        autostart = p.get('autostart')
-        after_autostart = before_autostart
-        if autostart is not None and autostart != before_autostart:
-            plan.add('autostart' if autostart else 'no autostart', self._set_autostart(autostart))
-            after_autostart = autostart
+        after_autostart = self.plan_autostart(plan, before_autostart)
         self.restart_required = pending and not restart and after_active
 
-        plan.before = dict(state=before_state, autostart=before_autostart)
-        plan.after = dict(state='active' if after_active else 'inactive', autostart=after_autostart)
-        if intent is not None:
-            plan.before_xml, plan.after_xml = intent.before, intent.after
-            if not intent.changed and exists and persistent:
-                plan.before_xml = intent.after
+        # A definition changed by live updates (no define) shows its change too.
+        plan.show(dict(state=before_state, autostart=before_autostart),
+                  dict(state='active' if after_active else 'inactive', autostart=after_autostart),
+                  intent, intent is not None and (intent.changed or not exists or not persistent))
         self.definition_changed = define or bool(self.updates)
         return plan
 
@@ -481,20 +449,8 @@ class NetworkManager(ObjectManager):
             net.update(_flag(COMMANDS[update['command']]), _flag(SECTIONS[update['section']][0]),
                        update['parent_index'], update['xml'], flags)
 
-    def _start(self, net):
-        with libvirt_call('starting', self.obj):
-            net.create()
-        return net
-
-    def _destroy(self, net):
-        with libvirt_call('stopping (destroy)', self.obj):
-            net.destroy()
-        return net
-
-    def _undefine(self, net):
-        with libvirt_call('undefining', self.obj):
-            net.undefine()
-        return net
+    def _destroy(self):
+        return self.call_step('stopping (destroy)', lambda net: net.destroy())
 
     def _restart(self, net):
         with libvirt_call('restarting to apply the new definition (destroy)', self.obj):
@@ -503,13 +459,6 @@ class NetworkManager(ObjectManager):
             net.create()
         return net
 
-    def _set_autostart(self, value):
-        def step(net):
-            with libvirt_call('setting autostart', self.obj):
-                net.setAutostart(1 if value else 0)
-            return net
-        return step
-
     # -- after the steps, and the result -------------------------------------------------------
 
     def after_apply(self, live, plan):
@@ -517,10 +466,7 @@ class NetworkManager(ObjectManager):
         change on every run."""
         if self.wants_absent() or not self.definition_changed:
             return live
-        intent = _compare.compare(self.desired.root, inactive_xml(live), NETWORK)
-        if intent.changed:
-            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next run '
-                      'will report a change again' % (self.obj, '; '.join(intent.summary())))
+        self.warn_not_kept(_compare.compare(self.desired.root, inactive_xml(live), NETWORK))
         return live
 
     def result_fields(self, live, plan):
@@ -582,22 +528,8 @@ def network_facts(net, warn=None):
 
 def networks_info(connection, name=None, warn=None):
     """virt_network_info: one network (by name; [] when missing) or all, sorted by name."""
-    if name:
-        net = lookup_network(connection, name)
-        nets = [net] if net is not None else []
-    else:
-        with libvirt_call('listing networks', connection.uri):
-            nets = connection.conn.listAllNetworks(0)
-    result = []
-    for net in sorted(nets, key=lambda n: n.name()):
-        try:
-            result.append(network_facts(net, warn))
-        except VirtError as exc:
-            # A network removed while we read it is simply gone.
-            if exc.code == _flag('VIR_ERR_NO_NETWORK'):
-                continue
-            raise
-    return result
+    return read_each(name, lambda n: lookup_network(connection, n), lambda: connection.conn.listAllNetworks(0),
+                     'listing networks', connection.uri, lambda net: network_facts(net, warn), 'VIR_ERR_NO_NETWORK')
 
 
 def read_networks(connection, params, warn):

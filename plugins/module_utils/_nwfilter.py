@@ -18,19 +18,17 @@ import copy
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
     call_with_flags,
-    is_error,
     libvirt,
     libvirt_call,
+    lookup_or_none,
     optional_flag as _flag,
-    translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
     REASON_DEFINE_REFUSED,
     REASON_INVALID_XML,
     REASON_NAME_MISMATCH,
-    REASON_UUID_MISMATCH,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import DefinedObjectManager, Plan, read_each
 from ansible_collections.virtops.libvirt.plugins.module_utils._nwfilter_profile import NWFILTER
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document, _view
 
@@ -48,12 +46,8 @@ NWFILTER_INFO_ARGS = dict(
 
 def lookup_nwfilter(connection, name):
     """The filter called name, or None when there is none."""
-    try:
-        return connection.conn.nwfilterLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_NWFILTER'):
-            return None
-        raise translate(exc, 'looking up', 'network filter %s' % name)
+    return lookup_or_none(lambda: connection.conn.nwfilterLookupByName(name), ('VIR_ERR_NO_NWFILTER',),
+                          'looking up', 'network filter %s' % name)
 
 
 def filter_xml(nwf):
@@ -156,7 +150,7 @@ def define_refusal(connection, desired):
     return None
 
 
-class NwfilterManager(ObjectManager):
+class NwfilterManager(DefinedObjectManager):
     """virt_nwfilter: compare the desired filter with the live one, then define or undefine
     (unless check mode). params: the module's parameters (NWFILTER_ARGS).
 
@@ -165,27 +159,10 @@ class NwfilterManager(ObjectManager):
 
     kind = 'network filter'
     argument_spec = NWFILTER_ARGS
-    module_options = dict(required_one_of=[('name', 'xml')])
+    desired_type = DesiredFilter
 
-    def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
-        self.desired = None
-
-    def identify(self):
-        p = self.params
-        if p.get('xml'):
-            self.desired = DesiredFilter(p['xml'], p.get('name'))
-        name = self.desired.name if self.desired is not None else p.get('name')
-        if not name:
-            raise VirtError('give name or xml to say which network filter')
-        return name
-
-    def lookup(self):
-        nwf = lookup_nwfilter(self.connection, self.name)
-        if nwf is None and self.desired is None and not self.wants_absent():
-            raise VirtError('%s does not exist on %s; give xml to define it'
-                            % (self.obj, self.connection.uri), obj=self.name)
-        return nwf
+    def find(self, name):
+        return lookup_nwfilter(self.connection, name)
 
     def _plan(self, before_xml='', after_xml=''):
         plan = Plan()
@@ -195,17 +172,14 @@ class NwfilterManager(ObjectManager):
     def plan_absent(self, live):
         if live is None:
             return self._plan()
-        return self._plan(_compare.normalized(filter_xml(live), NWFILTER)).add('undefine', self._undefine)
+        return self._plan(_compare.normalized(filter_xml(live), NWFILTER)).add(
+            'undefine', self.call_step('undefining', lambda nwf: nwf.undefine(), gone=True))
 
     def plan_present(self, live):
         desired = self.desired
         if desired is None:
             return self._plan()  # an existing filter, named only: nothing to compare
-        if live is not None and desired.uuid and desired.uuid != live.UUIDString().lower():
-            raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt cannot '
-                            'change a filter\'s uuid (nothing was changed)'
-                            % (self.obj, live.UUIDString(), desired.uuid), obj=desired.name,
-                            reason=REASON_UUID_MISMATCH)
+        self.check_uuid(live, 'filter')
         stored = filter_xml(live) if live is not None else None
         intent = _compare.compare(desired.root, stored, NWFILTER)
         plan = self._plan(intent.before if intent.changed else intent.after, intent.after)
@@ -231,22 +205,13 @@ class NwfilterManager(ObjectManager):
                                lambda: self.conn.nwfilterDefineXMLFlags(xml, _flag('VIR_NWFILTER_DEFINE_VALIDATE')),
                                lambda: self.conn.nwfilterDefineXML(xml), suffix=' (nothing was changed)')
 
-    def _undefine(self, nwf):
-        with libvirt_call('undefining', self.obj):
-            nwf.undefine()
-        return None
-
     # -- after the steps, and the result -------------------------------------------------------
 
     def after_apply(self, live, plan):
         """After a define: anything libvirt did not keep would cause a change on every run."""
         if self.wants_absent():
             return live
-        kept = _compare.compare(self.desired.root, filter_xml(live), NWFILTER)
-        if kept.changed:
-            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next '
-                      'run will report a change again'
-                      % (self.obj, '; '.join(kept.summary())))
+        self.warn_not_kept(_compare.compare(self.desired.root, filter_xml(live), NWFILTER))
         return live
 
     def result_fields(self, live, plan):
@@ -278,21 +243,8 @@ def nwfilter_facts(nwf):
 
 def nwfilters_info(connection, name=None):
     """virt_nwfilter_info: one filter (by name; [] when missing) or all, sorted by name."""
-    if name:
-        nwf = lookup_nwfilter(connection, name)
-        filters = [nwf] if nwf is not None else []
-    else:
-        with libvirt_call('listing network filters', connection.uri):
-            filters = connection.conn.listAllNWFilters(0)
-    result = []
-    for nwf in sorted(filters, key=lambda f: f.name()):
-        try:
-            result.append(nwfilter_facts(nwf))
-        except VirtError as exc:
-            if exc.code == _flag('VIR_ERR_NO_NWFILTER'):
-                continue
-            raise
-    return result
+    return read_each(name, lambda n: lookup_nwfilter(connection, n), lambda: connection.conn.listAllNWFilters(0),
+                     'listing network filters', connection.uri, nwfilter_facts, 'VIR_ERR_NO_NWFILTER')
 
 
 def read_nwfilters(connection, params, warn):

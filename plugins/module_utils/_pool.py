@@ -22,6 +22,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     is_error,
     libvirt,
     libvirt_call,
+    lookup_or_none,
     optional_flag as _flag,
     translate,
 )
@@ -32,9 +33,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
     REASON_INVALID_XML,
     REASON_POOL_NOT_EMPTY,
     REASON_TYPE_MISMATCH,
-    REASON_UUID_MISMATCH,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import DefinedObjectManager, Plan
 from ansible_collections.virtops.libvirt.plugins.module_utils._pool_profile import (
     DERIVED_POOL_TARGETS,
     STORAGE_POOL,
@@ -95,12 +95,8 @@ NO_STREAM_POOLS = ('iscsi-direct',)
 
 def lookup_pool(connection, name):
     """The pool called name, or None when there is none."""
-    try:
-        return connection.conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_STORAGE_POOL'):
-            return None
-        raise translate(exc, 'looking up storage pool', name)
+    return lookup_or_none(lambda: connection.conn.storagePoolLookupByName(name), ('VIR_ERR_NO_STORAGE_POOL',),
+                          'looking up storage pool', name)
 
 
 def get_pool(connection, name):
@@ -464,40 +460,26 @@ def define_refusal(connection, desired):
 # ---------------------------------------------------------------------------------------------
 # Pools: the manager
 
-class PoolManager(ObjectManager):
+class PoolManager(DefinedObjectManager):
     """virt_pool: compare the desired pool with the live one, then apply (unless check mode).
     params: the module's parameters (POOL_ARGS)."""
 
     kind = 'storage pool'
     argument_spec = POOL_ARGS
-    module_options = dict(required_one_of=[('name', 'xml')])
+    desired_type = DesiredPool
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
-        ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
-        self.desired = None
+        DefinedObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
         self.restart_required = False
         self.refreshed = False
         self.defines = False
         self.refresh = False
 
-    def identify(self):
-        p = self.params
-        if p.get('xml'):
-            self.desired = DesiredPool(p['xml'], p.get('name'))
-        name = self.desired.name if self.desired is not None else p.get('name')
-        if not name:
-            raise VirtError('give name or xml to say which storage pool')
-        return name
-
     def wants_absent(self):
         return self.params['state'] in ('absent', 'deleted')
 
-    def lookup(self):
-        pool = lookup_pool(self.connection, self.name)
-        if pool is None and self.desired is None and not self.wants_absent():
-            raise VirtError('%s does not exist on %s; give xml to define it'
-                            % (self.obj, self.connection.uri), obj=self.name)
-        return pool
+    def find(self, name):
+        return lookup_pool(self.connection, name)
 
     # -- absent / deleted -------------------------------------------------------------------
 
@@ -512,17 +494,17 @@ class PoolManager(ObjectManager):
         active = pool_is_active(live)
         pool_type = pool_type_of(live)
         if delete and pool_type in LUN_POOLS:
-            raise VirtError('%s is an %s live, whose volumes are %s: libvirt has no storage of '
+            raise VirtError('%s is an %s pool, whose volumes are %s: libvirt has no storage of '
                             'it to delete (virStoragePoolDelete is not supported for this type). '
                             'Use state absent to stop and undefine it, and remove the LUNs where '
                             'they are made (nothing was changed)'
                             % (self.obj, pool_type, LUN_SOURCES[pool_type]), obj=self.name,
                             reason=REASON_DELETE_NOT_SUPPORTED)
         if delete and not active and pool_type == LOGICAL:
-            # The volumes of an inactive live cannot be listed, and deleting a logical live
+            # The volumes of an inactive pool cannot be listed, and deleting a logical pool
             # removes the volume group with every logical volume in it.
-            raise VirtError('%s is an inactive logical (LVM) live: state deleted removes its '
-                            'volume group (vgremove), and the volumes of an inactive live cannot '
+            raise VirtError('%s is an inactive logical (LVM) pool: state deleted removes its '
+                            'volume group (vgremove), and the volumes of an inactive pool cannot '
                             'be listed to check that it holds no logical volume; start it '
                             '(state: active) first, then delete it (nothing was changed)'
                             % self.obj, obj=self.name, reason=REASON_CANNOT_CHECK_POOL_EMPTY)
@@ -531,19 +513,20 @@ class PoolManager(ObjectManager):
                 names = live.listVolumes()
             if names:
                 raise VirtError('%s still has %d volume(s) (%s); state deleted removes the '
-                                'storage of an empty live only: delete the volumes first '
+                                'storage of an empty pool only: delete the volumes first '
                                 '(nothing was changed)' % (self.obj, len(names),
                                                            ', '.join(sorted(names)[:5])),
                                 obj=self.name, reason=REASON_POOL_NOT_EMPTY)
-        # A live that exists is active or persistent: there is always a step.
+        # A pool that exists is active or persistent: there is always a step.
         plan = Plan(before=dict(state=before_state, autostart=before_autostart),
                     after=dict(state='absent'), before_xml=before_xml, changed=True)
         if active:
-            plan.add('stop', self._stop)
+            plan.add('stop', self._stop())
         if delete:
-            plan.add('delete storage', self._delete_storage)
+            plan.add('delete storage', self.call_step('deleting the storage (virStoragePoolDelete)',
+                                                      lambda pool: pool.delete(0)))
         if persistent:
-            plan.add('undefine', self._undefine)
+            plan.add('undefine', self.call_step('undefining', lambda pool: pool.undefine()))
         return plan
 
     # -- present / active / inactive --------------------------------------------------------
@@ -560,11 +543,7 @@ class PoolManager(ObjectManager):
 
         intent = None
         if desired is not None:
-            if exists and desired.uuid and desired.uuid != live.UUIDString().lower():
-                raise VirtError('%s exists with uuid %s; the XML asks for uuid %s and libvirt '
-                                'cannot change a pool\'s uuid (nothing was changed)'
-                                % (self.obj, live.UUIDString(), desired.uuid), obj=self.name,
-                                reason=REASON_UUID_MISMATCH)
+            self.check_uuid(live, 'pool')
             stored = pool_inactive_xml(live) if exists else None
             intent = _compare.compare(desired.root, stored, STORAGE_POOL)
             if exists and intent.changed:
@@ -577,7 +556,7 @@ class PoolManager(ObjectManager):
                                     reason=REASON_TYPE_MISMATCH)
         define = desired is not None and (not exists or not persistent or intent.changed)
         if exists and not persistent and desired is None:
-            define = True  # present means defined: make a transient live persistent
+            define = True  # present means defined: make a transient pool persistent
         if define and desired is not None:
             # Both modes: check mode reports what the real define would be refused for, and
             # the real run fails the same way before it changes anything.
@@ -598,35 +577,27 @@ class PoolManager(ObjectManager):
             plan.add('define', self._define)
         after_active = active
         if restart:
-            plan.add('stop', self._stop)
+            plan.add('stop', self._stop())
             after_active = False
         want_active = {'active': True, 'inactive': False}.get(state, active)
         if p['build'] and not after_active and self._needs_build(live, desired, exists):
-            plan.add('build', self._build)
+            plan.add('build', self.call_step('building (virStoragePoolBuild)', lambda pool: pool.build(0)))
         if want_active and not after_active:
-            plan.add('start', self._start)
+            plan.add('start', self.call_step('starting', lambda pool: pool.create(0)))
         elif not want_active and after_active:
-            plan.add('stop', self._stop)
+            plan.add('stop', self._stop())
         after_state = 'active' if want_active else (
             'inactive' if exists or define else 'absent')
         if exists and not define and not restart and want_active == active:
             after_state = before_state
-        autostart = p.get('autostart')
-        after_autostart = before_autostart
-        if autostart is not None and autostart != before_autostart:
-            plan.add('autostart' if autostart else 'no autostart', self._set_autostart(autostart))
-            after_autostart = autostart
+        after_autostart = self.plan_autostart(plan, before_autostart)
         self.restart_required = pending and not restart and want_active
         self.defines = define and desired is not None
-        # A live started now has just been scanned; refresh rescans one that was running.
+        # A pool started now has just been scanned; refresh rescans one that was running.
         self.refresh = p['refresh'] and want_active and 'start' not in plan.names
 
-        plan.before = dict(state=before_state, autostart=before_autostart)
-        plan.after = dict(state=after_state, autostart=after_autostart)
-        if intent is not None:
-            plan.before_xml, plan.after_xml = intent.before, intent.after
-            if not define:
-                plan.before_xml = intent.after
+        plan.show(dict(state=before_state, autostart=before_autostart),
+                  dict(state=after_state, autostart=after_autostart), intent, define)
         return plan
 
     def _needs_build(self, pool, desired, exists):
@@ -654,37 +625,8 @@ class PoolManager(ObjectManager):
         with libvirt_call('defining', self.obj):
             return self.conn.storagePoolDefineXML(xml, 0)
 
-    def _build(self, pool):
-        with libvirt_call('building (virStoragePoolBuild)', self.obj):
-            pool.build(0)
-        return pool
-
-    def _start(self, pool):
-        with libvirt_call('starting', self.obj):
-            pool.create(0)
-        return pool
-
-    def _stop(self, pool):
-        with libvirt_call('stopping (destroy)', self.obj):
-            pool.destroy()
-        return pool
-
-    def _delete_storage(self, pool):
-        with libvirt_call('deleting the storage (virStoragePoolDelete)', self.obj):
-            pool.delete(0)
-        return pool
-
-    def _undefine(self, pool):
-        with libvirt_call('undefining', self.obj):
-            pool.undefine()
-        return pool
-
-    def _set_autostart(self, value):
-        def step(pool):
-            with libvirt_call('setting autostart', self.obj):
-                pool.setAutostart(1 if value else 0)
-            return pool
-        return step
+    def _stop(self):
+        return self.call_step('stopping (destroy)', lambda pool: pool.destroy())
 
     # -- after the steps, and the result -------------------------------------------------------
 
@@ -693,10 +635,7 @@ class PoolManager(ObjectManager):
         change on every run."""
         if self.wants_absent() or not self.defines:
             return live
-        kept = _compare.compare(self.desired.root, pool_inactive_xml(live), STORAGE_POOL)
-        if kept.changed:
-            self.warn('%s: libvirt did not keep all of the XML as written (%s); the next '
-                      'run will report a change again' % (self.obj, '; '.join(kept.summary())))
+        self.warn_not_kept(_compare.compare(self.desired.root, pool_inactive_xml(live), STORAGE_POOL))
         return live
 
     def finish(self, live, plan):

@@ -22,6 +22,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
     is_error,
     libvirt_call,
+    lookup_or_none,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
@@ -130,14 +131,11 @@ def _label(uuid=None, usage_type=None, usage_id=None):
 
 def lookup_secret(conn, uuid=None, usage_type=None, usage_id=None):
     """The virSecret by uuid (when given) or usage, or None."""
-    try:
-        if uuid:
-            return conn.secretLookupByUUIDString(uuid)
-        return conn.secretLookupByUsage(getattr(libvirt, USAGE[usage_type][0]), usage_id)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_SECRET'):
-            return None
-        raise translate(exc, 'looking up %s' % _label(uuid, usage_type, usage_id))
+    action = 'looking up %s' % _label(uuid, usage_type, usage_id)
+    if uuid:
+        return lookup_or_none(lambda: conn.secretLookupByUUIDString(uuid), ('VIR_ERR_NO_SECRET',), action)
+    usage = getattr(libvirt, USAGE[usage_type][0])
+    return lookup_or_none(lambda: conn.secretLookupByUsage(usage, usage_id), ('VIR_ERR_NO_SECRET',), action)
 
 
 def read_value(secret):
@@ -213,6 +211,7 @@ class SecretManager(ObjectManager):
         required_one_of=[('uuid', 'usage_type')],
         required_together=[('usage_type', 'usage_id')],
     )
+    connect_first = True
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)

@@ -32,9 +32,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     domain_label as _dom_label,
     driver_type as _driver_type,
     flag as _flag,
-    is_error,
     libvirt_call,
-    translate,
+    lookup_or_none,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import is_local_uri
 from ansible_collections.virtops.libvirt.plugins.module_utils._disks import domain_disks
@@ -42,11 +41,14 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._moment import (
     INFO_ARGS,
     MomentManager,
     child_text,
+    diff_fields,
+    new_moment,
+    ordered_descendants,
     parse_moment,
     replace_description,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot_profile import SNAPSHOT
-from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse as parse_xml, require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse as parse_xml
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml._compare import compare
 
 try:
@@ -128,11 +130,7 @@ def build_snapshot_xml(name, description=None, snap_type=INTERNAL, disks=None, m
     external: disks as dicts name, snapshot (external or no), file (overlay path, None to let
     libvirt choose); external also puts the memory state in memory_file.
     """
-    require_lxml()
-    root = etree.Element('domainsnapshot')
-    etree.SubElement(root, 'name').text = name
-    if description:
-        etree.SubElement(root, 'description').text = description
+    root = new_moment('snapshot', name, description)
     if snap_type == EXTERNAL:
         etree.SubElement(root, 'memory', dict(snapshot='external', file=memory_file))
     if snap_type in (DISK_ONLY, EXTERNAL) and disks:
@@ -162,12 +160,8 @@ def set_description(xml, description):
 
 def lookup_snapshot(dom, name):
     """The virDomainSnapshot called name, or None."""
-    try:
-        return dom.snapshotLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_DOMAIN_SNAPSHOT'):
-            return None
-        raise translate(exc, 'looking up snapshot %s' % name, _dom_label(dom))
+    return lookup_or_none(lambda: dom.snapshotLookupByName(name), ('VIR_ERR_NO_DOMAIN_SNAPSHOT',),
+                          'looking up snapshot %s' % name, _dom_label(dom))
 
 
 def list_snapshots(dom):
@@ -186,10 +180,7 @@ def current_name(dom):
 
 def descendants(dom, snap):
     """Names of every snapshot below snap, parents before their children."""
-    with libvirt_call('listing the descendants of snapshot %s' % snap.getName(), _dom_label(dom)):
-        below = snap.listAllChildren(_flag('VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS'))
-    names = set(s.getName() for s in below)
-    return [s.getName() for s in list_snapshots(dom) if s.getName() in names]
+    return ordered_descendants(dom, snap, 'snapshot', 'VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS', list_snapshots)
 
 
 def describe(dom, snap, current=None):
@@ -328,10 +319,8 @@ SNAPSHOT_INFO_ARGS = INFO_ARGS
 
 def _comparable(desc):
     """The part of a snapshot description that diff mode shows."""
-    if not desc:
-        return {}
-    keys = ('name', 'description', 'parent', 'state', 'creation_time', 'current', 'type', 'memory_file', 'disks')
-    return dict((k, desc.get(k)) for k in keys)
+    return diff_fields(desc, ('name', 'description', 'parent', 'state', 'creation_time', 'current', 'type',
+                              'memory_file', 'disks'))
 
 
 # What the module records in the domain's metadata after a revert to a snapshot of a shut-off

@@ -14,15 +14,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import hashlib
 import os
 import tempfile
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     VirtError,
-    is_error,
     libvirt,
     libvirt_call,
+    lookup_or_none,
     optional_flag as _flag,
     translate,
     version_string,
@@ -48,7 +49,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _compare, _document, _view
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml._units import parse_size
-from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan, read_each
 from ansible_collections.virtops.libvirt.plugins.module_utils._pool import (
     LOGICAL,
     LUN_POOLS,
@@ -92,12 +93,8 @@ CHUNK = 1024 * 1024
 # Volumes: reading
 
 def lookup_volume(pool, name):
-    try:
-        return pool.storageVolLookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_STORAGE_VOL'):
-            return None
-        raise translate(exc, 'looking up volume %s' % name, 'storage pool %s' % pool.name())
+    return lookup_or_none(lambda: pool.storageVolLookupByName(name), ('VIR_ERR_NO_STORAGE_VOL',),
+                          'looking up volume %s' % name, 'storage pool %s' % pool.name())
 
 
 def volume_xml(vol):
@@ -147,19 +144,9 @@ def volumes_info(connection, pool=None, name=None):
                 raise VirtError('storage pool %s is not active; its volumes cannot be listed'
                                 % pool, obj=pool, reason=REASON_POOL_INACTIVE)
             continue
-        if name:
-            vol = lookup_volume(p, name)
-            vols = [vol] if vol is not None else []
-        else:
-            with libvirt_call('listing volumes', 'storage pool %s' % p.name()):
-                vols = p.listAllVolumes(0)
-        for vol in sorted(vols, key=lambda v: v.name()):
-            try:
-                result.append(volume_facts(vol, p.name()))
-            except VirtError as exc:
-                if exc.code == _flag('VIR_ERR_NO_STORAGE_VOL'):
-                    continue
-                raise
+        result.extend(read_each(name, lambda n: lookup_volume(p, n), lambda: p.listAllVolumes(0),
+                                'listing volumes', 'storage pool %s' % p.name(),
+                                lambda vol: volume_facts(vol, p.name()), 'VIR_ERR_NO_STORAGE_VOL'))
     return result
 
 
@@ -179,16 +166,12 @@ def _sha256_of_file(path):
     return digest.hexdigest()
 
 
-def upload(connection, vol, src, obj):
-    """Write the local file src into the volume from offset 0 (virStorageVolUpload)."""
-    size = os.path.getsize(src)
+@contextlib.contextmanager
+def _stream(connection):
+    """A new libvirt stream, aborted when the transfer through it fails."""
     stream = connection.conn.newStream(0)
     try:
-        with libvirt_call('uploading %s' % src, obj):
-            vol.upload(stream, 0, size, 0)
-            with open(src, 'rb') as f:
-                stream.sendAll(lambda _st, nbytes, fh: fh.read(nbytes), f)
-            stream.finish()
+        yield stream
     except Exception:
         try:
             stream.abort()
@@ -197,21 +180,28 @@ def upload(connection, vol, src, obj):
         raise
 
 
+def upload(connection, vol, src, obj):
+    """Write the local file src into the volume from offset 0 (virStorageVolUpload)."""
+    size = os.path.getsize(src)
+    with _stream(connection) as stream:
+        with libvirt_call('uploading %s' % src, obj):
+            vol.upload(stream, 0, size, 0)
+            with open(src, 'rb') as f:
+                stream.sendAll(lambda _st, nbytes, fh: fh.read(nbytes), f)
+            stream.finish()
+
+
 def download(connection, vol, dest_dir, obj):
     """Read the whole volume into a new temporary file in dest_dir; its path."""
     fd, tmp = tempfile.mkstemp(prefix='.virt_volume-', dir=dest_dir)
-    stream = connection.conn.newStream(0)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            with libvirt_call('downloading', obj):
-                vol.download(stream, 0, 0, 0)
-                stream.recvAll(lambda _st, data, fh: fh.write(data), f)
-                stream.finish()
+        with _stream(connection) as stream:
+            with os.fdopen(fd, 'wb') as f:
+                with libvirt_call('downloading', obj):
+                    vol.download(stream, 0, 0, 0)
+                    stream.recvAll(lambda _st, data, fh: fh.write(data), f)
+                    stream.finish()
     except Exception:
-        try:
-            stream.abort()
-        except Exception:  # pylint: disable=broad-except
-            pass
         os.unlink(tmp)
         raise
     return tmp
@@ -362,7 +352,7 @@ class VolumeManager(ObjectManager):
         plan = Plan()
         before = self.summary(live)
         if live is not None:
-            plan.add('delete', self._delete)
+            plan.add('delete', self.call_step('deleting', lambda vol: vol.delete(0), gone=True))
         plan.diff = self.diff(before, None)
         return plan
 
@@ -423,7 +413,7 @@ class VolumeManager(ObjectManager):
             # A new empty raw volume reads as zeroes already; a clone or an upload does not.
             if source is not None or 'upload' in plan.names or (
                     live is not None and not is_zeroed(self.connection, live, self.obj)):
-                plan.add('wipe', self._wipe)
+                plan.add('wipe', self.call_step('wiping', lambda vol: vol.wipe(0)))
         if 'upload' in plan.names:
             after['content'] = 'uploaded from %s' % p['upload_src']
         if 'wipe' in plan.names:
@@ -548,26 +538,12 @@ class VolumeManager(ObjectManager):
             return self.pool.createXMLFrom(xml, source, 0)
 
     def _resize(self, shrink):
-        def step(vol):
-            flags = _flag('VIR_STORAGE_VOL_RESIZE_SHRINK') if shrink else 0
-            with libvirt_call('resizing to %d bytes' % self.capacity, self.obj):
-                vol.resize(self.capacity, flags)
-            return vol
-        return step
+        return self.call_step('resizing to %d bytes' % self.capacity, lambda vol: vol.resize(
+            self.capacity, _flag('VIR_STORAGE_VOL_RESIZE_SHRINK') if shrink else 0))
 
     def _upload(self, vol):
         upload(self.connection, vol, self.params['upload_src'], self.obj)
         return vol
-
-    def _wipe(self, vol):
-        with libvirt_call('wiping', self.obj):
-            vol.wipe(0)
-        return vol
-
-    def _delete(self, vol):
-        with libvirt_call('deleting', self.obj):
-            vol.delete(0)
-        return None
 
     # -- after the steps, and the result -------------------------------------------------------
 

@@ -25,6 +25,7 @@ description:
 extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
+  - virtops.libvirt.encryption
 attributes:
   check_mode:
     support: full
@@ -159,6 +160,20 @@ options:
     description: TCP port of the export with O(transport=tcp).
     type: int
     default: 10809
+  compress:
+    description:
+      - Write the new images with qcow2 compressed clusters of this compression type (C(qemu-img) and QEMU
+        read them like any qcow2; V(zstd) needs QEMU 5.1 or newer to read). V(none) writes plain clusters.
+      - One chain may mix settings; each backup's images follow the option of the run that took them, and
+        RV(backup.disks[].compression) records it. Integrity data hashes the disk's data, not the stored bytes,
+        so restores are still proved bit-exact.
+      - In push mode QEMU writes plain clusters; the module then copies the target's own clusters into a
+        compressed image with the same backing file (an incremental stays as small as its changes) and removes
+        the pushed file, so the staging directory briefly holds both.
+    type: str
+    choices: [none, zlib, zstd]
+    default: none
+    version_added: 0.2.0
 requirements:
   - libvirt 6.0 or newer with QEMU 4.2 or newer
   - libnbd Python bindings (Debian C(python3-libnbd)), lxml, and C(qemu-img) and C(qemu-nbd) (C(qemu-utils))
@@ -176,6 +191,12 @@ notes:
     with C(qemu-img bitmap), reads them through C(qemu-nbd) (which keeps the domain from starting
     meanwhile), and redefines the checkpoint in libvirt, so offline and online backups mix in one chain.
     Such backups report RV(backup.mode) V(offline).
+  - With O(encryption), every new image is a LUKS-encrypted qcow2 and an incremental continues only a chain
+    encrypted with the same key. The first encrypted backup after plain ones starts a new chain (level
+    V(auto)); a run without the key (or with another key) on an encrypted chain fails before anything is
+    written, unless O(level=full) starts a new chain on purpose. In push mode QEMU writes a plain target into
+    the private staging directory, which the module then encrypts into the repository and removes; pull mode
+    never writes plain data.
 seealso:
   - module: virtops.libvirt.virt_restore
   - module: virtops.libvirt.virt_backup_info
@@ -223,6 +244,27 @@ EXAMPLES = r'''
     tls_dir: /etc/pki/virtops-backup
     bind_address: hv01.example.com
     port: 10809
+
+- name: A compressed backup (zstd clusters in standard qcow2)
+  virtops.libvirt.virt_backup:
+    domain: web01
+    repository: /srv/backup/vms
+    compress: zstd
+
+- name: An encrypted, compressed backup; the passphrase is the content of a private file on the host
+  virtops.libvirt.virt_backup:
+    domain: web01
+    repository: /srv/backup/vms
+    compress: zstd
+    encryption:
+      key_file: /etc/virtops/backup.key
+
+- name: The passphrase in a libvirt secret (virsh secret-define, secret-set-value)
+  virtops.libvirt.virt_backup:
+    domain: web01
+    repository: /srv/backup/vms
+    encryption:
+      secret: virtops-backup-key     # usage id, or the secret's uuid
 
 - name: Report
   ansible.builtin.debug:
@@ -311,6 +353,11 @@ backup:
         image_digest:
           description: SHA-256 of the disk's block hash map at this point in time (integrity data).
           type: str
+        compression:
+          description: The compression type of the image's clusters (O(compress)); absent when they are plain.
+          type: str
+          returned: when O(compress) is not V(none)
+          choices: [zlib, zstd]
     skipped_disks:
       description: Disks not backed up, each with the reason.
       type: list

@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
   - virtops.libvirt.s3
+  - virtops.libvirt.encryption
 options:
   source:
     description: The repository to copy from, an absolute directory path or C(s3://bucket/prefix).
@@ -99,6 +100,13 @@ EXAMPLES = r'''
     s3_object_lock: compliance
     s3_retention_days: 30
   register: offsite
+
+- name: Off-host copy of encrypted backups (they stay encrypted; the key proves them on the way)
+  virtops.libvirt.virt_backup_copy:
+    source: /srv/backup/vms
+    target: s3://backups-example/{{ inventory_hostname }}
+    encryption:
+      key_file: /etc/virtops/backup.key
 
 - name: Copy into a Ceph RGW or MinIO server, credentials from the environment
   virtops.libvirt.virt_backup_copy:

@@ -22,6 +22,7 @@ extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes.INFO_MODULE
   - virtops.libvirt.s3
+  - virtops.libvirt.encryption
 options:
   repository:
     description:
@@ -59,6 +60,13 @@ EXAMPLES = r'''
     verify: true
   register: check
   failed_when: not check.verified_ok
+
+- name: Verify encrypted backups (without the key, verify fails at once and says so)
+  virtops.libvirt.virt_backup_info:
+    repository: /srv/backup/vms
+    verify: true
+    encryption:
+      secret: virtops-backup-key
 '''
 
 RETURN = r'''

@@ -39,16 +39,26 @@ description:
     without a manifest (left by interrupted runs) older than O(incomplete_grace) are removed too.
   - Checkpoints of removed backups are deleted from libvirt (with their dirty bitmaps) when the domain is
     defined on this host with the UUID the backups record; elsewhere they are left alone.
-  - Directory repositories only in this version.
+  - An S3 repository (O(repository) C(s3://bucket/prefix), written by M(virtops.libvirt.virt_backup_copy), with
+    the C(s3_*) options) is pruned by the same rules, with the same dependencies, check mode and diff. Each
+    backup is deleted manifest first (every version of it in a versioned bucket), then its other objects, so
+    that an interrupted prune never leaves something that looks whole; the next run removes what is left at
+    once. A backup any of whose objects is under S3 Object Lock retention (or a legal hold) is not deleted,
+    nor any backup it depends on - every object of a backup is checked before any is deleted - and is listed
+    in C(locked) with its retention date. Checkpoints are not touched (they belong to the directory
+    repository the backups were taken into). O(merge), O(protect) and O(unprotect) are refused for S3
+    repositories - merge in the local repository, then copy it with M(virtops.libvirt.virt_backup_copy).
 extends_documentation_fragment:
   - virtops.libvirt.connection
+  - virtops.libvirt.s3
   - virtops.libvirt.attributes
 attributes:
   check_mode:
     support: full
     details:
       - Lists exactly what would be removed, merged and kept (and by which rule), and which checkpoints would
-        be deleted.
+        be deleted. For an S3 repository the Object Lock retention of every object is read in check mode too, so
+        that locked backups are predicted as kept.
   diff_mode:
     support: full
     details:
@@ -60,7 +70,7 @@ attributes:
         clock). Incomplete backups become old enough for O(incomplete_grace) with time.
 options:
   repository:
-    description: Absolute path of the backup repository.
+    description: Absolute path of the backup repository, or an S3 location C(s3://bucket/prefix) (see the C(s3_*) options).
     type: path
     required: true
   domains:
@@ -95,17 +105,23 @@ options:
       - Merge the oldest backups of a chain, which no rule keeps but later kept backups depend on, into a
         synthetic full backup at the oldest point that stays (a new chain named after that backup's id).
       - Needs free space in the repository for one flattened image per disk while it works.
+      - Refused for an S3 repository (the images would have to be downloaded and uploaded again) - merge in the
+        directory repository the backups are taken into, then copy it with M(virtops.libvirt.virt_backup_copy);
+        a later prune of the S3 copy removes the old chain there.
     type: bool
     default: false
   protect:
     description:
       - Backup ids to protect - their manifests get C(protected) set, and no rule removes them until O(unprotect).
-      - Needs exactly one domain in O(domains).
+      - Needs exactly one domain in O(domains). Refused for an S3 repository, whose manifests stay byte for byte
+        those of the source repository - protect a backup there before it is copied.
     type: list
     elements: str
     default: []
   unprotect:
-    description: Backup ids whose protection is removed (they are then subject to the rules). Needs exactly one domain in O(domains).
+    description:
+      - Backup ids whose protection is removed (they are then subject to the rules). Needs exactly one domain in
+        O(domains). Refused for an S3 repository.
     type: list
     elements: str
     default: []
@@ -113,6 +129,9 @@ options:
     description:
       - Backup directories without a manifest whose id (their start time) is older than this are removed - C(36h),
         C(7d), C(90m), C(1w), or seconds. A backup still running is never touched (the domain's lock is held).
+      - In an S3 repository, the objects of a backup without its manifest are removed when the newest of them
+        was written longer ago than this (a copy may still be running; object storage has no lock); what an
+        interrupted prune left of a backup is removed at once.
     type: str
     default: 24h
 requirements:
@@ -148,6 +167,15 @@ EXAMPLES = r'''
     keep_last: 3
   check_mode: true
   register: preview
+
+- name: Longer retention for the off-host copy in S3 (after virt_backup_copy)
+  virtops.libvirt.virt_backup_prune:
+    repository: s3://vm-backups/hv01
+    s3_endpoint_url: https://rgw.example.com
+    keep_daily: 30
+    keep_monthly: 12
+  register: pruned_s3
+# pruned_s3.domains[].locked: backups S3 Object Lock still keeps, with their retention date
 
 - name: Protect the backup taken before an upgrade
   virtops.libvirt.virt_backup_prune:
@@ -194,13 +222,23 @@ domains:
       type: list
       elements: str
     incomplete_removed:
-      description: Directories of incomplete backups removed.
+      description: Directories of incomplete backups removed (for an S3 repository, the C(s3://) locations of their objects).
       type: list
       elements: str
     recovered:
       description: Interrupted merges found and finished (C(direction) C(forward)) or undone (C(back)).
       type: list
       elements: dict
+    locked:
+      description:
+        - S3 repositories only - backups the rules would remove but S3 Object Lock keeps for now (they are in
+          C(kept), with C(kept_by) naming the lock), each with C(mode) (C(compliance), C(governance) or
+          C(legal hold)) and C(until) (the latest retention date among its objects, none for a legal hold); and
+          leftovers of incomplete backups that are locked (C(incomplete) true).
+      type: list
+      elements: dict
+      sample: [{"id": "20261201T010000Z", "chain": "20261201T010000Z", "mode": "compliance",
+                "until": "2027-01-05T20:00:00.000000Z"}]
 removed:
   description: C(<domain>/<backup id>) of every backup removed or merged.
   returned: always

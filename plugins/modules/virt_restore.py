@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - virtops.libvirt.connection
   - virtops.libvirt.attributes
   - virtops.libvirt.s3
+  - virtops.libvirt.encryption
 attributes:
   check_mode:
     support: full
@@ -139,6 +140,8 @@ options:
         reviewed as with O(define). The UEFI variable store and the TPM state are copied as in V(copy).
       - The data is not read ahead (image headers are checked, the integrity data is not compared). Verify
         the backup with M(virtops.libvirt.virt_backup_info) when in doubt.
+      - An encrypted backup (see O(encryption)) is refused by V(instant), before anything is done; restore it
+        with V(copy).
       - The domain depends on the daemon until its disks are moved to their final storage while it runs,
         with M(virtops.libvirt.virt_blockjob) O(virtops.libvirt.virt_blockjob#module:operation=copy) and
         pivot. The next run of this task then stops serving the backup (RV(export_stopped)); so does
@@ -171,6 +174,14 @@ EXAMPLES = r'''
     repository: /srv/backup/vms
     domain: web01
     dest: /var/lib/libvirt/images/web01-restored
+
+- name: Restore an encrypted backup (its images are decrypted into the restored files)
+  virtops.libvirt.virt_restore:
+    repository: /srv/backup/vms
+    domain: web01
+    dest: /var/lib/libvirt/images/web01-restored
+    encryption:
+      key_file: /etc/virtops/backup.key
 
 - name: Restore web01 as it was yesterday at noon, as a new domain
   virtops.libvirt.virt_restore:

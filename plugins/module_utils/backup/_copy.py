@@ -33,6 +33,7 @@ import time
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
+    _crypt,
     _firmware,
     _images,
     _nbdio,
@@ -64,17 +65,19 @@ def backup_files(manifest):
     return files
 
 
-def prove(lineage):
+def prove(lineage, key=None):
     """Check the point in time lineage[0] holds (newest first, local directories): every disk's chain
     headers, its integrity map, and every block read back against that map; its firmware files
-    against their sizes and digests. Raises VirtError naming the backup, the disk and the reason."""
+    against their sizes and digests. Raises VirtError naming the backup, the disk and the reason.
+    key: the _crypt.Key of encrypted backups (their blocks are read back through it)."""
     # Imported here: _restore imports the libvirt bindings, which a copy does not otherwise need.
     from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
     backup = lineage[0]
+    _crypt.check_lineage(lineage, key)
     for disk in backup.disks:
         try:
-            expected = _repository.check_point(lineage, disk['name'])
-            with _repository.open_chain(lineage, disk['name']) as chain:
+            expected = _repository.check_point(lineage, disk['name'], key)
+            with _repository.open_chain(lineage, disk['name'], key) as chain:
                 check = _restore.verify_point(backup, disk, chain, expected)
         except (_images.ImageError, _blockhash.BlockHashError, _nbdio.NbdIoError, _repository.RepositoryError,
                 OSError) as exc:
@@ -385,12 +388,14 @@ def describe_s3(describe, params):
 class Copier:
     """virt_backup_copy: plan (what the target lacks), then copy each backup, data before manifest."""
 
-    def __init__(self, params, check_mode, lock=None):
+    def __init__(self, params, check_mode, lock=None, key=None):
         """params: virt_backup_copy's options, checked (_options.copy_lock, which gives lock:
-        None or the object lock (mode, retain-until time) of every object written)."""
+        None or the object lock (mode, retain-until time) of every object written). key: the
+        _crypt.Key that proves encrypted backups on the way."""
         self.params = params
         self.check_mode = check_mode
         self.lock = lock
+        self.key = key
 
     def run(self):
         params = self.params
@@ -513,10 +518,14 @@ class Copier:
     def _upload(self, source, target, backup, data, marker):
         """A backup of a directory source into S3: proved on the source, then every file, manifest last."""
         m = backup.manifest
-        prove(source.repo.lineage(backup))
+        prove(source.repo.lineage(backup), self.key)
         store = target.store
         prefix = (m['domain'], m['chain'], m['id'])
         store.abort_uploads(prefix)       # parts of a killed run
+        if store.size(prefix + (_s3.DELETING_MARKER,)) is not None:
+            # Left by a prune killed while deleting this backup: the backup is written again whole,
+            # and a later prune must not take it for the rest of that deletion.
+            store.delete(prefix + (_s3.DELETING_MARKER,))
         total = 0
         for parts, _limit in backup_files(m):
             fd = _repository.open_regular(backup.path, list(parts))
@@ -575,7 +584,7 @@ class Copier:
                     raise VirtError('backup %s of domain %s continues %s, which the target %s lacks'
                                     % (m['id'], m['domain'], backup.parent, target.label))
                 lineage += repo.lineage(parents[backup.parent])
-            prove(lineage)
+            prove(lineage, self.key)
             if m['format_version'] > repo.info['format_version']:
                 repo._raise_version(m['format_version'])  # pylint: disable=protected-access
             _repository.write_file(os.path.join(bdir, MANIFEST), data)

@@ -84,6 +84,30 @@ def offline_bitmap_problem(disk_paths, bitmaps):
     return None
 
 
+def _distrust(dom, name, xml, running, disks, disk_paths, lost):
+    """The Verdict against checkpoint name (its xml) as the base of an incremental of disks;
+    None when its bitmaps can be trusted.
+
+    Running: redefining the checkpoint with its XML and VALIDATE makes libvirt check every bitmap
+    in QEMU. Shut off: the bitmaps are read in the images, and then a checkpoint libvirt lost
+    (lost) is redefined without VALIDATE."""
+    bitmaps = checkpoint_bitmaps(xml)
+    missing = [d for d in disks if d not in bitmaps]
+    if missing:
+        return Verdict(False, 'checkpoint %s does not track disk %s' % (name, ', '.join(missing)))
+    if running:
+        problem = _redefine(dom, xml, validate=True)
+    else:
+        problem = offline_bitmap_problem(disk_paths, dict((d, bitmaps[d]) for d in disks))
+        if problem is None and lost:
+            problem = _redefine(dom, xml, validate=False)
+    if not problem:
+        return None
+    if lost:
+        return Verdict(False, 'checkpoint %s was lost by libvirt and cannot be redefined: %s' % (name, problem))
+    return Verdict(False, 'the bitmap of checkpoint %s cannot be trusted: %s' % (name, problem))
+
+
 def check_base(dom, running, backup, disks, disk_paths):
     """Can backup's checkpoint start an incremental of disks? Repairs lost metadata when it can.
 
@@ -106,41 +130,17 @@ def check_base(dom, running, backup, disks, disk_paths):
         if root.tag != 'domaincheckpoint' or root.findtext('name') != name:
             return Verdict(False, 'checkpoint.xml of backup %s does not define checkpoint %s; it is not redefined'
                                   % (backup.id, name))
-    repaired = []
     ck = _checkpoint.lookup_checkpoint(dom, name)
     if ck is None:
         if saved is None:
             return Verdict(False, 'checkpoint %s of backup %s no longer exists in libvirt, and the repository '
                                   'has no copy of it' % (name, backup.id))
         xml = redefinable_xml(saved, lambda parent: parent and _checkpoint.lookup_checkpoint(dom, parent) is not None)
-        bitmaps = checkpoint_bitmaps(xml)
-        missing = [d for d in disks if d not in bitmaps]
-        if missing:
-            return Verdict(False, 'checkpoint %s does not track disk %s' % (name, ', '.join(missing)))
-        if running:
-            problem = _redefine(dom, xml, validate=True)
-        else:
-            problem = offline_bitmap_problem(disk_paths, dict((d, bitmaps[d]) for d in disks))
-            if problem is None:
-                problem = _redefine(dom, xml, validate=False)
-        if problem:
-            return Verdict(False, 'checkpoint %s was lost by libvirt and cannot be redefined: %s' % (name, problem))
-        repaired.append('redefined checkpoint %s from the repository' % name)
-        return Verdict(True, repaired=repaired)
+        verdict = _distrust(dom, name, xml, running, disks, disk_paths, lost=True)
+        return verdict or Verdict(True, repaired=['redefined checkpoint %s from the repository' % name])
 
     xml = ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)
-    bitmaps = checkpoint_bitmaps(xml)
-    missing = [d for d in disks if d not in bitmaps]
-    if missing:
-        return Verdict(False, 'checkpoint %s does not track disk %s' % (name, ', '.join(missing)))
-    if running:
-        # Redefining with its own XML and VALIDATE makes libvirt check every bitmap in QEMU.
-        problem = _redefine(dom, xml, validate=True)
-    else:
-        problem = offline_bitmap_problem(disk_paths, dict((d, bitmaps[d]) for d in disks))
-    if problem:
-        return Verdict(False, 'the bitmap of checkpoint %s cannot be trusted: %s' % (name, problem))
-    return Verdict(True)
+    return _distrust(dom, name, xml, running, disks, disk_paths, lost=False) or Verdict(True)
 
 
 def _redefine(dom, xml, validate):

@@ -41,6 +41,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import
 from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
+    _crypt,
     _drift,
     _firmware,
     _images,
@@ -60,7 +61,7 @@ class Request:
 
     def __init__(self, domain, repository, mode='pull', level='auto', disks=None, scratch_dir=None,
                  timeout=None, verify=False, workers=_nbdio.DEFAULT_WORKERS, uri='qemu:///system',
-                 tcp=None, quiesce='never', exclude=None):
+                 tcp=None, quiesce='never', exclude=None, compress=None, key=None):
         self.domain = _repository.check_name('domain name', domain)
         self.repository = repository
         self.mode = mode
@@ -74,6 +75,8 @@ class Request:
         self.tcp = tcp  # None (unix socket) or dict(bind_address, port, connect_address, tls_dir)
         self.quiesce = quiesce  # auto, always or never: freeze the guest's file systems (guest agent)
         self.exclude = exclude  # disk target names left out on purpose
+        self.compress = compress  # None, zlib or zstd: the new images hold compressed clusters of that type
+        self.key = key  # None, or the _crypt.Key the new images are encrypted with (LUKS)
 
 
 class Plan:
@@ -215,6 +218,13 @@ def plan_backup(dom, repo, request, disks, skipped, running, check_only=False):
             resized.append('%s (%d -> %d bytes)' % (name, recorded, size))
     if resized:
         return full('disk %s changed size since backup %s' % (', '.join(resized), base.id))
+    # An incremental is encrypted as its chain is, with the same key. Without a key an encrypted
+    # chain is never continued, nor silently followed by a plain full: the run fails (level full
+    # starts a plain chain on purpose).
+    encryption = base.manifest.get('encryption')
+    _crypt.check_key(base.id, encryption, request.key)
+    if request.key is not None and not encryption:
+        return full('backup %s is not encrypted; encrypted backups start a new chain' % base.id)
     # Disks with dirty bitmaps continue from the base's checkpoint; the others are read in full and
     # compared with the base's integrity data, and need no checkpoint.
     tracked = [n for n in continuing if by_name[n].method == 'bitmap']
@@ -399,7 +409,7 @@ def take_backup(conn, request, check_mode=False):
         repo.check_owner()
         repo.check_layout()
         plan = plan_backup(dom, repo, request, disks, skipped, running, True)
-        _check_base_chain(repo, plan, request.domain)
+        _check_base_chain(repo, plan, request.domain, request.key)
         return _predicted(request, plan, quiesce)
 
     # A first backup that fails before writing anything leaves no empty domain directory behind.
@@ -413,7 +423,7 @@ def take_backup(conn, request, check_mode=False):
                            if d.method == 'bitmap' and d.type in _job.LOCAL_TYPES)
         cleaned = _remove_debris(dom, repo, request.domain, qcow2_paths)
         plan = plan_backup(dom, repo, request, disks, skipped, running)
-        _check_base_chain(repo, plan, request.domain)
+        _check_base_chain(repo, plan, request.domain, request.key)
         result = _run(conn, dom, repo, request, plan, live_xml, running, quiesce)
         result.update(cleaned)
         return result
@@ -421,7 +431,7 @@ def take_backup(conn, request, check_mode=False):
         repo.unlock(request.domain, lock_fd, remove_empty=new_domain_dir)
 
 
-def _check_base_chain(repo, plan, domain):
+def _check_base_chain(repo, plan, domain, request_key=None):
     """An incremental continues a chain that must be intact as the manifests describe it: every
     layer's header and the parent's integrity map are checked before the job begins. The maps
     loaded here are the ones the copy starts from (plan.parent_maps)."""
@@ -430,7 +440,7 @@ def _check_base_chain(repo, plan, domain):
         if parent is None:
             continue
         try:
-            plan.parent_maps[disk.name] = _repository.check_point(repo.lineage(parent), disk.name)
+            plan.parent_maps[disk.name] = _repository.check_point(repo.lineage(parent), disk.name, request_key)
         except (_repository.RepositoryError, _images.ImageError, _blockhash.BlockHashError) as exc:
             raise VirtError('cannot take an %s backup of domain %s on backup %s: %s. Nothing was changed; take '
                             'level full to start a new chain, or repair the repository' % (
@@ -560,7 +570,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
 
         if request.verify:
             for entry in disk_results:
-                _verify_disk(repo, plan, backup_path, entry, request.workers, nbd_dir)
+                _verify_disk(repo, plan, backup_path, entry, request.workers, nbd_dir, request.key)
 
         finished = _repository.utcnow()
         manifest = dict(
@@ -576,6 +586,8 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped],
             firmware=firmware.get('section'),
         )
+        if request.key is not None:
+            manifest['encryption'] = _crypt.manifest_section(request.key)
         repo.commit(backup_path, manifest)
         committed = True
     except BaseException as exc:
@@ -601,12 +613,17 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         quiesced=manifest['quiesced'], frozen_filesystems=job.frozen,
         started=manifest['started'], duration=manifest['duration'], verified=manifest['verified'],
         disks=[dict((k, d[k]) for k in ('name', 'level', 'method', 'virtual_size', 'dirty_bytes', 'bytes_read',
-                                        'bytes_written', 'throughput', 'image_digest')) for d in disk_results],
-        skipped_disks=manifest['skipped_disks'], firmware=manifest['firmware']), **_warnings(job, request, plan))
+                                        'bytes_written', 'throughput', 'image_digest', 'compression') if k in d)
+               for d in disk_results],
+        skipped_disks=manifest['skipped_disks'], firmware=manifest['firmware']),
+        **_warnings(job, request, plan, manifest['firmware']))
 
 
-def _warnings(job, request, plan):
+def _warnings(job, request, plan, firmware=None):
     warnings = []
+    if request.key is not None and firmware and (firmware.get('nvram') or firmware.get('tpm')):
+        warnings.append('domain %s: the disk images are encrypted, but the UEFI variable store and the TPM state '
+                        'saved beside them are not (keep the repository private)' % request.domain)
     if job.quiesce_error is not None:
         warnings.append('domain %s: the guest agent could not freeze the file systems (%s); the backup is '
                         'crash-consistent, as after a power cut (quiesce: always makes this an error)'
@@ -657,7 +674,7 @@ def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, 
     image_path = os.path.join(ctx['backup_path'], image_name)
     os.chmod(image_path, 0o600)
     _repository.fsync_file(image_path)
-    return dict(
+    entry = dict(
         name=disk.name, level=ctx['plan'].disk_level(disk.name), method=disk.method,
         virtual_size=ctx['sizes'][disk.name],
         image=image_name, backing=backing, source=disk.source,
@@ -666,6 +683,9 @@ def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, 
         integrity=dict(algorithm=hashmap.algorithm, block_size=hashmap.block_size, map=map_name),
         image_digest=hashmap.digest(), file_size=os.stat(image_path).st_size,
     )
+    if ctx['request'].compress:
+        entry['compression'] = ctx['request'].compress
+    return entry
 
 
 def _time_left(deadline):
@@ -685,11 +705,11 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
     parent = plan.disk_parent(disk.name)
     backing = _relative_backing(parent, disk.name) if parent else None
     compare = parent is not None and disk.method == 'compare'
-    _images.create(image_path, size, backing)
+    _images.create(image_path, size, backing, compress=ctx['request'].compress, key=ctx['request'].key)
     hashmap = _parent_map(plan, disk.name, size)
     t0 = time.time()
-    with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
-                              workdir=ctx['nbd_dir']) as writer:
+    with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers, workdir=ctx['nbd_dir'],
+                              compress=bool(ctx['request'].compress), key=ctx['request'].key) as writer:
         transfer = _nbdio.Transfer(source_export, size, hashmap, writer.export(), workers=ctx['request'].workers,
                                    write_zeroes=parent is not None, timeout=_time_left(ctx['deadline']),
                                    compare=compare)
@@ -812,9 +832,16 @@ def _push(ctx, ck_xml, out):
         if disk.name in compared:
             results.append(_compare_push_target(ctx, disk, targets[disk.name], image_name))
             continue
-        _take_push_target(targets[disk.name], ctx['backup_path'], image_name, ctx['owner'])
         hashmap = _parent_map(plan, disk.name, size)
         incremental = plan.disk_parent(disk.name) is not None
+        if request.compress or request.key is not None:
+            transfer = _rewrite_pushed(ctx, disk, targets[disk.name], image_name, backings[disk.name], hashmap,
+                                       incremental)
+            dirty = transfer.selected_bytes if incremental else transfer.bytes_read
+            results.append(_finish_disk(ctx, disk, image_name, backings[disk.name], hashmap, job_seconds,
+                                        dirty, transfer.bytes_read, transfer.bytes_read, transfer.zero_bytes))
+            continue
+        _take_push_target(targets[disk.name], ctx['backup_path'], image_name, ctx['owner'])
         # QEMU wrote the image; hash what it wrote: the image's own clusters, read through its chain
         # (opened layer by layer, as the manifests describe it).
         with _new_image_chain(ctx['repo'], plan, ctx['backup_path'], image_name, disk.name, size,
@@ -845,6 +872,34 @@ def _hash_pushed(ctx, chain, size, hashmap, incremental):
             transfer.run([_nbdio.ALLOCATION_DEPTH], _nbdio.select_top_layer)
         else:
             transfer.run([], _nbdio.select_all)
+    return transfer
+
+
+def _rewrite_pushed(ctx, disk, target, image_name, backing, hashmap, incremental):
+    """A target QEMU pushed (plain clusters, not encrypted), copied into a compressed and/or
+    encrypted image with the same backing and hashed on the way: an incremental copies only the
+    target's own clusters (allocation depth 1), so it stays as small as what changed. The pushed
+    file is then removed."""
+    size = ctx['sizes'][disk.name]
+    request = ctx['request']
+    pushed_name = '.%s.pushed.qcow2' % disk.name
+    pushed_path = ctx['scratch'].add(os.path.join(ctx['backup_path'], pushed_name))
+    _take_push_target(target, ctx['backup_path'], pushed_name, ctx['owner'])
+    image_path = os.path.join(ctx['backup_path'], image_name)
+    _images.create(image_path, size, backing, compress=request.compress, key=request.key)
+    with _new_image_chain(ctx['repo'], ctx['plan'], ctx['backup_path'], pushed_name, disk.name, size,
+                          backing, key=request.key, top_encrypted=False) as chain:
+        with _images.serve(chain, clients=request.workers, workdir=ctx['nbd_dir'],
+                           allocation_depth=incremental) as reader:
+            with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers, workdir=ctx['nbd_dir'],
+                                      compress=bool(request.compress), key=request.key) as writer:
+                transfer = _nbdio.Transfer(reader.export(), size, hashmap, writer.export(), workers=request.workers,
+                                           write_zeroes=incremental, timeout=_time_left(ctx['deadline']))
+                if incremental:
+                    transfer.run([_nbdio.ALLOCATION_DEPTH], _nbdio.select_top_layer)
+                else:
+                    transfer.run([], _nbdio.select_all)
+    os.unlink(pushed_path)
     return transfer
 
 
@@ -904,24 +959,26 @@ def _take_push_target(target, backup_path, image_name, owner):
         os.close(fd)
 
 
-def _new_image_chain(repo, plan, backup_path, image_name, disk_name, size, backing):
-    """The chain of a disk's new image: its own file, then its parent's chain from the repository."""
+def _new_image_chain(repo, plan, backup_path, image_name, disk_name, size, backing, key=None, top_encrypted=None):
+    """The chain of a disk's new image: its own file, then its parent's chain from the repository.
+    top_encrypted: whether the new image is encrypted (default: when there is a key)."""
     top = _images.open_layer(os.path.join(backup_path, image_name), size, backing)
+    top.encrypted = key is not None if top_encrypted is None else top_encrypted
     layers = [top]
     parent = plan.disk_parent(disk_name)
     if parent is not None:
         try:
-            layers += _repository.open_chain(repo.lineage(parent), disk_name).layers
+            layers += _repository.open_chain(repo.lineage(parent), disk_name, key).layers
         except BaseException:
             os.close(top.fd)
             raise
-    return _images.ImageChain(layers)
+    return _images.ImageChain(layers, key=key)
 
 
-def _verify_disk(repo, plan, backup_path, entry, workers, workdir):
+def _verify_disk(repo, plan, backup_path, entry, workers, workdir, key=None):
     image = os.path.join(backup_path, entry['image'])
     with _new_image_chain(repo, plan, backup_path, entry['image'], entry['name'], entry['virtual_size'],
-                          entry['backing']) as chain:
+                          entry['backing'], key=key) as chain:
         ok, message = _images.check(chain)
         if not ok:
             raise VirtError('verification of %s failed: qemu-img check: %s' % (image, message))

@@ -323,6 +323,11 @@ def _terminate(pid, start_time):
 
 def image_check(lineage, names):
     """Check every layer of every disk served (headers against the manifests) before anything runs."""
+    for backup in lineage:
+        if backup.manifest.get('encryption'):
+            raise ExportError('backup %s of domain %s is encrypted: it is not served (its clients would read it '
+                              'without the key); restore it with virt_restore and its encryption option'
+                              % (backup.id, lineage[0].manifest['domain']))
     for name in names:
         try:
             with _repository.open_chain(lineage, name):

@@ -26,7 +26,7 @@ import sys
 import threading
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _nbdio
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _crypt, _nbdio
 
 
 class ImageError(VirtError):
@@ -38,6 +38,7 @@ QCOW2_MAGIC = b'QFI\xfb'
 # Corrupt (1) and, above all, an external data file (2) are refused, like any bit it does not know.
 QCOW2_INCOMPATIBLE_OK = (1 << 0) | (1 << 3) | (1 << 4)
 QCOW2_HEADER = struct.Struct('>4sIQIIQIIQQIIQQQQII')
+QCOW2_CRYPT_LUKS = 2
 
 
 def run_qemu_img(args, what, pass_fds=()):
@@ -49,17 +50,47 @@ def run_qemu_img(args, what, pass_fds=()):
     return proc.stdout.decode('utf-8', 'replace')
 
 
-def create(path, size, backing=None, fd=None):
+COMPRESSION_TYPES = ('zlib', 'zstd')
+
+
+def create(path, size, backing=None, fd=None, compress=None, key=None):
     """A new qcow2 image; backing is a path relative to the image's directory (not opened now).
 
     fd: the file, already created (O_EXCL, private) by the caller: qemu-img writes into it by
     /dev/fd/N and never opens the path itself.
+    compress: None, or the compression type (COMPRESSION_TYPES) of the compressed clusters that
+    will be written into it (zlib is qcow2's default and needs no header extension).
+    key: a _crypt.Key: the image is encrypted with LUKS under that passphrase.
     """
     args = ['create', '-q', '-f', 'qcow2']
+    options = []
+    if compress == 'zstd':
+        options.append('compression_type=zstd')
+    pass_fds = [fd] if fd is not None else []
+    if key is not None:
+        args += key.object_args()
+        options += ['encrypt.format=luks', 'encrypt.key-secret=%s' % _crypt.SECRET_ID]
+        pass_fds.append(key.fd)
+    if options:
+        args += ['-o', ','.join(options)]
     if backing:
         args += ['-u', '-b', backing, '-F', 'qcow2']
     args += ['--', fd_path(fd) if fd is not None else path, str(size)]
-    run_qemu_img(args, 'creating image %s' % path, pass_fds=[fd] if fd is not None else ())
+    for attempt in range(CREATE_ATTEMPTS if key is not None else 1):
+        try:
+            run_qemu_img(args, 'creating image %s' % path, pass_fds=pass_fds)
+            return
+        except ImageError as exc:
+            # QEMU times PBKDF2 to choose the LUKS iteration count; where the thread CPU clock is
+            # coarse, a first round measured as 0 ms fails the create ("Unable to get accurate CPU
+            # usage") before anything is written. Another try measures again.
+            if 'accurate CPU usage' not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
+                raise
+            if fd is not None:
+                os.ftruncate(fd, 0)
+
+
+CREATE_ATTEMPTS = 8
 
 
 def fd_path(fd):
@@ -69,7 +100,7 @@ def fd_path(fd):
 
 def qcow2_header(fd, label):
     """The fields of a qcow2 header this reader relies on: version, size, backing file name,
-    incompatible features, encryption. ImageError for anything that is not a plain qcow2."""
+    incompatible features, encryption (LUKS only). ImageError for anything else."""
     head = os.pread(fd, 4096, 0)
     if len(head) < 72 or head[:4] != QCOW2_MAGIC:
         raise ImageError('%s is not a qcow2 image' % label)
@@ -80,8 +111,9 @@ def qcow2_header(fd, label):
         raise ImageError('%s is a qcow2 image of version %d, which this collection does not read' % (label, version))
     if version == 2:
         incompatible = 0
-    if crypt:
-        raise ImageError('%s is an encrypted qcow2 image; this repository format stores none' % label)
+    if crypt not in (0, QCOW2_CRYPT_LUKS):
+        raise ImageError('%s is a qcow2 image with the legacy AES encryption, which this repository format '
+                         'never stores' % label)
     if incompatible & (1 << 2):
         raise ImageError('%s names an external data file in its qcow2 header; a repository image holds its own '
                          'data, and a data file is never opened' % label)
@@ -94,29 +126,33 @@ def qcow2_header(fd, label):
             raise ImageError('%s has a malformed backing file name in its qcow2 header' % label)
         raw = os.pread(fd, backing_size, backing_offset)
         backing = raw.decode('utf-8', 'replace')
-    return dict(version=version, size=size, backing=backing)
+    return dict(version=version, size=size, backing=backing, encrypted=crypt == QCOW2_CRYPT_LUKS)
 
 
 class Layer:
-    """One image file of a chain, opened by its caller; expected_backing is what its header must say."""
+    """One image file of a chain, opened by its caller; expected_backing is what its header must say,
+    encrypted whether its manifest says it is encrypted (LUKS)."""
 
-    def __init__(self, fd, label, size, expected_backing=None):
+    def __init__(self, fd, label, size, expected_backing=None, encrypted=False):
         self.fd = fd
         self.label = label
         self.size = size
         self.expected_backing = expected_backing
+        self.encrypted = encrypted
 
 
 class ImageChain:
     """Layers (newest first) handed to QEMU by file descriptor, each one's backing given explicitly.
 
-    Owns the descriptors: close() (or the with statement) closes them.
+    Owns the descriptors: close() (or the with statement) closes them. key: the _crypt.Key of its
+    encrypted layers (not owned).
     """
 
-    def __init__(self, layers, fmt='qcow2', locking=True):
+    def __init__(self, layers, fmt='qcow2', locking=True, key=None):
         self.layers = list(layers)
         self.fmt = fmt
         self.locking = locking
+        self.key = key
         try:
             self._check()
         except BaseException:
@@ -131,6 +167,19 @@ class ImageChain:
     def fds(self):
         return [layer.fd for layer in self.layers]
 
+    @property
+    def pass_fds(self):
+        """Every descriptor a QEMU process opening the chain inherits: the layers and the key."""
+        return self.fds + ([self.key.fd] if self.key is not None and self.encrypted else [])
+
+    @property
+    def encrypted(self):
+        return any(layer.encrypted for layer in self.layers)
+
+    def object_args(self):
+        """qemu-img / qemu-nbd arguments defining the key's secret, when a layer needs it."""
+        return self.key.object_args() if self.key is not None and self.encrypted else []
+
     def _check(self):
         for layer in self.layers:
             st = os.fstat(layer.fd)
@@ -139,6 +188,11 @@ class ImageChain:
             if self.fmt != 'qcow2':
                 continue
             header = qcow2_header(layer.fd, layer.label)
+            if header['encrypted'] != layer.encrypted:
+                raise ImageError('%s is %s in its qcow2 header, but its manifest says it is %s; it is not opened' % (
+                    (layer.label,) + (('encrypted', 'not') if header['encrypted'] else ('not encrypted', 'encrypted'))))
+            if layer.encrypted and self.key is None:
+                raise ImageError('%s is encrypted and no key was given' % layer.label)
             if header['backing'] != layer.expected_backing:
                 if layer.expected_backing is None:
                     raise ImageError('%s names a backing file (%r) in its qcow2 header, but the repository format '
@@ -156,6 +210,8 @@ class ImageChain:
             node = {'driver': self.fmt, 'file': {'driver': 'file', 'filename': fd_path(layer.fd)}}
             if not self.locking:
                 node['file']['locking'] = 'off'
+            if layer.encrypted:
+                node['encrypt'] = {'format': 'luks', 'key-secret': _crypt.SECRET_ID}
             if self.fmt == 'qcow2':
                 node['backing'] = spec     # None (json null): no backing file at all
             spec = node
@@ -198,7 +254,8 @@ def open_file(path, fmt, size=None, locking=True):
 def serve(chain, clients=_nbdio.DEFAULT_WORKERS, workdir=None, allocation_depth=False):
     """A read-only qemu-nbd export of an ImageChain, which it opens by descriptor only."""
     return _nbdio.QemuNbdServer(chain.filename(), fmt=None, readonly=True, clients=clients, workdir=workdir,
-                                allocation_depth=allocation_depth, pass_fds=chain.fds, label=chain.label)
+                                allocation_depth=allocation_depth, pass_fds=chain.pass_fds, label=chain.label,
+                                objects=chain.object_args())
 
 
 def info(path, force_share=False):
@@ -210,17 +267,19 @@ def info(path, force_share=False):
 
 def in_use(chain):
     """True when another process (a running domain) holds the lock of an ImageChain's file."""
-    proc = subprocess.run(['qemu-img', 'info', '--', chain.filename()], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, pass_fds=tuple(chain.fds))
+    proc = subprocess.run(['qemu-img', 'info'] + chain.object_args() + ['--', chain.filename()],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+                          pass_fds=tuple(chain.pass_fds))
     return proc.returncode != 0 and b'lock' in proc.stderr
 
 
 def check(chain):
     """qemu-img check of the top layer of an ImageChain: (ok, message)."""
-    proc = subprocess.run(['qemu-img', 'check', '--output=json', '--image-opts', '--',
-                           'driver=qcow2,file.driver=file,file.filename=%s,backing=' % fd_path(chain.fds[0])],
+    encrypt = 'encrypt.key-secret=%s,' % _crypt.SECRET_ID if chain.layers[0].encrypted else ''
+    image = 'driver=qcow2,%sfile.driver=file,file.filename=%s,backing=' % (encrypt, fd_path(chain.fds[0]))
+    proc = subprocess.run(['qemu-img', 'check', '--output=json'] + chain.object_args() + ['--image-opts', '--', image],
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
-                          pass_fds=tuple(chain.fds))
+                          pass_fds=tuple(chain.pass_fds))
     if proc.returncode == 0:
         return True, 'no errors'
     out = proc.stdout.decode('utf-8', 'replace').strip()
@@ -239,9 +298,9 @@ def convert(chain, dest_fd, dest_label, fmt, size):
         os.ftruncate(dest_fd, size)
     else:
         create(dest_label, size, fd=dest_fd)
-    run_qemu_img(['convert', '-q', '-n', '--target-is-zero', '-O', fmt, '-S', '64k', '--',
-                  chain.filename(), fd_path(dest_fd)],
-                 'writing %s from %s' % (dest_label, chain.label), pass_fds=chain.fds + [dest_fd])
+    run_qemu_img(['convert', '-q', '-n', '--target-is-zero', '-O', fmt, '-S', '64k'] + chain.object_args() +
+                 ['--', chain.filename(), fd_path(dest_fd)],
+                 'writing %s from %s' % (dest_label, chain.label), pass_fds=chain.pass_fds + [dest_fd])
 
 
 class Flusher:
@@ -407,6 +466,9 @@ def _qcow2_tables(fd, label):
     version, cluster_bits, l1_size, l1_offset, incompatible = fields[1], fields[4], fields[7], fields[8], fields[13]
     if version != 3 or incompatible & (1 << 4):
         raise NotPlain('%s is not a qcow2 of version 3 with standard L2 entries' % label)
+    if fields[6]:
+        # Its data clusters hold cipher text: only QEMU, with the key, reads the disk's data.
+        raise NotPlain('%s is encrypted' % label)
     if not 9 <= cluster_bits <= 21 or l1_size > (1 << 26):
         raise ImageError('%s has a malformed qcow2 header' % label)
     cluster = 1 << cluster_bits

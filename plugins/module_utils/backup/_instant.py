@@ -65,7 +65,7 @@ def restore(conn_factory, params, check_mode):
         raise VirtError('mode instant needs new_name, the name of the domain it defines')
     _repository.check_name('new_name', new_name)
     name = _export.check_export_name(export_name(new_name))
-    names = _selected(backup, domain, params.get('disks'))
+    names = _restore.selected_disks(backup, domain, params.get('disks'))
     dest = _restore._check_dest(params['dest'])
     _check_reachable(dest)
     # Every layer's header is checked against the manifests before anything is made (check mode
@@ -169,17 +169,6 @@ def restore(conn_factory, params, check_mode):
         if dest_fd is not None:
             os.close(dest_fd)
     return result
-
-
-def _selected(backup, domain, wanted):
-    names = [d['name'] for d in backup.disks]
-    if wanted:
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            raise VirtError('backup %s of domain %s holds no disk %s (it holds: %s)' % (
-                backup.id, domain, ', '.join(unknown), ', '.join(names)))
-        names = [n for n in names if n in wanted]
-    return names
 
 
 def _check_reachable(dest):

@@ -23,6 +23,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
     _copy,
+    _crypt,
     _engine,
     _export,
     _images,
@@ -31,6 +32,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _repository,
     _restore,
     _retention,
+    _s3,
 )
 
 
@@ -113,6 +115,7 @@ class BackupManager(EngineManager):
 
     def plan_present(self, live):
         self.connection.require('backup')
+        self.request.key = _crypt.load_key(self.params.get('encryption'), lambda: self.connection)
         # The listing for diff mode costs a second read of every manifest: only when asked for.
         if self.diff_mode:
             self.before = backup_listing(self.params['repository'], self.params['domain'])
@@ -182,7 +185,8 @@ class CopyManager(EngineManager):
         return self.params['target']
 
     def outcome_of(self, check_mode):
-        return _copy.Copier(self.params, check_mode, self.lock).run()
+        key = _crypt.load_key(self.params.get('encryption'), lambda: self.connection)
+        return _copy.Copier(self.params, check_mode, self.lock, key).run()
 
 
 # -- virt_backup_prune ------------------------------------------------------------------------------
@@ -233,6 +237,8 @@ class PruneManager(EngineManager):
         return self.params['repository']
 
     def outcome_of(self, check_mode):
+        if _s3.is_location(self.params['repository']):
+            return self._outcome_s3(check_mode)
         p = self.params
         connection = self.connection
         try:
@@ -259,16 +265,47 @@ class PruneManager(EngineManager):
         except (_repository.RepositoryError, _retention.RetentionError, _images.ImageError,
                 _blockhash.BlockHashError, _nbdio.NbdIoError, OSError) as exc:
             raise VirtError('pruning repository %s: %s' % (p['repository'], exc))
-        # any() stops at the first changed domain: the later ones keep their 'changed' key, as
-        # the module has always returned them.
-        result = dict(changed=any(d.pop('changed') for d in domains), domains=domains,
-                      removed=['%s/%s' % (d['name'], r['id']) for d in domains for r in d['removed']],
-                      msg=prune_message(domains, check_mode))
-        result['diff'] = dict(
-            before=dict((d['name'], sorted([k['id'] for k in d['kept']] + [r['id'] for r in d['removed']]))
-                        for d in domains),
-            after=dict((d['name'], [k['id'] for k in d['kept']]) for d in domains))
-        return result
+        return prune_result(domains, check_mode)
+
+    def _outcome_s3(self, check_mode):
+        """The same rules on an S3 repository: no checkpoints (they belong to the directory the
+        backups were taken into), no exports, no merges (refused by the options)."""
+        p = self.params
+        repo = None
+        try:
+            repo = _copy.open_repository(p['repository'], p)
+            store = _retention.S3Store(repo)
+            present = store.domains()
+            names = present if p['domains'] is None else [_repository.check_name('domain name', n)
+                                                          for n in p['domains']]
+            rules = dict((r, p[r]) for r in _retention.RULES)
+            pruner = _retention.Pruner(store, rules, keep_chains=p['keep_chains'], incomplete_grace=self.grace,
+                                       check_mode=check_mode)
+            domains = [pruner.run(name) for name in names if name in present]
+        except (_repository.RepositoryError, _retention.RetentionError, OSError) as exc:
+            raise VirtError('pruning repository %s: %s' % (p['repository'], repo.local_path(str(exc)) if repo else exc))
+        except VirtError as exc:
+            if repo is None:
+                raise
+            raise VirtError(repo.local_path(exc.msg))
+        finally:
+            if repo is not None:
+                repo.close()
+        return prune_result(domains, check_mode)
+
+
+def prune_result(domains, check_mode):
+    """virt_backup_prune's result (with changed and diff) from the domains' outcomes."""
+    # any() stops at the first changed domain: the later ones keep their 'changed' key, as
+    # the module has always returned them.
+    result = dict(changed=any(d.pop('changed') for d in domains), domains=domains,
+                  removed=['%s/%s' % (d['name'], r['id']) for d in domains for r in d['removed']],
+                  msg=prune_message(domains, check_mode))
+    result['diff'] = dict(
+        before=dict((d['name'], sorted([k['id'] for k in d['kept']] + [r['id'] for r in d['removed']]))
+                    for d in domains),
+        after=dict((d['name'], [k['id'] for k in d['kept']]) for d in domains))
+    return result
 
 
 def prune_message(domains, check_mode):
@@ -292,6 +329,9 @@ def prune_message(domains, check_mode):
     recovered = sum(len(d['recovered']) for d in domains)
     if recovered:
         parts.append('%d interrupted merge%s %sresolved' % (recovered, '' if recovered == 1 else 's', would))
+    locked = sum(len(d.get('locked') or []) for d in domains)
+    if locked:
+        parts.append('%d backup%s kept by S3 Object Lock' % (locked, '' if locked == 1 else 's'))
     return ', '.join(parts) if parts else 'nothing to remove: every backup is kept'
 
 
@@ -324,6 +364,6 @@ def read_backups(connection, params, warn):
     """virt_backup_info's result: every domain, chain and backup of the repository (verified
     with verify). Opens no libvirt connection."""
     require_lxml()
-    result = _restore.describe(params)
+    result = _restore.describe(params, lambda: connection)
     result.pop('changed', None)
     return result

@@ -30,6 +30,7 @@ import threading
 import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _crypt
 
 NBD_IMPORT_ERROR = None
 try:
@@ -128,8 +129,19 @@ class QemuNbdServer:
     """
 
     def __init__(self, image, fmt='qcow2', readonly=True, clients=DEFAULT_WORKERS, allocation_depth=False,
-                 bitmap=None, workdir=None, pass_fds=(), label=None):
+                 bitmap=None, workdir=None, pass_fds=(), label=None, compress=False, objects=(), key=None):
+        """compress: a writer whose every write becomes qcow2 compressed clusters (QEMU's compress
+        filter over the qcow2 node). A compressed cluster is written once: every write must cover
+        whole clusters that nothing wrote before, which the Transfer's whole hash blocks do.
+        objects: --object arguments (the secret of an encrypted json: chain, with its fd in pass_fds).
+        key: a writer of a LUKS-encrypted image (a _crypt.Key). Its backing chain is not opened: the
+        writer writes whole clusters and zero clusters only, which never read the backing file."""
         self.image = label or image
+        objects = list(objects)
+        pass_fds = list(pass_fds)
+        if key is not None:
+            objects += key.object_args()
+            pass_fds.append(key.fd)
         self.tmpdir = tempfile.mkdtemp(prefix='virtops-nbd-', dir=workdir)
         os.chmod(self.tmpdir, 0o700)
         self.socket = os.path.join(self.tmpdir, 'nbd.sock')
@@ -144,7 +156,7 @@ class QemuNbdServer:
         direct = not readonly and direct_io_supported(os.path.dirname(os.path.abspath(image)))
         self.direct_io = direct
         cmd = ['qemu-nbd', '--socket', self.socket, '--shared', str(clients + 1),
-               '--persistent', '--pid-file', self.pid_file]
+               '--persistent', '--pid-file', self.pid_file] + objects
         if not direct:
             cmd += ['--cache', 'writeback' if readonly else 'unsafe']
         if readonly:
@@ -165,9 +177,9 @@ class QemuNbdServer:
             # A qemu-nbd that cannot set it up exits at once; it is started again with native AIO.
             for aio in ('io_uring', 'native'):
                 try:
-                    self._start(cmd + ['--image-opts', '--', 'driver=%s,file.driver=file,file.filename=%s,'
-                                       'file.aio=%s,cache.direct=on,cache.no-flush=on'
-                                       % (fmt, image.replace(',', ',,'), aio)], pass_fds)
+                    self._start(cmd + ['--image-opts', '--', '%s,%s.aio=%s,cache.direct=on,cache.no-flush=on'
+                                       % (_file_node(fmt, image, compress, key is not None),
+                                          'file.file' if compress else 'file', aio)], pass_fds)
                     return
                 except NbdIoError:
                     if aio == 'native':
@@ -180,6 +192,8 @@ class QemuNbdServer:
                     self.pid_file = os.path.join(self.tmpdir, 'qemu-nbd.pid')
                     old = dict(zip(old, (self.socket, self.pid_file)))
                     cmd = [old.get(arg, arg) for arg in cmd]
+        elif compress or key is not None:
+            cmd += ['--image-opts', '--', _file_node(fmt, image, compress, key is not None)]
         else:
             cmd += ['--format', fmt, '--', image]
         self._start(cmd, pass_fds)
@@ -223,6 +237,19 @@ class QemuNbdServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _file_node(fmt, image, compress, encrypted=False):
+    """--image-opts of an image file by path; with compress, under the compress filter (the image's
+    options are then file.*); encrypted: a LUKS qcow2 opened with the key's secret and without its
+    backing chain."""
+    prefix = 'file.' if compress else ''
+    options = ['driver=compress'] if compress else []
+    options.append('%sdriver=%s' % (prefix, fmt))
+    if encrypted:
+        options += ['%sencrypt.key-secret=%s' % (prefix, _crypt.SECRET_ID), '%sbacking=' % prefix]
+    options += ['%sfile.driver=file' % prefix, '%sfile.filename=%s' % (prefix, image.replace(',', ',,'))]
+    return ','.join(options)
 
 
 def direct_io_supported(directory):

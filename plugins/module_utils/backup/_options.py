@@ -18,7 +18,7 @@ import os
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import is_local_uri
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _engine, _repository, _retention, _s3
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _crypt, _engine, _repository, _retention, _s3
 
 # The options every module with an S3 repository takes (doc fragment virtops.libvirt.s3).
 S3_ARGS = dict(
@@ -50,6 +50,8 @@ BACKUP_ARGS = dict(
     bind_address=dict(type='str'),
     connect_address=dict(type='str'),
     port=dict(type='int', default=10809),
+    compress=dict(type='str', default='none', choices=['none', 'zlib', 'zstd']),
+    encryption=dict(_crypt.ENCRYPTION_OPTION),
 )
 
 
@@ -93,7 +95,8 @@ def backup_request(params):
         domain=params['domain'], repository=params['repository'], mode=params['mode'], level=params['level'],
         disks=params['disks'], scratch_dir=params['scratch_dir'], timeout=params['timeout'] or None,
         verify=params['verify'], workers=params['workers'], uri=params['uri'], tcp=tcp,
-        quiesce=params['quiesce'], exclude=params['exclude'])
+        quiesce=params['quiesce'], exclude=params['exclude'],
+        compress=None if params.get('compress', 'none') == 'none' else params['compress'])
 
 
 # -- virt_restore -----------------------------------------------------------------------------------
@@ -111,6 +114,7 @@ RESTORE_ARGS = dict(
     trust_saved_xml=dict(type='bool', default=False),
     mode=dict(type='str', default='copy', choices=['copy', 'instant']),
     start=dict(type='bool', default=False),
+    encryption=dict(_crypt.ENCRYPTION_OPTION),
     **S3_ARGS
 )
 RESTORE_RULES = dict(required_if=[('define', True, ['new_name']), ('mode', 'instant', ['new_name'])])
@@ -123,6 +127,7 @@ COPY_ARGS = dict(
     domains=dict(type='list', elements='str'),
     s3_object_lock=dict(type='str', default='none', choices=list(_s3.LOCK_MODES)),
     s3_retention_days=dict(type='int'),
+    encryption=dict(_crypt.ENCRYPTION_OPTION),
 )
 COPY_ARGS.update(S3_ARGS)
 
@@ -164,14 +169,23 @@ PRUNE_ARGS = dict(
     protect=dict(type='list', elements='str', default=[]),
     unprotect=dict(type='list', elements='str', default=[]),
     incomplete_grace=dict(type='str', default='24h'),
+    **S3_ARGS
 )
 
 
 def prune_grace(p):
     """virt_backup_prune's options checked; incomplete_grace in seconds."""
-    if isinstance(p['repository'], str) and p['repository'].startswith('s3://'):
-        raise VirtError('repository %s: virt_backup_prune works on directory repositories in this version; prune '
-                        'the local repository and copy it again with virt_backup_copy' % p['repository'])
+    if _s3.is_location(p['repository']):
+        if p['merge']:
+            raise VirtError('repository %s: merge (synthetic fulls) works on the images of a directory repository '
+                            'and is not done in object storage; merge in the local repository (virt_backup_prune '
+                            'merge: true), then copy it with virt_backup_copy and prune the S3 copy without merge; '
+                            'nothing was changed' % p['repository'])
+        if p['protect'] or p['unprotect']:
+            raise VirtError('repository %s: protect and unprotect rewrite manifests, and an S3 copy keeps each '
+                            'manifest byte for byte as its source has it (virt_backup_copy compares them); protect '
+                            'the backup in the source repository before it is copied, or keep copies with s3_object_lock; '
+                            'nothing was changed' % p['repository'])
     for rule in _retention.RULES + ('keep_chains',):
         value = p[rule]
         if value is not None and (value < -1 or (rule == 'keep_chains' and value < 0)):
@@ -216,5 +230,6 @@ BACKUP_INFO_ARGS = dict(
     repository=dict(type='path', required=True),
     domain=dict(type='str'),
     verify=dict(type='bool', default=False),
+    encryption=dict(_crypt.ENCRYPTION_OPTION),
     **S3_ARGS
 )

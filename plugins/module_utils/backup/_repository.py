@@ -31,7 +31,7 @@ import stat
 import uuid
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _images
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _crypt, _images
 
 FORMAT = 'virtops.libvirt/backup-repository'
 # Version 2: chains may hash their blocks with XXH3-128 (manifest version 2); the marker of a
@@ -132,12 +132,8 @@ def fsync_file(path):
         os.close(fd)
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# A directory is synced the same way, which makes the entries made or removed in it durable.
+fsync_dir = fsync_file
 
 
 def make_dir(path, mode=0o700):
@@ -438,6 +434,14 @@ def validate_manifest(m, file_name):
         f.match(where + '.image_digest', disk.get('image_digest'), HEX_DIGEST, 'it is a SHA-256 digest in hex')
         for key in ('file_size', 'dirty_bytes', 'bytes_read', 'bytes_written', 'zero_bytes'):
             f.optional_count('%s.%s' % (where, key), disk.get(key))
+        if disk.get('compression') is not None and disk['compression'] not in _images.COMPRESSION_TYPES:
+            f.bad(where + '.compression', disk['compression'], 'it is %s' % ' or '.join(_images.COMPRESSION_TYPES))
+    encryption = m.get('encryption')
+    if encryption is not None:
+        if not isinstance(encryption, dict) or encryption.get('format') != _crypt.FORMAT:
+            f.bad('encryption', encryption, 'it is null or {"format": "luks", "key_fingerprint": ...}')
+        f.match('encryption.key_fingerprint', encryption.get('key_fingerprint'), _crypt.FINGERPRINT,
+                'it is 32 hex digits')
     skipped = m.get('skipped_disks') or []
     if not isinstance(skipped, list) or not all(
             isinstance(s, dict) and isinstance(s.get('name'), str) for s in skipped):
@@ -473,12 +477,18 @@ def chain_algorithm(backup):
     return MANIFEST_ALGORITHMS[backup.manifest['format_version']]
 
 
-def open_chain(lineage, name):
+def open_chain(lineage, name, key=None):
     """The image chain of disk name at the point in time lineage[0] holds (lineage: newest first),
-    opened layer by layer as the manifests describe it (_images.ImageChain)."""
+    opened layer by layer as the manifests describe it (_images.ImageChain). key: the _crypt.Key of
+    encrypted backups; a backup whose manifest says it is encrypted needs it, and it must match."""
     layers = []
     try:
         for backup in lineage:
+            encryption = backup.manifest.get('encryption')
+            try:
+                _crypt.check_key(backup.id, encryption, key)
+            except VirtError as exc:
+                raise _images.ImageError(exc.msg)
             disk = backup.disk(name)
             if disk is None:
                 raise _images.ImageError('backup %s holds no disk %s, but a later backup of its chain backs onto it'
@@ -488,13 +498,13 @@ def open_chain(lineage, name):
                 fd = backup.open_file(disk['image'])
             except RepositoryError as exc:
                 raise _images.ImageError(str(exc))
-            layers.append(_images.Layer(fd, label, disk['virtual_size'], disk.get('backing')))
+            layers.append(_images.Layer(fd, label, disk['virtual_size'], disk.get('backing'), bool(encryption)))
             if disk.get('backing') is None:
                 break
         else:
             raise _images.ImageError('the chain of disk %s in backup %s ends without a full image'
                                      % (name, lineage[0].id))
-        return _images.ImageChain(layers)
+        return _images.ImageChain(layers, key=key)
     except BaseException:
         for layer in layers:
             if layer.fd is not None:
@@ -503,11 +513,11 @@ def open_chain(lineage, name):
         raise
 
 
-def check_point(lineage, name):
+def check_point(lineage, name, key=None):
     """Check the point in time lineage[0] holds of disk name before it is used: every layer of its
     chain (headers, sizes) and its integrity map. Returns the map (_blockhash.BlockHashMap); raises
     _images.ImageError, _blockhash.BlockHashError or RepositoryError."""
-    with open_chain(lineage, name):
+    with open_chain(lineage, name, key):
         pass
     return load_map(lineage[0], lineage[0].disk(name))
 

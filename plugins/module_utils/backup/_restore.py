@@ -21,6 +21,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import Vi
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import parse
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
+    _crypt,
     _firmware,
     _images,
     _nbdio,
@@ -74,6 +75,19 @@ def _resolve(repo, domain, spec):
     except _repository.RepositoryError as exc:
         raise VirtError('%s%s' % (exc, ' (unreadable: %s)' % '; '.join(errors) if errors else ''))
     return backup, lineage
+
+
+def selected_disks(backup, domain, wanted):
+    """The names of the disks of backup to restore: all, or those wanted (a list of names,
+    each of which the backup must hold)."""
+    names = [d['name'] for d in backup.disks]
+    if wanted:
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise VirtError('backup %s of domain %s holds no disk %s (it holds: %s)' % (
+                backup.id, domain, ', '.join(unknown), ', '.join(names)))
+        names = [n for n in names if n in wanted]
+    return names
 
 
 def _check_dest(dest):
@@ -149,6 +163,8 @@ def restore(conn_factory, params, check_mode):
         from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy
         return _copy.restore_from_s3(restore, conn_factory, params, check_mode)
     if params.get('mode') == 'instant':
+        _refuse_encrypted(params, 'an instant restore serves the images to a domain whose QEMU would need the key; '
+                          'restore it with mode: copy')
         # Imported here: _instant builds on this module's helpers.
         from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _instant
         return _instant.restore(conn_factory, params, check_mode)
@@ -159,14 +175,7 @@ def restore(conn_factory, params, check_mode):
     domain = params['domain']
     backup, lineage = _resolve(repo, domain, params['backup'])
     fmt = params['format']
-    wanted = params.get('disks')
-    names = [d['name'] for d in backup.disks]
-    if wanted:
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            raise VirtError('backup %s of domain %s holds no disk %s (it holds: %s)' % (
-                backup.id, domain, ', '.join(unknown), ', '.join(names)))
-        names = [n for n in names if n in wanted]
+    names = selected_disks(backup, domain, params.get('disks'))
     dest = _check_dest(params['dest'])
     new_name = params.get('new_name')
     if params.get('define'):
@@ -174,12 +183,15 @@ def restore(conn_factory, params, check_mode):
             raise VirtError('define: true needs new_name, the name of the domain to define')
         _repository.check_name('new_name', new_name)
 
+    # An encrypted point needs its key, checked against every manifest before anything is written.
+    key = _crypt.load_key(params.get('encryption'), conn_factory)
+    _crypt.check_lineage(lineage, key)
     # Every layer of every chain is checked (headers, sizes, integrity map) before anything is
     # written, in check mode too: a tampered repository fails here, with nothing changed.
     maps = {}
     for name in names:
         try:
-            maps[name] = _repository.check_point(lineage, name)
+            maps[name] = _repository.check_point(lineage, name, key)
         except (_images.ImageError, _blockhash.BlockHashError) as exc:
             raise VirtError('cannot restore disk %s of backup %s of domain %s: %s' % (name, backup.id, domain, exc))
 
@@ -274,7 +286,7 @@ def restore(conn_factory, params, check_mode):
                 # The disk is written to while convert fills the page cache and while the result
                 # is read back, not after: the final fsync then has little left to wait for.
                 flusher = _images.Flusher(fd)
-                with _repository.open_chain(lineage, entry['name']) as chain:
+                with _repository.open_chain(lineage, entry['name'], key) as chain:
                     _images.convert(chain, fd, os.path.join(dest, partial), out_fmt, disk['virtual_size'])
                 flusher.finish()
                 restored = _images.ImageChain([_images.Layer(os.dup(fd), os.path.join(dest, partial),
@@ -401,11 +413,15 @@ def _points_at(dom, disk_paths):
     return all(found.get(name) == path for name, path in disk_paths.items())
 
 
-def describe(params):
-    """virt_backup_info: every domain, chain and backup; with verify, each point checked."""
+def describe(params, conn_factory=None):
+    """virt_backup_info: every domain, chain and backup; with verify, each point checked.
+    conn_factory: the libvirt connection, for a key in a libvirt secret (encryption.secret)."""
     if str(params.get('repository') or '').startswith('s3://'):
         from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy
         return _copy.describe_s3(describe, params)
+    key = None
+    if params.get('verify'):
+        key = _crypt.load_key(params.get('encryption'), conn_factory or _no_connection)
     repo = _repo(params['repository'])
     wanted = params.get('domain')
     domains = []
@@ -417,11 +433,16 @@ def describe(params):
         except _repository.RepositoryError as exc:
             backups = []
             errors.append(str(exc))
+        if params.get('verify'):
+            # Every encrypted backup's key is checked before any is verified: without the right
+            # key, verify fails as a whole, clearly, instead of backup by backup.
+            for backup in backups:
+                _crypt.check_key(backup.id, backup.manifest.get('encryption'), key)
         chains = {}
         for backup in backups:
             entry = backup.summary()
             if params.get('verify'):
-                entry['verify'] = _verify_backup(repo, backup)
+                entry['verify'] = _verify_backup(repo, backup, key)
             chains.setdefault(backup.chain, []).append(entry)
         domains.append(dict(
             name=name,
@@ -439,7 +460,21 @@ def describe(params):
     return result
 
 
-def _verify_backup(repo, backup):
+def _refuse_encrypted(params, why):
+    """Fail before anything is done when the chosen point is encrypted and this path cannot take a key."""
+    repo = _repo(params['repository'])
+    lineage = _resolve(repo, params['domain'], params.get('backup') or 'latest')[1]
+    for item in lineage:
+        if item.manifest.get('encryption'):
+            raise VirtError('backup %s is encrypted: %s' % (item.id, why))
+
+
+def _no_connection():
+    raise VirtError('encryption.secret needs a libvirt connection, which this repository is read without; '
+                    'give encryption.key_file')
+
+
+def _verify_backup(repo, backup, key=None):
     """Every disk of one backup: its chain as the manifests describe it, qemu-img check of its own
     image, and the integrity data. Any problem is a failed check with its reason, never an error."""
     disks = []
@@ -451,7 +486,7 @@ def _verify_backup(repo, backup):
         image = backup.image(disk)
         entry = dict(name=disk['name'], image=image, ok=False)
         try:
-            with _repository.open_chain(lineage, disk['name']) as chain:
+            with _repository.open_chain(lineage, disk['name'], key) as chain:
                 ok, message = _images.check(chain)
                 entry.update(qemu_img_check=message, ok=ok)
                 if ok:

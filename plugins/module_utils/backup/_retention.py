@@ -13,7 +13,8 @@ Three parts, each usable alone:
   A backup another kept backup needs (an earlier link of its chain) is kept too, unless the
   oldest part of its chain is merged into a synthetic full (merge=True).
 - LocalStore: the few operations retention needs from a repository (list, read, link, delete),
-  for a directory repository. An object store needs the same operations (docs/backup.md).
+  for a directory repository; S3Store the same for an S3 repository, without merges, with Object
+  Lock checked before anything is deleted (hold_locked keeps a locked backup and what it needs).
 - Merger: builds a synthetic full beside the old chain, proves it, then switches, as a journal
   that a later run rolls forward or back, so that a crash at any step leaves every kept point
   restorable bit-exact.
@@ -35,12 +36,13 @@ import datetime
 import errno
 import json
 import os
+import shutil
 import signal
 import stat
 
 from ansible_collections.virtops.libvirt.plugins.module_utils.xml import _document
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export, _firmware, _images, _repository
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export, _firmware, _images, _repository, _s3
 
 RULES = ('keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly')
 JOURNAL_PREFIX = '.merge-'
@@ -230,6 +232,37 @@ def plan(items, rules, keep_chains=None, merge=False, served=None, used=None):
     return result
 
 
+def hold_locked(decisions, locked):
+    """Keep what Object Lock keeps: locked maps the id of a backup that cannot be deleted yet to a
+    text saying until when. Such a backup stays (kept_by that text), and so does every backup it
+    depends on that the rules would remove, so that what stays never backs onto something gone.
+    Pure: decisions (a Plan) is changed in place and returned."""
+    for item_id in sorted(locked):
+        if decisions.remove.get(item_id) != 'deleted':
+            continue
+        del decisions.remove[item_id]
+        decisions.keep.setdefault(item_id, []).append(locked[item_id])
+        node = decisions.items[item_id]
+        seen = 0
+        while node.parent and node.parent in decisions.items and seen <= len(decisions.items):
+            node, seen = decisions.items[node.parent], seen + 1
+            if decisions.remove.get(node.id) == 'deleted':
+                del decisions.remove[node.id]
+            reasons = decisions.keep.setdefault(node.id, [])
+            reason = 'needed by %s' % item_id
+            if reason not in reasons:
+                reasons.append(reason)
+    return decisions
+
+
+def lock_text(lock):
+    """kept_by text of an Object Lock hold: (mode, retain-until time or None)."""
+    mode, until = lock
+    if until is None:
+        return 'object lock: %s' % mode.lower()
+    return 'object lock (%s) until %s' % (mode.lower(), _repository.isoformat(until))
+
+
 def _common_ancestor(lineages):
     """The newest backup in every lineage (each newest first), or None."""
     common = None
@@ -293,6 +326,8 @@ def backup_files(manifest):
 class LocalStore:
     """A directory repository, seen through the operations retention needs. Every path is opened
     below the repository root, component by component, without following links."""
+
+    object_storage = False
 
     def __init__(self, repository):
         self.repo = repository
@@ -531,6 +566,148 @@ class LocalStore:
         finally:
             os.close(dfd)
 
+    def partial_time(self, domain, chain, name):
+        """When a backup directory without a manifest was started (its id): the age incomplete_grace
+        applies to."""
+        return backup_time(name)
+
+    def locks(self, domain, backups):
+        """A directory has no Object Lock: nothing holds a backup."""
+        return {}
+
+
+class S3Store:
+    """An S3 repository (_copy.S3Repo, opened) seen through the operations retention needs.
+
+    The manifests are read into the S3Repo's scratch mirror and validated there as a directory's.
+    Object storage has no lock, no rename and no hard link: nothing is locked while a prune runs (a
+    copy writes each backup's manifest last, and a prune only deletes backups whose manifest it
+    read), a backup is deleted manifest first (every version of it in a versioned bucket) and then
+    its other objects, and merges and protection flags are refused by the options. Objects of a
+    backup without its manifest (which every reader ignores) are what an interrupted deletion left,
+    removed by the next run (its marker says so), or what a copy left, removed once the newest of
+    them is older than incomplete_grace, so that a copy running at the same time keeps what it has
+    uploaded so far. Object Lock is honoured: a backup
+    any of whose objects is under retention or legal hold is kept whole and reported (locks)."""
+
+    object_storage = True
+
+    def __init__(self, s3repo):
+        self.s3 = s3repo
+        self.store = s3repo.store
+        self.root = s3repo.label
+        self.repo = s3repo.repo
+        self.skipped = {}       # domain -> [{chain, id, lock}] of locked partial backups
+        self._mirrored = set()
+        self._listings = {}
+        self._lock_enabled = None
+
+    def label(self, *parts):
+        return self.store.url(parts)
+
+    def domains(self):
+        return self.s3.domains()
+
+    def backups(self, domain, errors=None):
+        if domain not in self._mirrored:
+            self.s3.mirror_manifests([domain])
+            self._mirrored.add(domain)
+        return self.repo.backups(domain, errors)
+
+    def lock(self, domain):
+        return None
+
+    def unlock(self, domain, fd):
+        pass
+
+    def served(self, domain):
+        return {}       # exports and instant restores need a directory repository
+
+    def journals(self, domain):
+        return []       # merges are refused for object storage
+
+    def _objects(self, domain):
+        """{(chain, backup id): {file parts: last modified}} of the backup-shaped keys of domain."""
+        if domain not in self._listings:
+            found = {}
+            for parts, modified in self.store.list_times((domain,)):
+                if len(parts) < 3 or not _repository.BACKUP_ID.match(parts[0]) \
+                        or not _repository.BACKUP_ID.match(parts[1]):
+                    continue
+                found.setdefault((parts[0], parts[1]), {})[tuple(parts[2:])] = modified
+            self._listings[domain] = found
+        return self._listings[domain]
+
+    def partials(self, domain):
+        """(chain, backup id) of backups with objects but no manifest, except locked ones (in skipped)."""
+        found = []
+        self.skipped[domain] = []
+        for (chain, bid), files in sorted(self._objects(domain).items()):
+            if (_repository.MANIFEST,) in files:
+                continue
+            lock = self._lock_of((domain, chain, bid))
+            if lock is not None:
+                self.skipped[domain].append(dict(chain=chain, id=bid, lock=lock))
+                continue
+            found.append((chain, bid))
+        return found
+
+    def partial_time(self, domain, chain, name):
+        """The newest upload of what is left of that backup (a copy still running is recent); the
+        epoch for the rest of a deletion (its marker is there), which the next run finishes at once."""
+        files = self._objects(domain).get((chain, name), {})
+        if (_s3.DELETING_MARKER,) in files:
+            return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        return max(files.values())
+
+    def _lock_of(self, parts):
+        """The latest retention (mode, until) among the object versions under parts, or None."""
+        if self._lock_enabled is None:
+            self._lock_enabled = self.store.object_lock_enabled()
+        if not self._lock_enabled:
+            return None
+        holds = [h for h in (self.store.retention(p, v) for p, v in self.store.versions(parts)) if h is not None]
+        if not holds:
+            return None
+        dated = [h for h in holds if h[1] is not None]
+        return max(dated, key=lambda h: h[1]) if dated else holds[0]
+
+    def locks(self, domain, backups):
+        """{backup id: (mode, until)} of the backups (Items) that Object Lock keeps whole for now:
+        checked for every object of every backup before anything is deleted."""
+        found = {}
+        for item in backups:
+            lock = self._lock_of((domain, item.chain, item.id))
+            if lock is not None:
+                found[item.id] = lock
+        return found
+
+    def remove_backup(self, domain, chain, backup_id, hook=None):
+        """A deletion marker, then every version of the manifest (from then on no reader sees the
+        backup, and the next run finishes an interrupted deletion without waiting for
+        incomplete_grace), then every other object under the backup's prefix, the marker last."""
+        prefix = (domain, chain, backup_id)
+        self.store.put_bytes(prefix + (_s3.DELETING_MARKER,), b'deleted by virt_backup_prune\n')
+        objects = self.store.versions(prefix)
+        manifest = prefix + (_repository.MANIFEST,)
+        for parts, version in objects:
+            if parts == manifest:
+                self.store.delete(parts, version)
+        if hook:
+            hook()
+        self._delete_rest(prefix, [o for o in objects if o[0] != manifest])
+
+    def _delete_rest(self, prefix, objects):
+        marker = prefix + (_s3.DELETING_MARKER,)
+        for parts, version in sorted(objects, key=lambda o: o[0] == marker):
+            self.store.delete(parts, version)
+        self._listings.pop(prefix[0], None)
+        shutil.rmtree(os.path.join(self.s3.scratch, *prefix), ignore_errors=True)
+
+    def remove_partial(self, domain, chain, backup_id):
+        prefix = (domain, chain, backup_id)
+        self._delete_rest(prefix, self.store.versions(prefix))
+
 
 # -- synthetic fulls -----------------------------------------------------------------------------
 
@@ -568,6 +745,11 @@ class Merger:
                        checkpoints=checkpoints, domain_uuid=by_id[merge['full']].manifest.get('domain_uuid'),
                        started=_repository.isoformat(_repository.utcnow()))
         lineage = self._lineage(by_id, merge['full'])
+        for backup in lineage:
+            if backup.manifest.get('encryption'):
+                # The synthetic full would be written without encryption: refused, nothing changed.
+                raise RetentionError('backup %s is encrypted: a synthetic full of its chain is not made (merge '
+                                     'writes plain images); prune this repository with merge: false' % backup.id)
         for disk in lineage[0].disks:
             # Headers, sizes and maps proved before anything is written: an image this collection
             # cannot open (or a damaged map) fails the merge with nothing changed.
@@ -844,6 +1026,11 @@ class Pruner:
                 item.protected = wanted
         used = self.restored_from(domain) if self.restored_from is not None else None
         decisions = plan(items, self.rules, self.keep_chains, self.merge, self.store.served(domain), used)
+        # Object Lock: every object of every backup to delete is checked before any is deleted, so
+        # that a lock never leaves a backup half deleted; check mode predicts the same way.
+        locks = self.store.locks(domain, [decisions.items[i] for i in sorted(decisions.remove)
+                                          if decisions.remove[i] == 'deleted'])
+        hold_locked(decisions, dict((i, lock_text(lock)) for i, lock in locks.items()))
         uuid = next((b.manifest.get('domain_uuid') for b in reversed(backups) if b.manifest.get('domain_uuid')), None)
         for item in sorted(items, key=lambda i: (i.time, i.id)):
             if item.id in decisions.keep:
@@ -852,7 +1039,16 @@ class Pruner:
                 out['removed'].append(describe_item(item, action=decisions.remove[item.id]))
         out['merges'] = decisions.merges
         partials = [(c, b) for c, b in self.store.partials(domain)
-                    if b.startswith(DELETING) or (self.now - backup_time(b)).total_seconds() > self.grace]
+                    if b.startswith(DELETING) or (self.now - self.store.partial_time(domain, c, b)).total_seconds()
+                    > self.grace]
+        if self.store.object_storage:
+            by_item = dict((i.id, i) for i in items)
+            out['locked'] = [dict(describe_item(by_item[i]), mode=lock[0].lower(),
+                                  until=_repository.isoformat(lock[1]) if lock[1] else None)
+                             for i, lock in sorted(locks.items()) if i in decisions.keep]
+            out['locked'] += [dict(chain=left['chain'], id=left['id'], incomplete=True, mode=left['lock'][0].lower(),
+                                   until=_repository.isoformat(left['lock'][1]) if left['lock'][1] else None)
+                              for left in self.store.skipped.get(domain, [])]
         out['incomplete_removed'] = [self.store.label(domain, c, b) for c, b in partials]
         removed = decisions.removed_items()
         gone_checkpoints = [i.checkpoint for i in removed if i.checkpoint]

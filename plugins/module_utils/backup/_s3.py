@@ -65,6 +65,9 @@ PART_SIZE = 16 * MiB            # each part in memory once; MAX_PARTS_IN_FLIGHT 
 MAX_PARTS = 10000               # the S3 limit of parts per upload
 MAX_PARTS_IN_FLIGHT = 4
 READ_CHUNK = 1 * MiB
+# Written by virt_backup_prune into a backup's prefix before it deletes the manifest, deleted last:
+# what is left of a backup with this object and without a manifest is an interrupted deletion.
+DELETING_MARKER = '.deleting'
 
 
 class S3Error(VirtError):
@@ -131,6 +134,7 @@ class Store:
         except botocore.exceptions.BotoCoreError as exc:
             raise S3Error('S3 repository %s: cannot set up a client: %s' % (self.location, exc))
         self.where = '%s (endpoint %s)' % (self.location, self.endpoint or 'AWS S3')
+        self._versioned = None
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -359,6 +363,74 @@ class Store:
         except Exception as exc:  # pylint: disable=broad-except
             raise self.error('aborting unfinished uploads under %s' % self.url(parts), exc)
         return count
+
+    # -- deleting (virt_backup_prune) ---------------------------------------------------------
+
+    def list_times(self, parts=()):
+        """(key parts below the prefix, last-modified time) of every object under parts."""
+        base = self.key(parts)
+        start = base + '/' if base else ''
+        paginator = self.client.get_paginator('list_objects_v2')
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for item in page.get('Contents', []):
+                    yield tuple(item['Key'][len(start):].split('/')), item['LastModified']
+        except Exception as exc:  # pylint: disable=broad-except
+            raise self.error('listing %s' % (self.url(parts) if parts else 'the repository'), exc)
+
+    def versioned(self):
+        """True when the bucket keeps object versions (object lock turns versioning on): a delete
+        must then name each version, or it only hides the object behind a delete marker."""
+        if self._versioned is None:
+            status = self._call('reading the versioning of bucket %s' % self.bucket, 'get_bucket_versioning')
+            self._versioned = status.get('Status') in ('Enabled', 'Suspended')
+        return self._versioned
+
+    def versions(self, parts):
+        """[(key parts below the prefix, version id or None)] of every object (every version and
+        delete marker in a versioned bucket) whose key starts with parts + '/'."""
+        start = self.key(parts) + '/'
+        if not self.versioned():
+            return [(tuple(parts) + p, None) for p, _size in self.list(parts)]
+        found = []
+        try:
+            paginator = self.client.get_paginator('list_object_versions')
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for item in page.get('Versions', []) + page.get('DeleteMarkers', []):
+                    rest = tuple(item['Key'][len(start):].split('/'))
+                    found.append((tuple(parts) + rest, item.get('VersionId')))
+        except Exception as exc:  # pylint: disable=broad-except
+            raise self.error('listing the versions under %s' % self.url(parts), exc)
+        return found
+
+    def retention(self, parts, version_id=None, now=None):
+        """(mode, retain-until time or None) of an object version that cannot be deleted now: its
+        Object Lock retention date is later than now ('GOVERNANCE' or 'COMPLIANCE'), or it has a
+        legal hold ('LEGAL HOLD', no date); None when nothing holds it (or it is a delete marker)."""
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        args = dict(Key=self.key(parts))
+        if version_id:
+            args['VersionId'] = version_id
+        try:
+            head = self.client.head_object(Bucket=self.bucket, **args)
+        except Exception as exc:  # pylint: disable=broad-except
+            if isinstance(exc, botocore.exceptions.ClientError) and str(exc.response.get('Error', {}).get('Code')) in (
+                    '404', 'NoSuchKey', 'NotFound', '405', 'MethodNotAllowed'):
+                return None     # gone meanwhile, or a delete marker (which S3 answers with 405)
+            raise self.error('reading the retention of %s' % self.url(parts), exc)
+        until = head.get('ObjectLockRetainUntilDate')
+        if head.get('ObjectLockMode') and until is not None and until > now:
+            return head['ObjectLockMode'], until
+        if head.get('ObjectLockLegalHoldStatus') == 'ON':
+            return 'LEGAL HOLD', None
+        return None
+
+    def delete(self, parts, version_id=None):
+        """Delete one object (one version of it when version_id is given)."""
+        args = dict(Key=self.key(parts))
+        if version_id:
+            args['VersionId'] = version_id
+        self._call('deleting %s' % self.url(parts), 'delete_object', **args)
 
 
 def _pread_all(fd, offset, length):

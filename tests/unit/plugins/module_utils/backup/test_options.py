@@ -100,7 +100,10 @@ def test_copy_lock():
 
 
 @pytest.mark.parametrize('values, message', [
-    (dict(repository='s3://bucket/a'), 'virt_backup_prune works on directory repositories in this version'),
+    (dict(repository='s3://bucket/a', merge=True), 'merge in the local repository (virt_backup_prune merge: true), '
+                                                   'then copy it with virt_backup_copy'),
+    (dict(repository='s3://bucket/a', domains=['g'], protect=['20260101T000000Z']),
+     'protect the backup in the source repository before it is copied'),
     (dict(keep_last=-2), 'keep_last is -2: give a number of periods >= 0, or -1 for all'),
     (dict(keep_chains=-1), 'keep_chains is -1: give a number of chains >= 0'),
     (dict(protect=['20260101T000000Z']), 'give exactly one domain in domains'),
@@ -117,10 +120,11 @@ def test_prune_option_errors(values, message):
 
 def test_prune_grace_in_seconds():
     assert _options.prune_grace(defaults(_options.PRUNE_ARGS, repository='/srv/backup')) == 24 * 3600
+    assert _options.prune_grace(defaults(_options.PRUNE_ARGS, repository='s3://bucket/a', keep_daily=7)) == 24 * 3600
 
 
 def test_every_s3_module_takes_the_s3_options():
-    for spec in (_options.RESTORE_ARGS, _options.COPY_ARGS, _options.BACKUP_INFO_ARGS):
+    for spec in (_options.RESTORE_ARGS, _options.COPY_ARGS, _options.BACKUP_INFO_ARGS, _options.PRUNE_ARGS):
         assert set(_options.S3_ARGS) <= set(spec)
     assert _options.S3_ARGS['s3_secret_key']['no_log'] is True
 
