@@ -35,4 +35,14 @@ options:
             passphrase (C(virsh secret-set-value)). Its usage type does not matter; it must not be private
             (C(private='no')), as libvirt gives the value of a private secret to no client.
         type: str
+      iter_time:
+        description:
+          - How long, in milliseconds, LUKS spends deriving the key of each new encrypted image
+            (C(encrypt.iter-time)); QEMU's default is 2000. Every later open of that image (verification, restore,
+            each layer of a chain) spends about as long again, so the default adds seconds to every run.
+          - The derivation only slows down guessing a weak passphrase. A key with as much randomness as a key
+            (for example C(openssl rand -hex 32) written to O(encryption.key_file)) cannot be guessed either way,
+            and V(100) or less costs nothing in safety there.
+          - Only images created by this run use it; existing images keep theirs. Ignored where nothing is created.
+        type: int
 '''

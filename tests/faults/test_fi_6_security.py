@@ -358,6 +358,10 @@ def test_secrets_no_log(small, fault):
         fault.survived()
 
     fault.inject('every option that could hold a secret is no_log (static scan of the argument specs)')
+    # Options whose name sounds secret but whose value is not, each with why.
+    not_secret = {
+        ('_crypt.py', 'secret'): 'encryption.secret is the uuid or usage id of a libvirt secret, not its value',
+    }
     leaks = []
     for path in glob.glob(os.path.join(str(ROOT), 'plugins', '**', '*.py'), recursive=True):
         with open(path) as src:
@@ -370,6 +374,9 @@ def test_secrets_no_log(small, fault):
                     continue
                 if any(w in node.arg.lower() for w in ('pass', 'secret', 'token', 'private_key', 'credential')):
                     nolog = opts.get('no_log')
+                    if (os.path.basename(path), node.arg) in not_secret and isinstance(nolog, ast.Constant) \
+                            and nolog.value is False:
+                        continue
                     if not (isinstance(nolog, ast.Constant) and nolog.value is True):
                         leaks.append('%s:%d option %s lacks no_log=True' % (path, node.lineno, node.arg))
     assert not leaks, leaks

@@ -23,7 +23,7 @@ import re
 import stat
 import tempfile
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
+from ansible_collections.virtops.libvirt.plugins.module_utils._errors import REASON_INVALID_OPTION, VirtError
 
 SECRET_ID = 'virtops-key'
 FORMAT = 'luks'
@@ -31,6 +31,7 @@ FINGERPRINT_SALT = b'virtops.libvirt backup key fingerprint'
 FINGERPRINT_ROUNDS = 1000000
 FINGERPRINT = re.compile(r'^[0-9a-f]{32}$')
 MAX_KEY = 64 * 1024
+MAX_ITER_TIME = 60000
 UUID = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
 
 # The option every module that reads or writes encrypted backups takes (doc fragment
@@ -40,6 +41,7 @@ ENCRYPTION_OPTION = dict(
     options=dict(
         key_file=dict(type='path', no_log=False),
         secret=dict(type='str', no_log=False),
+        iter_time=dict(type='int'),
     ),
     mutually_exclusive=[('key_file', 'secret')],
     required_one_of=[('key_file', 'secret')],
@@ -53,10 +55,13 @@ def fingerprint(passphrase):
 class Key:
     """A passphrase held in an anonymous file for QEMU's children; close() releases it."""
 
-    def __init__(self, passphrase, origin):
+    def __init__(self, passphrase, origin, iter_time=None):
         if not passphrase:
             raise VirtError('%s is empty: the passphrase needs at least one byte' % origin)
         self.origin = origin
+        # LUKS key derivation time of new images, in ms (None: QEMU's default, 2000); every later
+        # open of such an image spends about as long deriving the key again.
+        self.iter_time = iter_time
         self.fingerprint = fingerprint(passphrase)
         self.fd = _anonymous_file(passphrase)
 
@@ -148,12 +153,16 @@ def load_key(option, conn_factory):
     libvirt connection (only called for a libvirt secret)."""
     if not option:
         return None
+    iter_time = option.get('iter_time')
+    if iter_time is not None and not 1 <= iter_time <= MAX_ITER_TIME:
+        raise VirtError('encryption.iter_time must be 1 to %d milliseconds, got %d' % (MAX_ITER_TIME, iter_time),
+                        reason=REASON_INVALID_OPTION)
     if option.get('key_file'):
-        return Key(read_key_file(option['key_file']), 'encryption.key_file %s' % option['key_file'])
+        return Key(read_key_file(option['key_file']), 'encryption.key_file %s' % option['key_file'], iter_time)
     name = option['secret']
     conn = conn_factory()
     conn = getattr(conn, 'conn', conn)      # a _libvirt.Connection, or a libvirt connection itself
-    return Key(secret_value(conn, name), 'the value of libvirt secret %s' % name)
+    return Key(secret_value(conn, name), 'the value of libvirt secret %s' % name, iter_time)
 
 
 def manifest_section(key):

@@ -70,6 +70,8 @@ def create(path, size, backing=None, fd=None, compress=None, key=None):
     if key is not None:
         args += key.object_args()
         options += ['encrypt.format=luks', 'encrypt.key-secret=%s' % _crypt.SECRET_ID]
+        if key.iter_time is not None:
+            options.append('encrypt.iter-time=%d' % key.iter_time)
         pass_fds.append(key.fd)
     if options:
         args += ['-o', ','.join(options)]

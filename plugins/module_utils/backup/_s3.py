@@ -195,13 +195,17 @@ class Store:
 
     def list(self, parts=()):
         """(key parts below the prefix, size) of every object under parts."""
+        return self._listing(parts, 'Size')
+
+    def _listing(self, parts, field):
+        """(key parts below the prefix, the listing's field) of every object under parts."""
         base = self.key(parts)
         start = base + '/' if base else ''
         paginator = self.client.get_paginator('list_objects_v2')
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
                 for item in page.get('Contents', []):
-                    yield tuple(item['Key'][len(start):].split('/')), item['Size']
+                    yield tuple(item['Key'][len(start):].split('/')), item[field]
         except Exception as exc:  # pylint: disable=broad-except
             raise self.error('listing %s' % (self.url(parts) if parts else 'the repository'), exc)
 
@@ -368,15 +372,7 @@ class Store:
 
     def list_times(self, parts=()):
         """(key parts below the prefix, last-modified time) of every object under parts."""
-        base = self.key(parts)
-        start = base + '/' if base else ''
-        paginator = self.client.get_paginator('list_objects_v2')
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
-                for item in page.get('Contents', []):
-                    yield tuple(item['Key'][len(start):].split('/')), item['LastModified']
-        except Exception as exc:  # pylint: disable=broad-except
-            raise self.error('listing %s' % (self.url(parts) if parts else 'the repository'), exc)
+        return self._listing(parts, 'LastModified')
 
     def versioned(self):
         """True when the bucket keeps object versions (object lock turns versioning on): a delete

@@ -102,7 +102,7 @@ def test_encryption_option_in_every_module_that_reads_or_writes_images():
     for spec in (_options.BACKUP_ARGS, _options.RESTORE_ARGS, _options.BACKUP_INFO_ARGS, _options.COPY_ARGS):
         option = spec['encryption']
         assert option['type'] == 'dict'
-        assert set(option['options']) == {'key_file', 'secret'}
+        assert set(option['options']) == {'key_file', 'secret', 'iter_time'}
         assert option['mutually_exclusive'] == [('key_file', 'secret')]
         assert option['required_one_of'] == [('key_file', 'secret')]
 
@@ -243,3 +243,32 @@ def test_manifest_fields_of_compression_and_encryption():
                 dict(format='luks'), 'luks'):
         with pytest.raises(_repository.RepositoryError, match='field encryption'):
             _repository.validate_manifest(_manifest(encryption=bad), 'manifest.json')
+
+
+def _luks_iterations(image, key):
+    info = subprocess.run(['qemu-img', 'info', '--output=json'] + key.object_args() +
+                          ['--image-opts', 'driver=qcow2,file.filename=%s,encrypt.key-secret=%s' % (image, _crypt.SECRET_ID)],
+                          stdout=subprocess.PIPE, check=True, pass_fds=(key.fd,)).stdout
+    encrypt = json.loads(info)['format-specific']['data']['encrypt']
+    return [slot['iters'] for slot in encrypt['slots'] if slot['active']][0]
+
+
+@needs_qemu
+def test_iter_time_sets_the_key_derivation_cost_of_new_images(tmp_path):
+    costs = {}
+    for iter_time in (10, 400):
+        key = _crypt.load_key(dict(key_file=_key_file(tmp_path), secret=None, iter_time=iter_time), None)
+        try:
+            image = str(tmp_path / ('i%d.qcow2' % iter_time))
+            _images.create(image, 1024 * 1024, key=key)
+            costs[iter_time] = _luks_iterations(image, key)
+        finally:
+            key.close()
+    # PBKDF2 iterations are timed by QEMU: 40 times the time gives many times the iterations.
+    assert costs[400] > 5 * costs[10]
+
+
+@pytest.mark.parametrize('iter_time', [0, -1, 60001])
+def test_iter_time_out_of_range(tmp_path, iter_time):
+    with pytest.raises(VirtError, match='encryption.iter_time must be 1 to 60000 milliseconds'):
+        _crypt.load_key(dict(key_file=_key_file(tmp_path), secret=None, iter_time=iter_time), None)
