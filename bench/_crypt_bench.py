@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 
+import _instant_bench
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -58,26 +60,6 @@ def _make_disk(b, bench, name, size, data):
     return image
 
 
-def _backup(b, bench, params, label):
-    """virt_backup run as Ansible runs it; (backup_bench.Measured, result dict)."""
-    n = bench.next_id()
-    args_file = bench.path('out', '%d-args.json' % n)
-    with open(args_file, 'w') as out:
-        json.dump(dict(ANSIBLE_MODULE_ARGS=params), out)
-    env = dict(os.environ, PYTHONPATH=bench.args.collections, ANSIBLE_COLLECTIONS_PATH=bench.args.collections)
-    os.sync()
-    m = b.measure([bench.args.python, '-m', BACKUP, args_file], bench.args.timeout,
-                  bench.path('out', '%d-virt_backup' % n), env=env)
-    try:
-        result = json.loads(m.out[m.out.index('{'):])
-    except ValueError:
-        raise b.BenchError('%s printed no result (exit %d): %s %s' % (
-            label, m.code, m.out.strip()[-2000:], m.err.strip()[-2000:]))
-    if m.code != 0 or result.get('failed'):
-        raise b.BenchError('%s failed: %s' % (label, result.get('msg')))
-    return m, result
-
-
 def case_crypt(b, bench):
     """b: the backup_bench module; bench: its Bench."""
     a = bench.args
@@ -99,7 +81,8 @@ def case_crypt(b, bench):
 
             def run(label=label, extra=tuple(extra.items()), repo=repo):
                 params = dict(extra, domain=name, repository=repo, mode='pull', level='full', workers=a.workers)
-                m, result = _backup(b, bench, params, 'virt_backup %s full of %s' % (label, name))
+                m, result = _instant_bench._module(b, bench, BACKUP, params, 'virt_backup %s full of %s' % (label, name),
+                                                   sync=True)
                 backup = result['backup']
                 with open(os.path.join(backup['path'], 'manifest.json')) as src:
                     stored = sum(d['file_size'] for d in json.load(src)['disks'])

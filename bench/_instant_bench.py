@@ -29,13 +29,16 @@ EXPORT = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup_export
 BACKUP = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup'
 
 
-def _module(b, bench, module, params, label):
-    """Run a module as Ansible does; (backup_bench.Measured, result dict). b: the backup_bench module."""
+def _module(b, bench, module, params, label, sync=False):
+    """Run a module as Ansible does; (backup_bench.Measured, result dict). b: the backup_bench module.
+    sync: flush the page cache's dirty data first, so that the run does not pay for earlier writes."""
     n = bench.next_id()
     args_file = bench.path('out', '%d-args.json' % n)
     with open(args_file, 'w') as out:
         json.dump(dict(ANSIBLE_MODULE_ARGS=params), out)
     env = dict(os.environ, PYTHONPATH=bench.args.collections, ANSIBLE_COLLECTIONS_PATH=bench.args.collections)
+    if sync:
+        os.sync()
     m = b.measure([bench.args.python, '-m', module, args_file], bench.args.timeout,
                   bench.path('out', '%d-%s' % (n, module.rsplit('.', 1)[1])), env=env)
     try:
