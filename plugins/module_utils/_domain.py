@@ -31,6 +31,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     lookup_or_none,
     optional_flag as _flag,
+    read_autostart,
+    read_persistent,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
@@ -84,13 +86,11 @@ def live_xml(dom, secure=False):
 
 
 def autostart_of(dom):
-    with libvirt_call('reading autostart', 'domain %s' % dom.name()):
-        return bool(dom.autostart())
+    return read_autostart(dom, 'domain %s' % dom.name())
 
 
 def persistent_of(dom):
-    with libvirt_call('reading persistence', 'domain %s' % dom.name()):
-        return bool(dom.isPersistent())
+    return read_persistent(dom, 'domain %s' % dom.name())
 
 
 def domain_result(dom):
@@ -299,6 +299,9 @@ class DomainManager(DefinedObjectManager):
     argument_spec = DOMAIN_ARGS
     desired_type = DesiredDomain
     secrets = staticmethod(_secrets.xml_option_secrets)
+    state_of = staticmethod(domain_state)
+    persistent_of = staticmethod(persistent_of)
+    autostart_of = staticmethod(autostart_of)
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None,
                  sleep=time.sleep, clock=time.monotonic):
@@ -327,8 +330,8 @@ class DomainManager(DefinedObjectManager):
     def plan_absent(self, live):
         if live is None:
             return Plan()
-        plan = Plan(before=dict(state=domain_state(live),
-                                autostart=autostart_of(live) if persistent_of(live) else False),
+        before_state, _persistent, before_autostart = self.read_before(live)
+        plan = Plan(before=dict(state=before_state, autostart=before_autostart),
                     after=dict(state='absent'),
                     before_xml=_compare.normalized(inactive_xml(live, secure=False), DOMAIN))
         volumes = self.managed_volumes(live) if self.params['remove_storage'] else []
@@ -444,9 +447,7 @@ class DomainManager(DefinedObjectManager):
         state = p['state']
         desired = self.desired
         exists = live is not None
-        before_state = domain_state(live) if exists else 'absent'
-        persistent = persistent_of(live) if exists else False
-        before_autostart = autostart_of(live) if persistent else False
+        before_state, persistent, before_autostart = self.read_before(live)
 
         intent = None
         if desired is not None:
@@ -455,9 +456,7 @@ class DomainManager(DefinedObjectManager):
             stored = inactive_xml(live) if exists else None
             intent = _compare.compare(desired.compared, stored, DOMAIN,
                                       normalizers=desired.normalizers())
-        define = desired is not None and (not exists or not persistent or intent.changed)
-        if exists and not persistent and desired is None:
-            define = True  # present means defined: make a transient domain persistent
+        define = self.needs_define(live, persistent, intent)
         if define and self.check_mode and desired is not None:
             _document.check_schema(self.connection.uri, desired.root, 'domain.rng', 'domain', desired.name)
             check_foreseeable(self.connection, desired, self.warn)

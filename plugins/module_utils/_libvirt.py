@@ -111,6 +111,18 @@ def driver_type(dom):
         return dom.connect().getType()
 
 
+def read_persistent(obj, label):
+    """Whether obj (a domain or a storage pool) is persistent; label names it in a failure."""
+    with libvirt_call('reading persistence', label):
+        return bool(obj.isPersistent())
+
+
+def read_autostart(obj, label):
+    """Whether obj (a domain or a storage pool) starts with the host; label names it in a failure."""
+    with libvirt_call('reading autostart', label):
+        return bool(obj.autostart())
+
+
 def flags_rejected(exc):
     """True when a libvirtError says the driver does not know the flags passed (test:///, or
     an older libvirt): the caller then retries without them."""

@@ -261,6 +261,9 @@ class DefinedObjectManager(ObjectManager):
     module_options = dict(required_one_of=[('name', 'xml')])
     desired_type = None
     connect_first = True
+    # What read_before reads of an object with a run state (domain, network, pool), as
+    # staticmethods: state_of(live), its run state as a word; persistent_of(live); autostart_of(live).
+    state_of = persistent_of = autostart_of = None
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         ObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
@@ -295,6 +298,24 @@ class DefinedObjectManager(ObjectManager):
                             'change a %s\'s uuid (nothing was changed)'
                             % (self.obj, live.UUIDString(), desired.uuid, noun), obj=self.name,
                             reason=REASON_UUID_MISMATCH)
+
+    def read_before(self, live):
+        """What live (None: not there yet) is before the plan: (state, persistent, autostart),
+        read in this order; ('absent', False, False) when there is none. A transient object has
+        no autostart: it is not read."""
+        if live is None:
+            return 'absent', False, False
+        state = self.state_of(live)
+        persistent = self.persistent_of(live)
+        return state, persistent, self.autostart_of(live) if persistent else False
+
+    def needs_define(self, live, persistent, intent):
+        """Whether present defines: with XML, when the object is new, transient, or its stored
+        definition differs (intent, the IntentDiff); without, when it is transient (present
+        means defined: it is made persistent as it is)."""
+        if self.desired is None:
+            return live is not None and not persistent
+        return live is None or not persistent or intent.changed
 
 
 class LazyConnection:

@@ -91,6 +91,11 @@ def _facts_basic(net):
     ), root
 
 
+def network_state(net):
+    """The network's run state as a word: active or inactive."""
+    return 'active' if net.isActive() else 'inactive'
+
+
 def network_result(net):
     """What virt_network returns about a network."""
     if net is None:
@@ -323,6 +328,9 @@ class NetworkManager(DefinedObjectManager):
     kind = 'network'
     argument_spec = NETWORK_ARGS
     desired_type = DesiredNetwork
+    state_of = staticmethod(network_state)
+    persistent_of = staticmethod(lambda net: bool(net.isPersistent()))
+    autostart_of = staticmethod(lambda net: bool(net.autostart()))
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         DefinedObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
@@ -338,10 +346,9 @@ class NetworkManager(DefinedObjectManager):
     def plan_absent(self, live):
         if live is None:
             return Plan()
-        active = bool(live.isActive())
-        persistent = bool(live.isPersistent())
-        plan = Plan(before=dict(state='active' if active else 'inactive',
-                                autostart=bool(live.autostart()) if persistent else False),
+        before_state, persistent, before_autostart = self.read_before(live)
+        active = before_state == 'active'
+        plan = Plan(before=dict(state=before_state, autostart=before_autostart),
                     after=dict(state='absent'),
                     before_xml=_compare.normalized(inactive_xml(live), NETWORK))
         if active:
@@ -357,10 +364,8 @@ class NetworkManager(DefinedObjectManager):
         state = p['state']
         desired = self.desired
         exists = live is not None
-        active = bool(live.isActive()) if exists else False
-        persistent = bool(live.isPersistent()) if exists else False
-        before_autostart = bool(live.autostart()) if persistent else False
-        before_state = ('active' if active else 'inactive') if exists else 'absent'
+        before_state, persistent, before_autostart = self.read_before(live)
+        active = before_state == 'active'
 
         intent = None
         define = False

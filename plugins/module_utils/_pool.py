@@ -24,6 +24,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt_call,
     lookup_or_none,
     optional_flag as _flag,
+    read_autostart,
+    read_persistent,
     translate,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import (
@@ -134,13 +136,11 @@ def pool_is_active(pool):
 
 
 def pool_persistent(pool):
-    with libvirt_call('reading persistence', 'storage pool %s' % pool.name()):
-        return bool(pool.isPersistent())
+    return read_persistent(pool, 'storage pool %s' % pool.name())
 
 
 def pool_autostart(pool):
-    with libvirt_call('reading autostart', 'storage pool %s' % pool.name()):
-        return bool(pool.autostart())
+    return read_autostart(pool, 'storage pool %s' % pool.name())
 
 
 def pool_type_of(pool):
@@ -467,6 +467,9 @@ class PoolManager(DefinedObjectManager):
     kind = 'storage pool'
     argument_spec = POOL_ARGS
     desired_type = DesiredPool
+    state_of = staticmethod(pool_state)
+    persistent_of = staticmethod(pool_persistent)
+    autostart_of = staticmethod(pool_autostart)
 
     def __init__(self, connection, params, check_mode=False, diff_mode=False, warn=None):
         DefinedObjectManager.__init__(self, connection, params, check_mode, diff_mode, warn)
@@ -487,9 +490,7 @@ class PoolManager(DefinedObjectManager):
         if live is None:
             return Plan()
         delete = self.params['state'] == 'deleted'
-        before_state = pool_state(live)
-        persistent = pool_persistent(live)
-        before_autostart = pool_autostart(live) if persistent else False
+        before_state, persistent, before_autostart = self.read_before(live)
         before_xml = _compare.normalized(pool_inactive_xml(live), STORAGE_POOL)
         active = pool_is_active(live)
         pool_type = pool_type_of(live)
@@ -536,9 +537,7 @@ class PoolManager(DefinedObjectManager):
         state = p['state']
         desired = self.desired
         exists = live is not None
-        before_state = pool_state(live) if exists else 'absent'
-        persistent = pool_persistent(live) if exists else False
-        before_autostart = pool_autostart(live) if persistent else False
+        before_state, persistent, before_autostart = self.read_before(live)
         active = exists and pool_is_active(live)
 
         intent = None
@@ -554,9 +553,7 @@ class PoolManager(DefinedObjectManager):
                                     'absent) (nothing was changed)'
                                     % (self.obj, live_type, desired.type), obj=self.name,
                                     reason=REASON_TYPE_MISMATCH)
-        define = desired is not None and (not exists or not persistent or intent.changed)
-        if exists and not persistent and desired is None:
-            define = True  # present means defined: make a transient pool persistent
+        define = self.needs_define(live, persistent, intent)
         if define and desired is not None:
             # Both modes: check mode reports what the real define would be refused for, and
             # the real run fails the same way before it changes anything.

@@ -47,6 +47,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _images,
     _job,
     _nbdio,
+    _qcow2_writer,
     _reaper,
     _repository,
 )
@@ -708,18 +709,52 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
     _images.create(image_path, size, backing, compress=ctx['request'].compress, key=ctx['request'].key)
     hashmap = _parent_map(plan, disk.name, size)
     t0 = time.time()
-    with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers, workdir=ctx['nbd_dir'],
-                              compress=bool(ctx['request'].compress), key=ctx['request'].key) as writer:
-        transfer = _nbdio.Transfer(source_export, size, hashmap, writer.export(), workers=ctx['request'].workers,
+
+    def transfer_into(destination):
+        transfer = _nbdio.Transfer(source_export, size, hashmap, destination, workers=ctx['request'].workers,
                                    write_zeroes=parent is not None, timeout=_time_left(ctx['deadline']),
                                    compare=compare)
         transfer.run(contexts, select)
+        return transfer
+
+    transfer = None
+    if not ctx['request'].compress and ctx['request'].key is None:
+        transfer = _write_qcow2_directly(image_path, size, hashmap, transfer_into)
+    if transfer is None:
+        # Compressed or encrypted clusters: QEMU writes them.
+        with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
+                                  workdir=ctx['nbd_dir'], compress=bool(ctx['request'].compress),
+                                  key=ctx['request'].key) as writer:
+            transfer = transfer_into(writer.export())
     if compare:
         dirty = transfer.bytes_written + transfer.changed_zero_bytes
     else:
         dirty = transfer.selected_bytes if incremental else transfer.bytes_read
     return _finish_disk(ctx, disk, image_name, backing, hashmap, time.time() - t0, dirty,
                         transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes)
+
+
+def _write_qcow2_directly(image_path, size, hashmap, transfer_into):
+    """Fill the new, empty image at image_path by descriptor (_qcow2_writer), its writeback to disk
+    overlapping the copy. Returns the finished transfer, or None when the image is not one that
+    writer fills (then nothing was written)."""
+    fd = os.open(image_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size)
+        except _images.NotPlain:
+            return None
+        flusher = _images.Flusher(fd)
+        try:
+            transfer = transfer_into(writer)
+            writer.finish()
+        except BaseException:
+            flusher.abandon()
+            raise
+        flusher.wait()
+        return transfer
+    finally:
+        os.close(fd)
 
 
 def _pull(ctx, ck_xml, out):

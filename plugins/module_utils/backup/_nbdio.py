@@ -355,7 +355,8 @@ class Transfer:
                  request_size=DEFAULT_REQUEST):
         """compare: hashmap holds the parent's digests; only blocks whose digest differs are written
         (a disk without a dirty bitmap, read in full). Otherwise everything read is written.
-        destination: an Export, or a FileWriter (a raw file written by descriptor)."""
+        destination: an Export, or a direct writer: a FileWriter (a raw file written by descriptor)
+        or a _qcow2_writer.Qcow2Writer (a new qcow2 image written by descriptor)."""
         self.source = source
         self.destination = destination
         self.size = size
@@ -483,6 +484,8 @@ class FileWriter:
     pwrite from the pumps' buffers, no NBD server in between. Zero ranges stay holes: the caller
     created the file empty and sized (ftruncate), so they read as zeroes already."""
 
+    direct = True    # written by call from the pumps, not over NBD (so is a _qcow2_writer.Qcow2Writer)
+
     def __init__(self, fd, label):
         self.fd = fd
         self.label = label
@@ -494,6 +497,9 @@ class FileWriter:
         while len(view):
             done = os.pwrite(self.fd, view, offset)
             view, offset = view[done:], offset + done
+
+    def zero(self, start, end):
+        pass    # a hole of the new file already reads as zeroes
 
     def flush(self):
         pass    # the caller fsyncs the finished file once
@@ -528,8 +534,9 @@ class _Pump:
         self.pool = []                       # free chunk buffers
         self.ended = False                   # the end marker was taken from the queue
         self.position = 0
-        # A FileWriter is written synchronously (pwrite releases the GIL); NBD handles are polled.
-        self.file = dst if isinstance(dst, FileWriter) else None
+        # A direct writer (a raw file, or a new qcow2 image) is written synchronously (pwrite
+        # releases the GIL); NBD handles are polled.
+        self.file = dst if getattr(dst, 'direct', False) else None
         self.handles = [h for h in (src, dst) if h is not None and h is not self.file]
 
     def drain_queue(self):
@@ -588,7 +595,10 @@ class _Pump:
             t.hashmap.set_zero(start, end)
             ranges = [(start, end)] if t.write_zeroes else []
         t._count(zero=end - start, changed_zero=sum(e - s for s, e in ranges) if t.compare else 0)
-        if self.dst is not None and self.file is None and (t.write_zeroes or t.compare):
+        if self.file is not None and (t.write_zeroes or t.compare):
+            for s, e in ranges:
+                self.file.zero(s, e)
+        elif self.dst is not None and (t.write_zeroes or t.compare):
             for s, e in ranges:
                 self.dst.aio_zero(e - s, s, completion=self._write_done(None, s, e))
                 self.writes += 1

@@ -1,0 +1,229 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to virtops.libvirt
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private to the virtops.libvirt collection: may change without notice.
+"""Write the data of a new backup image straight into its qcow2 file, without qemu-nbd.
+
+A full pull backup used to spend most of its time above nbdcopy's in the qemu-nbd process that
+wrote the qcow2 image (docs/benchmarks.md). This writer fills an image that `qemu-img create`
+has just made (header, backing file name, refcount table, L1 table: all QEMU's) with plain data
+clusters, written by descriptor from the transfer's buffers, and then writes the metadata QEMU
+would have written: L2 tables, the L1 table and refcount blocks. It never reads an image from a
+repository and never writes compressed or encrypted clusters; those stay with qemu-nbd.
+
+The layout is the simplest a qcow2 allows: data clusters and L2 tables appended in the order they
+are written, every cluster of the file in use exactly once (refcount 1, OFLAG_COPIED set), so
+`qemu-img check` finds nothing to say. A write must cover whole clusters (the transfer writes
+whole hash blocks, which are whole clusters) or end at the end of the disk, so that a cluster of
+an overlay is never half written and half left to its backing file.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import array
+import os
+import struct
+import sys
+import threading
+
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images
+
+OFLAG_COPIED = 1 << 63     # L1/L2 entry: the cluster's refcount is exactly 1
+OFLAG_ZERO = 1             # L2 entry (version 3): the cluster reads as zeroes
+REFCOUNT_ORDER = 4         # 16-bit refcounts, qemu-img's default and the only width written here
+
+
+class Qcow2Writer:
+    """A transfer destination that is a new qcow2 image (see the module docstring).
+
+    Workers call pwrite and zero from several threads: host clusters and L2 tables are allocated
+    under a lock, data and L2 entries are written outside it (different bytes of the file). finish()
+    writes the L1 table and the refcounts; the caller then fsyncs the file once."""
+
+    direct = True    # the transfer writes to it by call, not over NBD
+
+    def __init__(self, fd, label, size, block_size):
+        """fd: the image qemu-img created (no data yet), opened read-write. NotPlain when it is not
+        the plain, empty qcow2 version 3 this writer fills, or block_size is not whole clusters."""
+        self.fd = fd
+        self.label = label
+        self.size = size
+        head = os.pread(fd, 4096, 0)
+        (magic, version, _backing_offset, _backing_size, cluster_bits, virtual_size, crypt, l1_size, l1_offset,
+         refcount_table_offset, refcount_table_clusters, snapshots, _snapshots_offset, incompatible,
+         _compatible, _autoclear, refcount_order, _header_length) = _images.QCOW2_HEADER.unpack_from(
+             head + bytes(max(0, 104 - len(head))))
+        why = None
+        if magic != _images.QCOW2_MAGIC or version != 3:
+            why = 'not a qcow2 image of version 3'
+        elif crypt or incompatible or snapshots or refcount_order != REFCOUNT_ORDER:
+            why = 'encrypted, with incompatible features, snapshots or refcounts other than 16-bit'
+        elif not 9 <= cluster_bits <= 21 or virtual_size != size:
+            why = 'a cluster size or virtual size this writer does not expect'
+        if why is None:
+            self.cluster = 1 << cluster_bits
+            if block_size % self.cluster:
+                why = 'hash blocks of %d bytes are not whole clusters of %d' % (block_size, self.cluster)
+        if why is not None:
+            raise _images.NotPlain('%s: %s' % (label, why))
+        self.per_l2 = self.cluster // 8
+        self.l1_offset = l1_offset
+        self.l1 = array.array('Q', bytes(8 * l1_size))
+        if l1_size * self.per_l2 * self.cluster < size:
+            raise _images.ImageError('%s: its L1 table of %d entries does not cover the disk' % (label, l1_size))
+        self.refcount_table_offset = refcount_table_offset
+        self.refcount_table_entries = refcount_table_clusters * self.cluster // 8
+        table = array.array('Q', os.pread(fd, 8 * self.refcount_table_entries, refcount_table_offset))
+        if sys.byteorder == 'little':
+            table.byteswap()
+        self.refcount_table = table
+        # Every cluster qemu-img wrote is in use (header, refcount table and block, L1 table); ours
+        # come after them.
+        self.end = -(-os.fstat(fd).st_size // self.cluster) * self.cluster
+        self.written = bytearray(-(-size // self.cluster) // 8 + 1)    # a bit per guest cluster
+        self.zero_run = bytes(self.cluster)
+        self.bytes_stored = 0
+        self._lock = threading.Lock()
+
+    def connect(self):
+        return self
+
+    def flush(self):
+        pass    # finish() completes the image; the caller fsyncs it once
+
+    def aio_is_ready(self):
+        return False
+
+    def pwrite(self, view, offset):
+        """Write guest data at offset: clusters that hold only zeroes become zero clusters (as
+        qemu-nbd's detect-zeroes did), the others are appended to the file as one run."""
+        first, count = self._clusters(offset, len(view))
+        # bytes.startswith compares at memcmp speed; a memoryview == bytes goes element by element.
+        zero = [self.zero_run.startswith(view[i * self.cluster:(i + 1) * self.cluster]) for i in range(count)]
+        data = count - sum(zero)
+        with self._lock:
+            self._claim(first, count)
+            host = self.end
+            self.end += data * self.cluster
+            tables = self._tables(first, count)
+        entries = []
+        pos = 0           # where the next data cluster goes, relative to host
+        run_start = None  # the view offset where the current run of data clusters begins
+        for i in range(count):
+            if zero[i]:
+                entries.append(OFLAG_ZERO)
+                if run_start is not None:
+                    self._write(view[run_start:i * self.cluster], host + pos - (i * self.cluster - run_start))
+                    run_start = None
+                continue
+            entries.append((host + pos) | OFLAG_COPIED)
+            if run_start is None:
+                run_start = i * self.cluster
+            pos += self.cluster
+        if run_start is not None:
+            self._write(view[run_start:], host + pos - (count * self.cluster - run_start))
+        self.bytes_stored += data * self.cluster
+        self._set_entries(tables, first, entries)
+
+    def zero(self, start, end):
+        """Guest clusters that read as zeroes, whatever a backing file holds there."""
+        first, count = self._clusters(start, end - start)
+        with self._lock:
+            self._claim(first, count)
+            tables = self._tables(first, count)
+        self._set_entries(tables, first, [OFLAG_ZERO] * count)
+
+    def finish(self):
+        """Write the L1 table and the refcounts of every cluster; the image is then complete."""
+        _pwrite_all(self.fd, _big_endian(self.l1), self.l1_offset)
+        per_block = self.cluster * 8 // (1 << REFCOUNT_ORDER)
+        table = self.refcount_table
+        table_offset = self.refcount_table_offset
+        unused = set()    # clusters no longer referenced (a refcount table that was moved)
+        # Refcount blocks (and a larger refcount table) are appended and count themselves too:
+        # allocate until nothing more is needed.
+        while True:
+            wanted = -(-(self.end // self.cluster) // per_block)
+            if wanted > len(table):
+                old_clusters = len(table) * 8 // self.cluster
+                unused.update(range(table_offset // self.cluster, table_offset // self.cluster + old_clusters))
+                table_offset = self.end
+                clusters = -(-wanted * 8 // self.cluster) + 1
+                table = table + array.array('Q', bytes(8 * (clusters * self.cluster // 8 - len(table))))
+                self.end += clusters * self.cluster
+                continue
+            missing = [index for index in range(wanted) if not table[index]]
+            if not missing:
+                break
+            for index in missing:
+                table[index] = self.end
+                self.end += self.cluster
+        clusters = self.end // self.cluster
+        one, none = struct.pack('>H', 1), struct.pack('>H', 0)
+        for index in range(wanted):
+            first = index * per_block
+            used = min(per_block, clusters - first)
+            counts = bytearray(one * used + none * (per_block - used))
+            for cluster in unused:
+                if first <= cluster < first + per_block:
+                    counts[2 * (cluster - first):2 * (cluster - first) + 2] = none
+            _pwrite_all(self.fd, counts, table[index] & _images.QCOW2_OFFSET_MASK)
+        _pwrite_all(self.fd, _big_endian(table), table_offset)
+        if table_offset != self.refcount_table_offset:
+            # The header's refcount_table_offset (byte 48) and refcount_table_clusters (56).
+            _pwrite_all(self.fd, struct.pack('>QI', table_offset, len(table) * 8 // self.cluster), 48)
+        os.ftruncate(self.fd, self.end)
+
+    def _clusters(self, offset, length):
+        end = offset + length
+        if offset % self.cluster or (end % self.cluster and end != self.size) or end > self.size or length <= 0:
+            raise _images.ImageError('%s: a write of %d bytes at offset %d is not whole clusters of the disk'
+                                     % (self.label, length, offset))
+        return offset // self.cluster, -(-length // self.cluster)
+
+    def _claim(self, first, count):
+        """Mark guest clusters written; a cluster written twice is a bug, never a silent overwrite."""
+        for index in range(first, first + count):
+            byte, bit = divmod(index, 8)
+            if self.written[byte] & (1 << bit):
+                raise _images.ImageError('%s: guest cluster %d written twice' % (self.label, index))
+            self.written[byte] |= 1 << bit
+
+    def _tables(self, first, count):
+        """The host offset of the L2 table of each L1 index the clusters span, allocated when new."""
+        tables = {}
+        for index in range(first // self.per_l2, (first + count - 1) // self.per_l2 + 1):
+            if not self.l1[index]:
+                # A new table is a hole of the file until entries are written into it: zeroes.
+                self.l1[index] = self.end | OFLAG_COPIED
+                self.end += self.cluster
+            tables[index] = self.l1[index] & _images.QCOW2_OFFSET_MASK
+        return tables
+
+    def _set_entries(self, tables, first, entries):
+        pos = 0
+        while pos < len(entries):
+            index, slot = divmod(first + pos, self.per_l2)
+            take = min(len(entries) - pos, self.per_l2 - slot)
+            _pwrite_all(self.fd, struct.pack('>%dQ' % take, *entries[pos:pos + take]), tables[index] + 8 * slot)
+            pos += take
+
+    def _write(self, view, host):
+        _pwrite_all(self.fd, view, host)
+
+
+def _big_endian(entries):
+    out = array.array('Q', entries)
+    if sys.byteorder == 'little':
+        out.byteswap()
+    return out.tobytes()
+
+
+def _pwrite_all(fd, data, offset):
+    view = memoryview(data)
+    while len(view):
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
