@@ -22,52 +22,28 @@ import uuid
 
 import pytest
 
-from support.guests import make_guest, unique
 from support.host import MiB
 from support.images import assert_same_content
 from support.modules import failed, ModuleRun, ok, run_module
+from support.s3 import S3Env
 import ftlib
 
 
 @pytest.fixture(scope='module')
 def env(conn, workroot, s3server):
-    guest = make_guest(conn, unique('s3-dom'), workroot / 's3-guest', [('vda', 160 * MiB, ())], start=False, mode=0o755)
-    try:
-        guest.start()
-        client = s3server.client()
-        bucket = 'virtops-test-%s' % guest.name[-8:]
-        client.create_bucket(Bucket=bucket)
-        yield Env(guest, workroot, s3server, client, bucket)
-    finally:
-        guest.remove()
+    with Env.started(conn, workroot, s3server, 's3', 160 * MiB, 'virtops-test') as env:
+        yield env
 
 
-class Env:
-    def __init__(self, guest, workroot, server, client, bucket):
-        self.guest = guest
-        self.root = workroot
-        self.repo = workroot / 's3-repo'
-        self.server = server
-        self.client = client
-        self.bucket = bucket
-        self.target = 's3://%s/hosts/hv01' % bucket
-        self.points = []        # (backup id, {disk: Snapshot})
-
-    def backup(self, tag, writes):
-        for offset, length, pattern in writes:
-            self.guest.disks['vda'].write(offset, length, pattern)
-        snaps = self.guest.snapshot(tag)
-        result = ok(ftlib.backup(self.guest.name, self.repo, mode='pull'))
-        self.points.append((result['backup']['id'], snaps))
-        return result['backup']
+class Env(S3Env):
+    target = property(lambda self: 's3://%s/hosts/hv01' % self.bucket)
 
     def copy(self, check_mode=False, diff=False, **args):
         args = dict(dict(self.server.options(), source=str(self.repo), target=self.target), **args)
         return run_module('virt_backup_copy', args, check_mode=check_mode, diff=diff)
 
     def keys(self, prefix='hosts/hv01/', bucket=None):
-        pages = self.client.get_paginator('list_objects_v2').paginate(Bucket=bucket or self.bucket, Prefix=prefix)
-        return sorted(item['Key'] for page in pages for item in page.get('Contents', []))
+        return S3Env.keys(self, prefix, bucket)
 
     def manifests(self, prefix='hosts/hv01/', bucket=None):
         return [k for k in self.keys(prefix, bucket) if k.endswith('/manifest.json')]
@@ -170,7 +146,7 @@ def test_copy_killed_during_an_upload_is_completed_by_the_next_run(env):
 
 
 def test_restore_from_s3_is_bit_exact(env, workroot):
-    for backup_id, snaps in env.points:
+    for backup_id, _chain, snaps in env.points:
         dest = workroot / ('s3-restore-%s' % backup_id)
         result = ok(ftlib.restore(env.guest.name, env.target, dest, backup=backup_id, **env.server.options()))
         assert result['changed'] is True
@@ -241,7 +217,7 @@ def test_copy_back_from_s3_into_a_directory(env, workroot):
     # The directory copy is a repository of its own, with the source's id, restorable as any.
     assert json.loads((local / 'repository.json').read_text())['id'] == \
         json.loads((env.repo / 'repository.json').read_text())['id']
-    backup_id, snaps = env.points[-1]
+    backup_id, _chain, snaps = env.points[-1]
     dest = workroot / 's3-back-restore'
     ok(ftlib.restore(env.guest.name, local, dest, backup=backup_id))
     assert_same_content(snaps['vda'].path, dest / 'vda.qcow2', 'qcow2')
@@ -278,7 +254,7 @@ def test_a_target_holding_another_repository_is_refused(env, workroot):
 def test_a_damaged_source_is_not_copied(env, workroot):
     damaged = workroot / 's3-damaged'
     ok(run_module('virt_backup_copy', dict(source=str(env.repo), target=str(damaged))))
-    backup_id, _snaps = env.points[0]
+    backup_id, _chain, _snaps = env.points[0]
     image = [p for p in damaged.rglob('vda.qcow2') if p.parent.name == backup_id][0]
     # Flip guest data inside the full image (its first data cluster holds pattern 0x11).
     with open(str(image), 'r+b') as f:
@@ -296,7 +272,7 @@ def test_a_damaged_source_is_not_copied(env, workroot):
 def test_a_tampered_s3_copy_restores_nothing_and_fails_verification(env, workroot):
     target = 's3://%s/tampered' % env.bucket
     ok(env.copy(target=target))
-    backup_id, _snaps = env.points[0]
+    backup_id, _chain, _snaps = env.points[0]
     key = [k for k in env.keys('tampered/') if k.endswith('/%s/vda.qcow2' % backup_id)][0]
     body = bytearray(env.client.get_object(Bucket=env.bucket, Key=key)['Body'].read())
     at = bytes(body).index(b'\x11' * 4096)

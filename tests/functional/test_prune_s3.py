@@ -20,10 +20,10 @@ import os
 
 import pytest
 
-from support.guests import make_guest, unique
 from support.host import MiB
 from support.images import assert_same_content
 from support.modules import failed, ModuleFailed, ok, run_module
+from support.s3 import S3Env
 import ftlib
 
 KEEP = dict(keep_last=2)      # keeps the second chain (its newest two); the first chain goes whole
@@ -31,42 +31,17 @@ KEEP = dict(keep_last=2)      # keeps the second chain (its newest two); the fir
 
 @pytest.fixture(scope='module')
 def env(conn, workroot, s3server):
-    guest = make_guest(conn, unique('s3p-dom'), workroot / 's3p-guest', [('vda', 64 * MiB, ())], start=False,
-                       mode=0o755)
-    try:
-        guest.start()
-        client = s3server.client()
-        bucket = 'virtops-prune-%s' % guest.name[-8:]
-        client.create_bucket(Bucket=bucket)
-        client.create_bucket(Bucket=bucket + '-lock', ObjectLockEnabledForBucket=True)
-        env = Env(guest, workroot, s3server, client, bucket)
+    with Env.started(conn, workroot, s3server, 's3p', 64 * MiB, 'virtops-prune') as env:
+        env.client.create_bucket(Bucket=env.bucket + '-lock', ObjectLockEnabledForBucket=True)
         env.backup('p1', [(0, 2 * MiB, 0x21)], level='full')
         env.backup('p2', [(MiB, 256 * 1024, 0x22)])
         env.backup('p3', [(8 * MiB, 512 * 1024, 0x23)])
         env.backup('p4', [(16 * MiB, MiB, 0x24)], level='full')
         env.backup('p5', [(MiB, 128 * 1024, 0x25)])
         yield env
-    finally:
-        guest.remove()
 
 
-class Env:
-    def __init__(self, guest, workroot, server, client, bucket):
-        self.guest = guest
-        self.root = workroot
-        self.repo = workroot / 's3p-repo'
-        self.server = server
-        self.client = client
-        self.bucket = bucket
-        self.points = []        # (backup id, chain, {disk: Snapshot})
-
-    def backup(self, tag, writes, **args):
-        for offset, length, pattern in writes:
-            self.guest.disks['vda'].write(offset, length, pattern)
-        snaps = self.guest.snapshot(tag)
-        result = ok(ftlib.backup(self.guest.name, self.repo, mode='pull', **args))
-        self.points.append((result['backup']['id'], result['backup']['chain'], snaps))
-
+class Env(S3Env):
     def ids(self, *indexes):
         return [self.points[i][0] for i in indexes]
 
@@ -88,9 +63,7 @@ class Env:
             os.environ.update(saved)
 
     def keys(self, prefix, bucket=None):
-        pages = self.client.get_paginator('list_objects_v2').paginate(Bucket=bucket or self.bucket,
-                                                                      Prefix=prefix + '/')
-        return sorted(item['Key'] for page in pages for item in page.get('Contents', []))
+        return S3Env.keys(self, prefix + '/', bucket)
 
     def versions(self, prefix, bucket):
         pages = self.client.get_paginator('list_object_versions').paginate(Bucket=bucket, Prefix=prefix + '/')

@@ -4,7 +4,7 @@
 """What the functional tests (tests/functional) and the fault-injection suite (tests/faults)
 share: the host and its libvirtd (host), modules run as Ansible runs them (modules), TCG guests
 whose disk content is known byte for byte (guests), qemu-img and raw-file comparisons (images),
-and a backup repository read as files (repository).
+a backup repository read as files (repository), and a guest backed up beside an S3 bucket (s3).
 
 Each suite's conftest.py puts tests/ on sys.path, so that the tests import `support.<module>`.
 """

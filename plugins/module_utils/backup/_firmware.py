@@ -286,10 +286,7 @@ def validate(section, file_name):
         if not isinstance(files, list) or not files or len(files) > 3:
             f.bad('firmware.tpm.files', files, 'it is a list of one to three state files')
         seen = set()
-        for i, entry in enumerate(files):
-            where = 'firmware.tpm.files[%d]' % i
-            if not isinstance(entry, dict):
-                f.bad(where, entry, 'it is an object')
+        for where, entry in f.entries('firmware.tpm.files', files):
             name = entry.get('name')
             match = TPM_FILE.match(name) if isinstance(name, str) else None
             if match is None or match.group(1) != TPM_PREFIX[version] or name in seen:

@@ -117,10 +117,7 @@ def restore(conn_factory, params, check_mode):
     if check_mode:
         return result
 
-    created_dest = not os.path.isdir(dest)
-    if created_dest:
-        _restore._make_dest(dest, 0o711)
-    dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    dest_fd, created_dest = _restore._open_dest(dest, 0o711)
     made, fw_done, new_dom, tpm_installed, state = [], None, None, None, None
     try:
         state = _serve(spec, before, lineage)
@@ -154,13 +151,8 @@ def restore(conn_factory, params, check_mode):
                 pass
         if state is not None:
             _export.stop(name)
-        os.close(dest_fd)
+        _restore._close_failed_dest(dest_fd, dest, created_dest)
         dest_fd = None
-        if created_dest:
-            try:
-                os.rmdir(dest)
-            except OSError:
-                pass
         if isinstance(exc, (_export.ExportError, _images.ImageError, _firmware.FirmwareError, OSError)):
             raise VirtError('instant restore of backup %s of domain %s as %s failed, and was undone: %s'
                             % (backup.id, domain, new_name, exc))

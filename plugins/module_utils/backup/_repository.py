@@ -149,19 +149,21 @@ def make_dir(path, mode=0o700):
         raise RepositoryError('%s exists and is not a directory' % path)
 
 
-def real_dir(path):
-    """True for a directory that is not a symbolic link."""
+def _lstat_mode(path, dir_fd=None):
+    """The mode of path itself (a link is not followed); 0, no type at all, when it cannot be read."""
     try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
+        return os.lstat(path, dir_fd=dir_fd).st_mode
     except OSError:
-        return False
+        return 0
 
 
-def is_link(path):
-    try:
-        return stat.S_ISLNK(os.lstat(path).st_mode)
-    except OSError:
-        return False
+def real_dir(path, dir_fd=None):
+    """True for a directory that is not a symbolic link (path relative to dir_fd when given)."""
+    return stat.S_ISDIR(_lstat_mode(path, dir_fd))
+
+
+def is_link(path, dir_fd=None):
+    return stat.S_ISLNK(_lstat_mode(path, dir_fd))
 
 
 def open_under(root, parts, flags=os.O_RDONLY, mode=0o600):
@@ -187,17 +189,10 @@ def _open_at(dir_fd, root, name, flags, mode=0o600):
     try:
         return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(dir_fd, name):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and is_link(name, dir_fd):
             raise RepositoryError('%s in %s is a symbolic link: a repository holds none, and none is followed'
                                   % (name, root))
         raise
-
-
-def _is_link(dir_fd, name):
-    try:
-        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
-    except OSError:
-        return False
 
 
 def open_regular(root, parts):
@@ -353,6 +348,14 @@ class _Field:
         if value is not None:
             self.size(field, value, minimum=0)
 
+    def entries(self, field, value):
+        """(field[i], entry) for each entry of the list value, each of which must be an object."""
+        for i, entry in enumerate(value):
+            where = '%s[%d]' % (field, i)
+            if not isinstance(entry, dict):
+                self.bad(where, entry, 'it is an object')
+            yield where, entry
+
 
 def validate_manifest(m, file_name):
     """Check every field a reader uses against what the format defines (docs/repository-format.md).
@@ -394,10 +397,7 @@ def validate_manifest(m, file_name):
     if not isinstance(disks, list) or not disks:
         f.bad('disks', disks, 'it is a list of at least one disk')
     seen = set()
-    for i, disk in enumerate(disks):
-        where = 'disks[%d]' % i
-        if not isinstance(disk, dict):
-            f.bad(where, disk, 'it is an object')
+    for where, disk in f.entries('disks', disks):
         name = f.match(where + '.name', disk.get('name'), DISK_NAME,
                        'a disk name holds letters, digits and _ . + : @ -, starts with a letter, digit or _, '
                        'and holds no "/" or ".."')
@@ -871,10 +871,6 @@ class Repository:
             if not os.listdir(cdir):
                 os.rmdir(cdir)
         return removed
-
-    def remove_chain(self, domain, chain):
-        cdir = os.path.join(self.domain_dir(domain), check_name('chain', chain))
-        shutil.rmtree(cdir)
 
 
 def own_dir(path, parent, name, owner, mode):

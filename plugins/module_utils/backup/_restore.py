@@ -136,6 +136,26 @@ def _make_dest(dest, mode=0o700):
                                 'nobody else can write: nothing was restored' % path)
 
 
+def _open_dest(dest, mode):
+    """(descriptor of dest, whether this run made it): dest is made (mode, see _make_dest) when
+    it is missing."""
+    made = not os.path.isdir(dest)
+    if made:
+        _make_dest(dest, mode)
+    return os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC), made
+
+
+def _close_failed_dest(dest_fd, dest, made):
+    """After a failed run has removed what it wrote: dest's descriptor closed, and dest removed
+    again when this run made it."""
+    os.close(dest_fd)
+    if made:
+        try:
+            os.rmdir(dest)      # only when empty: what this run made
+        except OSError:
+            pass
+
+
 def _existing(dest_dir, name, fmt, backup, disk, expected):
     """Whether dest already holds disk of backup, bit-exact: True, or the reason it does not."""
     path = os.path.join(dest_dir, name)
@@ -257,12 +277,9 @@ def restore(conn_factory, params, check_mode):
     if check_mode:
         return result
 
-    created_dest = not os.path.isdir(dest)
-    if created_dest:
-        # A domain defined on the restored files needs QEMU's user to reach them: 0711 lets it
-        # traverse, not list (the files themselves are 0600 until libvirt hands them to QEMU).
-        _make_dest(dest, 0o711 if params.get('define') else 0o700)
-    dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # A domain defined on the restored files needs QEMU's user to reach them: 0711 lets it
+    # traverse, not list (the files themselves are 0600 until libvirt hands them to QEMU).
+    dest_fd, created_dest = _open_dest(dest, 0o711 if params.get('define') else 0o700)
     written = []
     partials = []
     fw_done = None
@@ -334,13 +351,8 @@ def restore(conn_factory, params, check_mode):
                 os.unlink(name, dir_fd=dest_fd)
             except OSError:
                 pass
-        os.close(dest_fd)
+        _close_failed_dest(dest_fd, dest, created_dest)
         dest_fd = None
-        if created_dest:
-            try:
-                os.rmdir(dest)      # only when empty: what this run made
-            except OSError:
-                pass
         raise
     finally:
         if dest_fd is not None:

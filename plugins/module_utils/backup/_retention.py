@@ -32,6 +32,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import datetime
 import errno
 import json
@@ -278,13 +279,6 @@ def _common_ancestor(lineages):
 
 # -- the store -----------------------------------------------------------------------------------
 
-def _is_dir_at(dir_fd, name):
-    try:
-        return stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode)
-    except OSError:
-        return False
-
-
 def remove_tree_at(parent_fd, name):
     """Remove parent/name and everything below it through descriptors, never following a link
     (a link is removed as a link). Nothing outside parent/name can be touched."""
@@ -299,7 +293,7 @@ def remove_tree_at(parent_fd, name):
         raise
     try:
         for entry in os.listdir(fd):
-            if _is_dir_at(fd, entry):
+            if _repository.real_dir(entry, fd):
                 remove_tree_at(fd, entry)
             else:
                 os.unlink(entry, dir_fd=fd)
@@ -439,8 +433,8 @@ class LocalStore:
         for name in (domain, chain, backup_id):
             _repository.check_name('name', name)
         cfd = self._dir([domain, chain])
-        try:
-            if _is_dir_at(cfd, backup_id):
+        with self._removing_from_chain(domain, chain, cfd):
+            if _repository.real_dir(backup_id, cfd):
                 bfd = os.open(backup_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cfd)
                 try:
                     try:
@@ -458,12 +452,31 @@ class LocalStore:
                 if hook:
                     hook()
                 remove_tree_at(cfd, gone)
+
+    @contextlib.contextmanager
+    def _removing_from_chain(self, domain, chain, cfd):
+        """Around the removal of an entry of the chain directory open at cfd (closed here): the
+        directory synced after it, and removed too when the entry was its last."""
+        try:
+            yield
             os.fsync(cfd)
             empty = not os.listdir(cfd)
         finally:
             os.close(cfd)
         if empty:
             self.remove_chain_dir(domain, chain)
+
+    def remove_chain_tree(self, domain, chain):
+        """Remove a chain directory whole, whatever it holds (a merge's new chain undone, or what is
+        left of its old chain); nothing when it is not there."""
+        if not os.path.lexists(self.label(domain, chain)):
+            return
+        dfd = self._dir([domain])
+        try:
+            remove_tree_at(dfd, chain)
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
     def remove_chain_dir(self, domain, chain):
         dfd = self._dir([domain])
@@ -484,14 +497,8 @@ class LocalStore:
             if exc.errno == errno.ENOENT:
                 return      # went with its chain (a merge removes the old chain directory whole)
             raise
-        try:
+        with self._removing_from_chain(domain, chain, cfd):
             remove_tree_at(cfd, backup_id)
-            os.fsync(cfd)
-            empty = not os.listdir(cfd)
-        finally:
-            os.close(cfd)
-        if empty:
-            self.remove_chain_dir(domain, chain)
 
     def write_manifest(self, domain, chain, backup_id, manifest):
         """Write a manifest by atomic rename (new file, fsync, rename, fsync of the directory)."""
@@ -509,7 +516,7 @@ class LocalStore:
             except OSError as exc:
                 if exc.errno != errno.EEXIST:
                     raise
-            if not _is_dir_at(parent, parts[-1]):
+            if not _repository.real_dir(parts[-1], parent):
                 raise RetentionError('%s is not a directory' % self.label(*parts))
             os.fsync(parent)
         finally:
@@ -799,13 +806,7 @@ class Merger:
             raise RetentionError('merge journal %s: chain %s holds complete backups, but not the synthetic full the '
                                  'journal announces; the journal is not used and nothing was changed'
                                  % (self.store.label(self.domain, name), new_chain))
-        if os.path.lexists(ndir):
-            dfd = self.store._dir([self.domain])  # pylint: disable=protected-access
-            try:
-                remove_tree_at(dfd, new_chain)
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        self.store.remove_chain_tree(self.domain, new_chain)
         self.store.remove_journal(self.domain, name)
         return journal, 'back'
 
@@ -836,13 +837,7 @@ class Merger:
             self.store.remove_backup(self.domain, old, backup.id, hook=(lambda: _hook('unmanifest')) if first else None)
             first = False
         # Debris left in the old chain (directories whose manifest is gone) goes with it.
-        if os.path.lexists(self.store.label(self.domain, old)):
-            dfd = self.store._dir([self.domain])  # pylint: disable=protected-access
-            try:
-                remove_tree_at(dfd, old)
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        self.store.remove_chain_tree(self.domain, old)
         _hook('old-removed')
         return journal
 
