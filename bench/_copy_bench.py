@@ -18,7 +18,6 @@ Every domain is named bench-bk-*, everything else lives in the bench's work dire
 
 from __future__ import absolute_import, division, print_function
 
-import json
 import os
 import shutil
 import time
@@ -98,23 +97,11 @@ def case_push(b, bench):
 
 
 def _restore(b, bench, kind, case, repo, name, backup_id, fmt, data_bytes):
-    n = bench.next_id()
-    dest = bench.path('out', '%d-restore' % n)
-    args_file = bench.path('out', '%d-args.json' % n)
+    import _instant_bench    # pylint: disable=import-outside-toplevel  # bench/ is the script's directory
+    dest = bench.path('out', '%d-restore' % bench.next_id())
     params = dict(domain=name, repository=repo, dest=dest, backup=backup_id, format=fmt)
-    with open(args_file, 'w') as out:
-        json.dump(dict(ANSIBLE_MODULE_ARGS=params), out)
-    env = dict(os.environ, PYTHONPATH=bench.args.collections, ANSIBLE_COLLECTIONS_PATH=bench.args.collections)
-    os.sync()
-    m = b.measure([bench.args.python, '-m', RESTORE, args_file], bench.args.timeout,
-                  bench.path('out', '%d-virt_restore' % n), env=env)
-    try:
-        result = json.loads(m.out[m.out.index('{'):])
-    except ValueError:
-        raise b.BenchError('virt_restore printed no result (exit %d): %s %s' % (
-            m.code, m.out.strip()[-2000:], m.err.strip()[-2000:]))
-    if m.code != 0 or result.get('failed'):
-        raise b.BenchError('virt_restore of %s to %s failed: %s' % (backup_id, fmt, result.get('msg')))
+    m, result = _instant_bench._module(b, bench, RESTORE, params, 'virt_restore of %s to %s' % (backup_id, fmt),
+                                       sync=True)
     if not all(d['verified'] for d in result['disks']):
         raise b.BenchError('virt_restore of %s did not verify its disks' % backup_id)
     shutil.rmtree(dest, ignore_errors=True)

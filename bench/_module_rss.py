@@ -11,7 +11,13 @@ itself (Python, libvirt, libnbd, worker threads, buffers), in KiB: VmHWM from /p
 which counts this program only. getrusage(2)'s ru_maxrss would not do: exec(2) folds the parent's
 peak into it, and a child's ru_maxrss includes the memory of the parent it was forked from. The
 CPU seconds of the process and of its children (qemu-nbd, qemu-img) come from getrusage(2).
+
+With VIRTOPS_BENCH_PROFILE set to a file name, the module's main thread runs under cProfile and its
+statistics are written there (`python -m pstats FILE`); backup_bench.py --profile sets it.
 """
+
+import cProfile
+import os
 
 import json
 import resource
@@ -24,9 +30,16 @@ def main():
     rss_file, module, args_file = sys.argv[1:4]
     sys.argv = [module, args_file]
     started = time.monotonic()
+    profile_file = os.environ.get('VIRTOPS_BENCH_PROFILE')
+    profiler = cProfile.Profile() if profile_file else None
     try:
+        if profiler:
+            profiler.enable()
         runpy.run_module(module, run_name='__main__', alter_sys=True)
     finally:
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile_file)
         own = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         hwm = None

@@ -552,6 +552,8 @@ class Bench:
         with open(args_file, 'w') as out:
             json.dump(dict(ANSIBLE_MODULE_ARGS=params), out)
         env = dict(os.environ, PYTHONPATH=self.args.collections, ANSIBLE_COLLECTIONS_PATH=self.args.collections)
+        if self.args.profile:
+            env['VIRTOPS_BENCH_PROFILE'] = os.path.join(self.args.profile, '%d-virt_backup-%s-%s.prof' % (n, mode, level))
         os.sync()
         m = measure([self.args.python, RSS_WRAPPER, rss_file, MODULE, args_file], self.args.timeout,
                     self.path('out', '%d-virt_backup' % n), env=env)
@@ -992,6 +994,9 @@ def parse_args(argv):
     p.add_argument('--nice', type=int, default=0,
                    help='run the measured tools and the bench domains\' QEMU at this nice value (e.g. -5) on a '
                         'machine shared with other work; 0 (default) leaves priorities alone')
+    p.add_argument('--profile', metavar='DIR',
+                   help='write a cProfile of each virt_backup run (its main thread) into DIR, N-virt_backup-MODE-'
+                        'LEVEL.prof; the runs are slower, so use it to find costs, not to report times')
     p.add_argument('--cleanup', action='store_true', help='only remove what an earlier run left behind')
     p.add_argument('--keep', action='store_true', help='keep the domains and files (debugging; --cleanup later)')
     args = p.parse_args(argv)

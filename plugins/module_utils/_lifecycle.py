@@ -130,7 +130,7 @@ class ObjectManager:
     @property
     def conn(self):
         """The libvirt virConnect (opening the connection if it is not open yet)."""
-        return self.connection.conn
+        return self.connect()
 
     def connect(self):
         """Open the connection now rather than on first use; returns the virConnect."""

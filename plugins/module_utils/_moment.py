@@ -17,12 +17,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
-from xml.sax.saxutils import escape as xml_escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import domain_label, flag, libvirt_call
 from ansible_collections.virtops.libvirt.plugins.module_utils._lifecycle import ObjectManager, Plan
-from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import etree, parse, require_lxml
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import escape_text, etree, parse, require_lxml
 
 
 # virt_checkpoint_info's and virt_snapshot_info's options.
@@ -106,7 +105,7 @@ def replace_description(xml, description, what, error):
         if name is None:
             raise error('the %s XML has no <name> before <creationTime>' % what)
         indent = re.search(r'\n([ \t]*)<name>', head)
-        element = '%s<description>%s</description>\n' % (indent.group(1) if indent else '', xml_escape(description))
+        element = '%s<description>%s</description>\n' % (indent.group(1) if indent else '', escape_text(description))
         if not name.group(0).endswith('\n'):
             element = element.strip()
         head = head[:name.end()] + element + head[name.end():]

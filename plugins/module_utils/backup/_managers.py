@@ -22,18 +22,17 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document impo
 from ansible_collections.virtops.libvirt.plugins.module_utils import _checkpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (
     _blockhash,
-    _copy,
     _crypt,
     _engine,
-    _export,
     _images,
     _nbdio,
     _options,
     _repository,
-    _restore,
-    _retention,
-    _s3,
 )
+
+# The parts of the engine that only restore, copy, prune and export use (and, through _copy, boto3)
+# are imported by the methods that use them: every module imports this file, and a module run by
+# Ansible compiles what it imports on each run (about 50 ms for these, most of a backup's start).
 
 
 class EngineManager(ObjectManager):
@@ -160,6 +159,7 @@ class RestoreManager(EngineManager):
         return self.params['domain']
 
     def outcome_of(self, check_mode):
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
         return _restore.restore(lambda: self.connection, self.params, check_mode)
 
 
@@ -185,6 +185,7 @@ class CopyManager(EngineManager):
         return self.params['target']
 
     def outcome_of(self, check_mode):
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy
         key = _crypt.load_key(self.params.get('encryption'), lambda: self.connection)
         return _copy.Copier(self.params, check_mode, self.lock, key).run()
 
@@ -237,6 +238,7 @@ class PruneManager(EngineManager):
         return self.params['repository']
 
     def outcome_of(self, check_mode):
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _retention, _s3
         if _s3.is_location(self.params['repository']):
             return self._outcome_s3(check_mode)
         p = self.params
@@ -270,6 +272,7 @@ class PruneManager(EngineManager):
     def _outcome_s3(self, check_mode):
         """The same rules on an S3 repository: no checkpoints (they belong to the directory the
         backups were taken into), no exports, no merges (refused by the options)."""
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _copy, _retention
         p = self.params
         repo = None
         try:
@@ -355,6 +358,7 @@ class ExportManager(EngineManager):
         return self.engine_plan('export')
 
     def outcome_of(self, check_mode):
+        from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _export
         return _export.ensure(lambda: self.connection, self.params, check_mode)
 
 
@@ -364,6 +368,7 @@ def read_backups(connection, params, warn):
     """virt_backup_info's result: every domain, chain and backup of the repository (verified
     with verify). Opens no libvirt connection."""
     require_lxml()
+    from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _restore
     result = _restore.describe(params, lambda: connection)
     result.pop('changed', None)
     return result

@@ -18,7 +18,7 @@ import os
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
 from ansible_collections.virtops.libvirt.plugins.module_utils._vocabulary import is_local_uri
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _crypt, _engine, _repository, _retention, _s3
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _crypt, _engine, _repository, _s3
 
 # The options every module with an S3 repository takes (doc fragment virtops.libvirt.s3).
 S3_ARGS = dict(
@@ -175,6 +175,8 @@ PRUNE_ARGS = dict(
 
 def prune_grace(p):
     """virt_backup_prune's options checked; incomplete_grace in seconds."""
+    # Imported here: only virt_backup_prune needs the retention code (see _managers.py).
+    from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _retention
     if _s3.is_location(p['repository']):
         if p['merge']:
             raise VirtError('repository %s: merge (synthetic fulls) works on the images of a directory repository '

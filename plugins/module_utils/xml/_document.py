@@ -37,6 +37,15 @@ def require_lxml():
                         '(Debian/Ubuntu python3-lxml, RHEL python3-lxml)')
 
 
+def escape_text(text, entities=()):
+    """text as XML character data: &, < and > escaped, and each (character, entity) of entities.
+    (xml.sax.saxutils would do the same, at the cost of importing urllib and http for it.)"""
+    text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+    for char, entity in entities:
+        text = text.replace(char, entity)
+    return text
+
+
 def parse(text, what='XML'):
     """Parse XML text (or pass an element through); a VirtError that says where it is broken."""
     require_lxml()

@@ -15,10 +15,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
-from xml.sax.saxutils import escape
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import VirtError
-from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import localname, parse
+from ansible_collections.virtops.libvirt.plugins.module_utils.xml._document import escape_text, localname, parse
 
 SECRET_ATTRIBUTES = ('passwd', 'password')
 SECRET_ELEMENTS = ('secret', 'passwd', 'password', 'cookie')
@@ -38,7 +37,7 @@ def secrets(text):
         root = None
     for elem in root.iter() if root is not None else ():
         for value in _secrets_of(elem):
-            found.update((value, escape(value, {'"': '&quot;'}), escape(value, {"'": '&apos;'})))
+            found.update((value, escape_text(value, [('"', '&quot;')]), escape_text(value, [("'", '&apos;')])))
     # An empty password hides nothing, and masking blanks would garble every result.
     return set(value for value in found if value.strip())
 
