@@ -881,7 +881,15 @@ def _push(ctx, ck_xml, out):
         # (opened layer by layer, as the manifests describe it).
         with _new_image_chain(ctx['repo'], plan, ctx['backup_path'], image_name, disk.name, size,
                               backings[disk.name]) as chain:
-            transfer = _hash_pushed(ctx, chain, size, hashmap, incremental)
+            # QEMU wrote through the page cache: its writeback to disk overlaps the hashing.
+            flusher = _images.Flusher(chain.layers[0].fd)
+            flusher.finish()
+            try:
+                transfer = _hash_pushed(ctx, chain, size, hashmap, incremental)
+            except BaseException:
+                flusher.abandon()
+                raise
+            flusher.wait()
         written = transfer.bytes_read
         dirty = transfer.selected_bytes if incremental else transfer.bytes_read
         results.append(_finish_disk(ctx, disk, image_name, backings[disk.name], hashmap, job_seconds,

@@ -505,62 +505,108 @@ def hash_qcow2_file(fd, size, block_size, algorithm, label, hashmap=None, top_on
     result = hashmap if hashmap is not None else _blockhash.BlockHashMap(size, block_size, algorithm=algorithm)
     stats = _Stats()
     if hasattr(os, 'posix_fadvise'):
-        # Read ahead: a file QEMU wrote with O_DIRECT is not in the page cache.
+        # Read ahead: a file written with O_DIRECT is not in the page cache.
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     window = max(block_size, RAW_READ - RAW_READ % block_size)
-    buf = bytearray(window)
-    view = memoryview(buf)
-    zeroes = memoryview(bytes(window))
-    done = 0           # every block before this offset is hashed (not top_only)
-    for cluster, base, l2 in _qcow2_tables(fd, label):
-        if block_size % cluster:
-            raise NotPlain('%s: clusters of %d bytes do not tile hash blocks of %d' % (label, cluster, block_size))
-        if top_only and block_size != cluster:
-            raise NotPlain('%s: an overlay needs hash blocks of one cluster' % label)
-        span_end = min(size, base + len(l2) * cluster)
-        if base >= size:
-            break
-        for start in range(base, span_end, window):
-            end = min(span_end, start + window)
-            first = (start - base) // cluster
-            entries = l2[first:first + (end - start + cluster - 1) // cluster]
-            if any(e & QCOW2_COMPRESSED for e in entries):
-                raise NotPlain('%s holds compressed clusters' % label)
-            if top_only:
-                _hash_top(fd, label, result, stats, entries, start, end, cluster, view)
-                continue
-            if done < start:
-                result.set_zero(done, start)
-                stats.zero_bytes += start - done
-            data = [(i, e & QCOW2_OFFSET_MASK) for i, e in enumerate(entries)
-                    if e & QCOW2_OFFSET_MASK and not e & QCOW2_ZERO]
-            if not data:
-                result.set_zero(start, end)
-                stats.zero_bytes += end - start
-            else:
-                length = end - start
-                read = 0
-                filled = 0      # view[:filled] holds this window's bytes
-                for first, host, count in _runs(data, cluster):
-                    if filled < first * cluster:
-                        # Zero only the gaps between runs (a fresh 4 MiB of zeroes per window
-                        # cost more than the hashing).
-                        view[filled:first * cluster] = zeroes[:first * cluster - filled]
-                    piece = min(count * cluster, length - first * cluster)
-                    _read_exact(fd, view[first * cluster:first * cluster + piece], host, label)
-                    filled = first * cluster + piece
-                    read += piece
-                if filled < length:
-                    view[filled:length] = zeroes[:length - filled]
-                result.update(start, view[:length])
-                stats.bytes_read += read
-                stats.zero_bytes += length - read
-            done = end
+    done = 0           # every block before this offset is hashed or given to a reader (not top_only)
+    with _WindowReaders(fd, label, result, stats, window) as readers:
+        for cluster, base, l2 in _qcow2_tables(fd, label):
+            if block_size % cluster:
+                raise NotPlain('%s: clusters of %d bytes do not tile hash blocks of %d' % (label, cluster, block_size))
+            if top_only and block_size != cluster:
+                raise NotPlain('%s: an overlay needs hash blocks of one cluster' % label)
+            span_end = min(size, base + len(l2) * cluster)
+            if base >= size:
+                break
+            for start in range(base, span_end, window):
+                end = min(span_end, start + window)
+                first = (start - base) // cluster
+                entries = l2[first:first + (end - start + cluster - 1) // cluster]
+                if any(e & QCOW2_COMPRESSED for e in entries):
+                    raise NotPlain('%s holds compressed clusters' % label)
+                if top_only:
+                    readers.submit(_hash_top, entries, start, end, cluster)
+                    continue
+                if done < start:
+                    result.set_zero(done, start)
+                    stats.zero_bytes += start - done
+                readers.submit(_hash_window, entries, start, end, cluster)
+                done = end
     if not top_only and done < size:
         result.set_zero(done, size)
         stats.zero_bytes += size - done
     stats.selected_bytes = stats.bytes_read + stats.zero_bytes
     return result, stats
+
+
+class _WindowReaders:
+    """Two threads that read and hash the windows of hash_qcow2_file: while one waits for a read
+    (preadv releases the GIL), the other hashes. Windows are independent (each writes the digests
+    of its own blocks); at most 2 per thread wait, so memory stays at a few windows."""
+
+    THREADS = 2
+
+    def __init__(self, fd, label, result, stats, window):
+        self.fd, self.label, self.result, self.stats, self.window = fd, label, result, stats, window
+        self.zeroes = memoryview(bytes(window))
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.pending = []
+        self.pool = None
+
+    def __enter__(self):
+        import concurrent.futures    # pylint: disable=import-outside-toplevel  # only when a file is hashed
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.THREADS, thread_name_prefix='virtops-hash')
+        return self
+
+    def submit(self, work, entries, start, end, cluster):
+        if len(self.pending) >= 2 * self.THREADS:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self._run, work, entries, start, end, cluster))
+
+    def _run(self, work, entries, start, end, cluster):
+        view = getattr(self.local, 'view', None)
+        if view is None:
+            view = self.local.view = memoryview(bytearray(self.window))
+        read, zero = work(self, view, entries, start, end, cluster)
+        with self.lock:
+            self.stats.bytes_read += read
+            self.stats.zero_bytes += zero
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            for future in self.pending:
+                if exc_type is None:
+                    future.result()
+                else:
+                    future.cancel()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _hash_window(readers, view, entries, start, end, cluster):
+    """A window of a whole disk: its data clusters read, the rest zeroes, hashed. -> (read, zero)."""
+    fd, label, zeroes = readers.fd, readers.label, readers.zeroes
+    data = [(i, e & QCOW2_OFFSET_MASK) for i, e in enumerate(entries) if e & QCOW2_OFFSET_MASK and not e & QCOW2_ZERO]
+    if not data:
+        readers.result.set_zero(start, end)
+        return 0, end - start
+    length = end - start
+    read = 0
+    filled = 0      # view[:filled] holds this window's bytes
+    for first, host, count in _runs(data, cluster):
+        if filled < first * cluster:
+            # Zero only the gaps between runs (a fresh 4 MiB of zeroes per window cost more
+            # than the hashing).
+            view[filled:first * cluster] = zeroes[:first * cluster - filled]
+        piece = min(count * cluster, length - first * cluster)
+        _read_exact(fd, view[first * cluster:first * cluster + piece], host, label)
+        filled = first * cluster + piece
+        read += piece
+    if filled < length:
+        view[filled:length] = zeroes[:length - filled]
+    readers.result.update(start, view[:length])
+    return read, length - read
 
 
 def _runs(data, cluster):
@@ -575,22 +621,26 @@ def _runs(data, cluster):
     return runs
 
 
-def _hash_top(fd, label, result, stats, entries, start, end, cluster, view):
+def _hash_top(readers, view, entries, start, end, cluster):
+    """A window of an overlay: only the clusters it holds itself hashed (zero clusters as zeroes),
+    the parent's digests kept for the rest. -> (read, zero)."""
     data = []
+    read = zero = 0
     for i, entry in enumerate(entries):
         pos = start + i * cluster
         stop = min(end, pos + cluster)
         if entry & QCOW2_ZERO:
-            result.set_zero(pos, stop)
-            stats.zero_bytes += stop - pos
+            readers.result.set_zero(pos, stop)
+            zero += stop - pos
         elif entry & QCOW2_OFFSET_MASK:
             data.append((i, entry & QCOW2_OFFSET_MASK))
     for first, host, count in _runs(data, cluster):
         pos = start + first * cluster
         stop = min(end, pos + count * cluster)
-        _read_exact(fd, view[:stop - pos], host, label)
-        result.update(pos, view[:stop - pos])
-        stats.bytes_read += stop - pos
+        _read_exact(readers.fd, view[:stop - pos], host, readers.label)
+        readers.result.update(pos, view[:stop - pos])
+        read += stop - pos
+    return read, zero
 
 
 def _read_exact(fd, target, offset, label):

@@ -279,7 +279,7 @@ class BackupJob:
                 break
             if deadline and time.time() > deadline:
                 raise VirtError('the backup job of %s did not finish within the timeout' % self.label)
-            time.sleep(0.1)
+            time.sleep(poll_pause(stats))
         self.active = False
         with libvirt_call('reading the finished backup job', self.label):
             done = self.dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
@@ -300,6 +300,7 @@ class BackupJob:
             if not is_error(exc, 'VIR_ERR_OPERATION_INVALID', 'VIR_ERR_NO_DOMAIN'):
                 raise translate(exc, 'ending the backup job', self.label)
         deadline = time.time() + 30
+        pause = 0.005
         while time.time() < deadline:
             try:
                 stats = self.dom.jobStats(0)
@@ -307,7 +308,9 @@ class BackupJob:
                 break
             if stats.get('type', libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
                 break
-            time.sleep(0.1)
+            # An aborted job is usually gone within milliseconds.
+            time.sleep(pause)
+            pause = min(0.1, pause * 2)
         self.active = False
 
 
@@ -341,6 +344,16 @@ def newest_checkpoint(dom):
         if best is None or created >= best[0]:
             best = (created, ck.getName())
     return best[1] if best else None
+
+
+def poll_pause(stats):
+    """How long to wait before asking about a running job again: half the time its progress says
+    is left, within 10 to 200 ms (a fixed 100 ms cost a push backup 50 ms on average)."""
+    processed, remaining = stats.get('data_processed') or 0, stats.get('data_remaining')
+    elapsed = (stats.get('time_elapsed') or 0) / 1000.0
+    if not processed or not elapsed or remaining is None:
+        return 0.05
+    return min(0.2, max(0.01, remaining / (processed / elapsed) / 2))
 
 
 def wait_for_path(path, timeout=30):
