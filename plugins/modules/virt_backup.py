@@ -312,6 +312,12 @@ backup:
     verified:
       description: Whether the backup was read back and checked (O(verify)).
       type: bool
+    encrypted:
+      description:
+        - Whether its disk images are LUKS-encrypted (O(encryption)); the manifest records the key's fingerprint.
+          In check mode, whether they would be.
+      type: bool
+      version_added: 0.2.0
     quiesced:
       description:
         - Whether the guest agent froze the guest's file systems for the start of the job (O(quiesce)).

@@ -95,6 +95,7 @@ def test_levels_and_recorded_compression(compressed):
     for name, points in taken.items():
         assert [p.backup['level'] for p in points] == ['full', 'incremental', 'incremental'], name
         for p in points:
+            assert p.backup['encrypted'] is False
             entry = p.disk()
             reported = p.backup['disks'][0]
             if p.compress == 'none':
@@ -211,6 +212,7 @@ def test_encrypted_images_hold_no_plaintext(encrypted):
     for name, points in encrypted['taken'].items():
         assert [p.backup['level'] for p in points] == ['full', 'incremental']
         for p in points:
+            assert p.backup['encrypted'] is True
             assert p.manifest['encryption'] == dict(format='luks', key_fingerprint=_fingerprint(PASSPHRASE))
             assert b'correct horse' not in json.dumps(p.manifest).encode()
             info = image_info(p.image())

@@ -485,7 +485,7 @@ def _remove_debris(dom, repo, domain, disk_paths):
 def _predicted(request, plan, quiesce):
     return dict(changed=True, backup=dict(
         id=None, chain=plan.chain, level=plan.level, reason=plan.reason, mode=request.mode, quiesced=bool(quiesce),
-        parent=plan.parent.id if plan.parent else None,
+        parent=plan.parent.id if plan.parent else None, encrypted=request.key is not None,
         disks=[dict(name=d.name, level=plan.disk_level(d.name), method=d.method) for d in plan.disks],
         skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped]))
 
@@ -613,6 +613,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         online=running, parent=manifest['parent'], checkpoint=ck_name, path=backup_path,
         quiesced=manifest['quiesced'], frozen_filesystems=job.frozen,
         started=manifest['started'], duration=manifest['duration'], verified=manifest['verified'],
+        encrypted='encryption' in manifest,
         disks=[dict((k, d[k]) for k in ('name', 'level', 'method', 'virtual_size', 'dirty_bytes', 'bytes_read',
                                         'bytes_written', 'throughput', 'image_digest', 'compression') if k in d)
                for d in disk_results],
