@@ -20,6 +20,8 @@ packages=(
   python3-libvirt python3-lxml python3-libnbd python3-venv
   # XXH3-128, the block hash of repository format version 2 (issue 13)
   python3-xxhash
+  # zstd-compressed backup images written by the module itself, compressing on every core (issue 12)
+  python3-zstandard
   # S3 object storage of virt_backup_copy and S3 repositories of virt_restore (issue 12)
   python3-boto3
   virtnbdbackup

@@ -719,10 +719,10 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
         return transfer
 
     transfer = None
-    if not ctx['request'].compress and ctx['request'].key is None:
-        transfer = _write_qcow2_directly(image_path, size, hashmap, transfer_into)
+    if ctx['request'].key is None:
+        transfer = _write_qcow2_directly(image_path, size, hashmap, transfer_into, ctx['request'].compress)
     if transfer is None:
-        # Compressed or encrypted clusters: QEMU writes them.
+        # Encrypted clusters (or zstd without the zstandard module): QEMU writes them.
         with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
                                   workdir=ctx['nbd_dir'], compress=bool(ctx['request'].compress),
                                   key=ctx['request'].key) as writer:
@@ -735,14 +735,14 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
                         transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes)
 
 
-def _write_qcow2_directly(image_path, size, hashmap, transfer_into):
-    """Fill the new, empty image at image_path by descriptor (_qcow2_writer), its writeback to disk
-    overlapping the copy. Returns the finished transfer, or None when the image is not one that
-    writer fills (then nothing was written)."""
+def _write_qcow2_directly(image_path, size, hashmap, transfer_into, compress=None):
+    """Fill the new, empty image at image_path by descriptor (_qcow2_writer), compressed clusters
+    with compress, its writeback to disk overlapping the copy. Returns the finished transfer, or
+    None when the image is not one that writer fills (then nothing was written)."""
     fd = os.open(image_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         try:
-            writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size)
+            writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size, compress=compress)
         except _images.NotPlain:
             return None
         flusher = _images.Flusher(fd)
@@ -935,14 +935,24 @@ def _rewrite_pushed(ctx, disk, target, image_name, backing, hashmap, incremental
                           backing, key=request.key, top_encrypted=False) as chain:
         with _images.serve(chain, clients=request.workers, workdir=ctx['nbd_dir'],
                            allocation_depth=incremental) as reader:
-            with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers, workdir=ctx['nbd_dir'],
-                                      compress=bool(request.compress), key=request.key) as writer:
-                transfer = _nbdio.Transfer(reader.export(), size, hashmap, writer.export(), workers=request.workers,
+
+            def transfer_into(destination):
+                transfer = _nbdio.Transfer(reader.export(), size, hashmap, destination, workers=request.workers,
                                            write_zeroes=incremental, timeout=_time_left(ctx['deadline']))
                 if incremental:
                     transfer.run([_nbdio.ALLOCATION_DEPTH], _nbdio.select_top_layer)
                 else:
                     transfer.run([], _nbdio.select_all)
+                return transfer
+
+            transfer = None
+            if request.key is None:
+                transfer = _write_qcow2_directly(image_path, size, hashmap, transfer_into, request.compress)
+            if transfer is None:
+                with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers,
+                                          workdir=ctx['nbd_dir'], compress=bool(request.compress),
+                                          key=request.key) as writer:
+                    transfer = transfer_into(writer.export())
     os.unlink(pushed_path)
     return transfer
 

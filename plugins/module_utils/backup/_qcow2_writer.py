@@ -7,16 +7,20 @@
 
 A full pull backup used to spend most of its time above nbdcopy's in the qemu-nbd process that
 wrote the qcow2 image (docs/benchmarks.md). This writer fills an image that `qemu-img create`
-has just made (header, backing file name, refcount table, L1 table: all QEMU's) with plain data
-clusters, written by descriptor from the transfer's buffers, and then writes the metadata QEMU
-would have written: L2 tables, the L1 table and refcount blocks. It never reads an image from a
-repository and never writes compressed or encrypted clusters; those stay with qemu-nbd.
+has just made (header, backing file name, compression type, refcount table, L1 table: all QEMU's)
+with data clusters, written by descriptor from the transfer's buffers, and then writes the
+metadata QEMU would have written: L2 tables, the L1 table and refcount blocks. With compression,
+each cluster is compressed in the worker thread that wrote it (zlib and zstandard release the GIL,
+so the compression runs on every core, where qemu-nbd compressed on one). It never reads an image
+from a repository and never writes encrypted clusters; those stay with qemu-nbd.
 
-The layout is the simplest a qcow2 allows: data clusters and L2 tables appended in the order they
-are written, every cluster of the file in use exactly once (refcount 1, OFLAG_COPIED set), so
-`qemu-img check` finds nothing to say. A write must cover whole clusters (the transfer writes
-whole hash blocks, which are whole clusters) or end at the end of the disk, so that a cluster of
-an overlay is never half written and half left to its backing file.
+The layout is the simplest a qcow2 allows: data clusters, runs of compressed clusters packed one
+after the other, and L2 tables, appended in the order they are written. Every cluster of the file
+is used once (refcount 1, OFLAG_COPIED set), except those holding compressed data, which count
+the compressed clusters whose sectors touch them, so `qemu-img check` finds nothing to say. A
+write must cover whole clusters (the transfer writes whole hash blocks, which are whole clusters)
+or end at the end of the disk, so that a cluster of an overlay is never half written and half left
+to its backing file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,12 +32,21 @@ import os
 import struct
 import sys
 import threading
+import zlib
+
+try:
+    import zstandard
+except ImportError:  # pragma: no cover - zstd images are then written by qemu-nbd
+    zstandard = None
 
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images
 
 OFLAG_COPIED = 1 << 63     # L1/L2 entry: the cluster's refcount is exactly 1
+OFLAG_COMPRESSED = 1 << 62  # L2 entry: a compressed cluster (offset and sector count follow)
 OFLAG_ZERO = 1             # L2 entry (version 3): the cluster reads as zeroes
 REFCOUNT_ORDER = 4         # 16-bit refcounts, qemu-img's default and the only width written here
+COMPRESSION_TYPES = dict(zlib=0, zstd=1)     # the header's compression_type values
+ZSTD_LEVEL = 3             # zstd's default level, as QEMU uses it
 
 
 class Qcow2Writer:
@@ -45,24 +58,37 @@ class Qcow2Writer:
 
     direct = True    # the transfer writes to it by call, not over NBD
 
-    def __init__(self, fd, label, size, block_size):
+    def __init__(self, fd, label, size, block_size, compress=None):
         """fd: the image qemu-img created (no data yet), opened read-write. NotPlain when it is not
-        the plain, empty qcow2 version 3 this writer fills, or block_size is not whole clusters."""
+        the plain, empty qcow2 version 3 this writer fills, or block_size is not whole clusters.
+        compress: None, or the image's compression type ('zlib', 'zstd'): data clusters are then
+        written as compressed clusters where that makes them smaller (NotPlain when the Python
+        library for it is missing)."""
         self.fd = fd
         self.label = label
         self.size = size
         head = os.pread(fd, 4096, 0)
         (magic, version, _backing_offset, _backing_size, cluster_bits, virtual_size, crypt, l1_size, l1_offset,
          refcount_table_offset, refcount_table_clusters, snapshots, _snapshots_offset, incompatible,
-         _compatible, _autoclear, refcount_order, _header_length) = _images.QCOW2_HEADER.unpack_from(
+         _compatible, _autoclear, refcount_order, header_length) = _images.QCOW2_HEADER.unpack_from(
              head + bytes(max(0, 104 - len(head))))
+        # The compression type byte (offset 104) exists when the header is that long; zstd also sets
+        # incompatible feature bit 3.
+        compression_type = head[104] if header_length > 104 and len(head) > 104 else 0
+        expected = (1 << 3) if compress == 'zstd' else 0
         why = None
         if magic != _images.QCOW2_MAGIC or version != 3:
             why = 'not a qcow2 image of version 3'
-        elif crypt or incompatible or snapshots or refcount_order != REFCOUNT_ORDER:
+        elif crypt or incompatible != expected or snapshots or refcount_order != REFCOUNT_ORDER:
             why = 'encrypted, with incompatible features, snapshots or refcounts other than 16-bit'
+        elif compression_type != COMPRESSION_TYPES.get(compress, 0):
+            why = 'its compression type is not %s' % compress
         elif not 9 <= cluster_bits <= 21 or virtual_size != size:
             why = 'a cluster size or virtual size this writer does not expect'
+        self.compress = compress
+        self._local = threading.local()
+        if why is None and compress == 'zstd' and zstandard is None:
+            why = 'the Python zstandard module (Debian: python3-zstandard) is not installed'
         if why is None:
             self.cluster = 1 << cluster_bits
             if block_size % self.cluster:
@@ -86,6 +112,8 @@ class Qcow2Writer:
         self.written = bytearray(-(-size // self.cluster) // 8 + 1)    # a bit per guest cluster
         self.zero_run = bytes(self.cluster)
         self.bytes_stored = 0
+        self.compressed_x = 62 - (cluster_bits - 8)     # where the sector count of a compressed entry starts
+        self.shared = {}     # host cluster -> refcount, for clusters holding compressed data (0 to many)
         self._lock = threading.Lock()
 
     def connect(self):
@@ -99,34 +127,78 @@ class Qcow2Writer:
 
     def pwrite(self, view, offset):
         """Write guest data at offset: clusters that hold only zeroes become zero clusters (as
-        qemu-nbd's detect-zeroes did), the others are appended to the file as one run."""
+        qemu-nbd's detect-zeroes did); with compress, the others become compressed clusters where
+        that makes them smaller, packed one after the other; the rest are appended as one run."""
         first, count = self._clusters(offset, len(view))
+        cluster = self.cluster
+        # Per guest cluster: None (zeroes), True (stored as it is) or its compressed bytes.
         # bytes.startswith compares at memcmp speed; a memoryview == bytes goes element by element.
-        zero = [self.zero_run.startswith(view[i * self.cluster:(i + 1) * self.cluster]) for i in range(count)]
-        data = count - sum(zero)
+        kinds = [None if self.zero_run.startswith(view[i * cluster:(i + 1) * cluster])
+                 else self._compressed(view[i * cluster:(i + 1) * cluster]) if self.compress else True
+                 for i in range(count)]
+        plain = sum(1 for k in kinds if k is True)
+        packed = [k for k in kinds if k is not None and k is not True]
+        packed_length = sum(len(k) for k in packed)
         with self._lock:
             self._claim(first, count)
             host = self.end
-            self.end += data * self.cluster
+            self.end += plain * cluster
+            packed_base = self.end
+            self.end += -(-packed_length // cluster) * cluster
             tables = self._tables(first, count)
         entries = []
         pos = 0           # where the next data cluster goes, relative to host
         run_start = None  # the view offset where the current run of data clusters begins
-        for i in range(count):
-            if zero[i]:
+        packed_pos = packed_base
+        shared = dict.fromkeys(range(packed_base // cluster, (packed_base + packed_length - 1) // cluster + 1), 0) \
+            if packed_length else {}
+        for i, kind in enumerate(kinds):
+            if kind is not True and run_start is not None:
+                self._write(view[run_start:i * cluster], host + pos - (i * cluster - run_start))
+                run_start = None
+            if kind is None:
                 entries.append(OFLAG_ZERO)
-                if run_start is not None:
-                    self._write(view[run_start:i * self.cluster], host + pos - (i * self.cluster - run_start))
-                    run_start = None
-                continue
-            entries.append((host + pos) | OFLAG_COPIED)
-            if run_start is None:
-                run_start = i * self.cluster
-            pos += self.cluster
+            elif kind is True:
+                entries.append((host + pos) | OFLAG_COPIED)
+                if run_start is None:
+                    run_start = i * cluster
+                pos += cluster
+            else:
+                entries.append(self._compressed_entry(packed_pos, len(kind), shared))
+                packed_pos += len(kind)
         if run_start is not None:
-            self._write(view[run_start:], host + pos - (count * self.cluster - run_start))
-        self.bytes_stored += data * self.cluster
+            self._write(view[run_start:], host + pos - (count * cluster - run_start))
+        if packed:
+            self._write(b''.join(packed), packed_base)
+            with self._lock:
+                self.shared.update(shared)
+        self.bytes_stored += plain * cluster + packed_length
         self._set_entries(tables, first, entries)
+
+    def _compressed(self, piece):
+        """A cluster's compressed bytes (as QEMU writes them: a zstd frame, or raw deflate with a
+        4 KiB window), or True when they would not be smaller than the cluster. The last cluster
+        of a disk whose size is not whole clusters is compressed padded with zeroes, as QEMU does."""
+        if len(piece) < self.cluster:
+            piece = bytes(piece) + bytes(self.cluster - len(piece))
+        if self.compress == 'zstd':
+            compressor = getattr(self._local, 'zstd', None)
+            if compressor is None:
+                compressor = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+            packed = compressor.compress(piece)
+        else:
+            deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -12, 9)
+            packed = deflate.compress(piece) + deflate.flush()
+        return packed if len(packed) < self.cluster else True
+
+    def _compressed_entry(self, offset, length, shared):
+        """The L2 entry of compressed data at offset; counts, in shared, each host cluster that
+        the sectors it names touch (qemu-img check counts them so)."""
+        extra_sectors = ((offset + length - 1) >> 9) - (offset >> 9)
+        span = (extra_sectors + 1) * 512 - (offset & 511)
+        for index in range(offset // self.cluster, (offset + span - 1) // self.cluster + 1):
+            shared[index] = shared.get(index, 0) + 1
+        return OFLAG_COMPRESSED | (extra_sectors << self.compressed_x) | offset
 
     def zero(self, start, end):
         """Guest clusters that read as zeroes, whatever a backing file holds there."""
@@ -163,13 +235,15 @@ class Qcow2Writer:
                 self.end += self.cluster
         clusters = self.end // self.cluster
         one, none = struct.pack('>H', 1), struct.pack('>H', 0)
+        special = dict(self.shared)
+        special.update(dict.fromkeys(unused, 0))
         for index in range(wanted):
             first = index * per_block
             used = min(per_block, clusters - first)
             counts = bytearray(one * used + none * (per_block - used))
-            for cluster in unused:
+            for cluster, count in special.items():
                 if first <= cluster < first + per_block:
-                    counts[2 * (cluster - first):2 * (cluster - first) + 2] = none
+                    struct.pack_into('>H', counts, 2 * (cluster - first), count)
             _pwrite_all(self.fd, counts, table[index] & _images.QCOW2_OFFSET_MASK)
         _pwrite_all(self.fd, _big_endian(table), table_offset)
         if table_offset != self.refcount_table_offset:

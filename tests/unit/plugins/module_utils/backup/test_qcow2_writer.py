@@ -178,3 +178,75 @@ def test_writes_that_are_not_whole_clusters_or_repeat_one_fail(tmp_path):
             writer.zero(0, 2 * 65536)
     finally:
         os.close(fd)
+
+
+def _half_compressible(tmp_path):
+    """A raw disk whose data clusters are half random, half text; holes and a short tail as _disk."""
+    src, data = _disk(tmp_path)
+    data = bytearray(data)
+    text = (b'virtops compresses this line well. ' * 2000)[:32 * 1024]
+    with open(src, 'r+b') as out:
+        for start in range(0, SIZE, 64 * 1024):
+            if any(data[start:start + 64]):
+                piece = text[:min(32 * 1024, SIZE - start)]
+                data[start:start + len(piece)] = piece
+                out.seek(start)
+                out.write(piece)
+    return src, bytes(data)
+
+
+@pytest.mark.parametrize('compress, cluster', [('zstd', 65536), ('zlib', 65536), ('zstd', 4096), ('zlib', 512)])
+def test_compressed_clusters_read_back_bit_exact_and_check_clean(tmp_path, compress, cluster):
+    if compress == 'zstd':
+        pytest.importorskip('zstandard')
+    src, data = _half_compressible(tmp_path)
+    dst = str(tmp_path / 'dst.qcow2')
+    options = 'cluster_size=%d%s' % (cluster, ',compression_type=zstd' if compress == 'zstd' else '')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', options, dst, str(SIZE)], check=True)
+    fd = os.open(dst, os.O_RDWR)
+    try:
+        writer = _qcow2_writer.Qcow2Writer(fd, dst, SIZE, 65536, compress=compress)
+        hashmap = _blockhash.BlockHashMap(SIZE)
+        with _nbdio.QemuNbdServer(src, fmt='raw', workdir=str(tmp_path)) as reader:
+            transfer = _nbdio.Transfer(reader.export(), SIZE, hashmap, writer, workers=3)
+            transfer.run([], _nbdio.select_all)
+        writer.finish()
+    finally:
+        os.close(fd)
+    assert _content(dst, tmp_path) == data
+    _check(dst)
+    info = json.loads(subprocess.run(['qemu-img', 'info', '--output=json', dst], capture_output=True,
+                                     check=True).stdout)
+    assert info['format-specific']['data'].get('compression-type', 'zlib') == compress
+    # Half of each data cluster is text: the image holds clearly less than the data read.
+    assert os.path.getsize(dst) < 0.8 * transfer.bytes_read
+    assert writer.bytes_stored < 0.8 * transfer.bytes_read
+
+
+def test_incompressible_clusters_stay_plain(tmp_path):
+    src, data = _disk(tmp_path)
+    dst = str(tmp_path / 'dst.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', dst, str(SIZE)], check=True)
+    fd = os.open(dst, os.O_RDWR)
+    try:
+        writer = _qcow2_writer.Qcow2Writer(fd, dst, SIZE, 65536, compress='zlib')
+        with _nbdio.QemuNbdServer(src, fmt='raw', workdir=str(tmp_path)) as reader:
+            _nbdio.Transfer(reader.export(), SIZE, _blockhash.BlockHashMap(SIZE), writer).run([], _nbdio.select_all)
+        writer.finish()
+    finally:
+        os.close(fd)
+    assert _content(dst, tmp_path) == data
+    # Only the four clusters that random data covers in part (the rest zeroes) shrink: the edges of
+    # the second and fourth pieces, and the short tail padded to a cluster.
+    assert _check(dst).get('compressed-clusters') == 4
+
+
+def test_a_compression_type_other_than_the_images_is_refused(tmp_path):
+    dst = str(tmp_path / 'dst.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', dst, str(SIZE)], check=True)
+    fd = os.open(dst, os.O_RDWR)
+    try:
+        with pytest.raises(_images.NotPlain, match='compression type is not zstd|incompatible'):
+            _qcow2_writer.Qcow2Writer(fd, dst, SIZE, 65536, compress='zstd')
+    finally:
+        os.close(fd)
