@@ -24,6 +24,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils.backup import (  #
     _nbdio,
     _qcow2_writer,
 )
+from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.backup.image_content import qcow2_content  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not shutil.which('qemu-nbd'), reason='qemu-nbd is not installed')
 
@@ -45,15 +46,6 @@ def _disk(tmp_path, name='src.raw', seed=b''):
             out.seek(start)
             out.write(data[start:start + length])
     return path, bytes(data)
-
-
-def _content(path, tmp_path):
-    raw = str(tmp_path / 'check.raw')
-    subprocess.run(['qemu-img', 'convert', '-O', 'raw', path, raw], check=True)
-    with open(raw, 'rb') as src:
-        content = src.read()
-    os.unlink(raw)
-    return content
 
 
 def _check(path):
@@ -87,7 +79,7 @@ def test_a_full_image_written_directly_reads_back_bit_exact_and_checks_clean(tmp
                    check=True)
     hashmap = _blockhash.BlockHashMap(SIZE)
     transfer = _copy(src, dst, SIZE, hashmap, workers=workers)
-    assert _content(dst, tmp_path) == data
+    assert qcow2_content(dst, tmp_path) == data
     reference = _blockhash.BlockHashMap(SIZE)
     reference.update(0, data)
     assert hashmap.data == reference.data
@@ -122,7 +114,7 @@ def test_an_overlay_written_directly_shadows_its_backing_with_zero_clusters(tmp_
                    check=True)
     hashmap = parent.copy()
     transfer = _copy(src, overlay, SIZE, hashmap, compare=True, write_zeroes=True)
-    assert _content(overlay, tmp_path) == bytes(changed)
+    assert qcow2_content(overlay, tmp_path) == bytes(changed)
     assert transfer.bytes_written == 64 * 1024
     assert transfer.changed_zero_bytes == 33 * 64 * 1024
     report = _check(overlay)
@@ -143,7 +135,7 @@ def test_a_refcount_table_that_must_grow_is_moved(tmp_path):
     after = _images.QCOW2_HEADER.unpack_from(open(dst, 'rb').read(104))
     assert after[9] != before and after[10] > 1
     _check(dst)
-    assert _content(dst, tmp_path) == data
+    assert qcow2_content(dst, tmp_path) == data
 
 
 @pytest.mark.parametrize('options, why', [
@@ -213,7 +205,7 @@ def test_compressed_clusters_read_back_bit_exact_and_check_clean(tmp_path, compr
         writer.finish()
     finally:
         os.close(fd)
-    assert _content(dst, tmp_path) == data
+    assert qcow2_content(dst, tmp_path) == data
     _check(dst)
     info = json.loads(subprocess.run(['qemu-img', 'info', '--output=json', dst], capture_output=True,
                                      check=True).stdout)
@@ -235,7 +227,7 @@ def test_incompressible_clusters_stay_plain(tmp_path):
         writer.finish()
     finally:
         os.close(fd)
-    assert _content(dst, tmp_path) == data
+    assert qcow2_content(dst, tmp_path) == data
     # Only the four clusters that random data covers in part (the rest zeroes) shrink: the edges of
     # the second and fourth pieces, and the short tail padded to a cluster.
     assert _check(dst).get('compressed-clusters') == 4

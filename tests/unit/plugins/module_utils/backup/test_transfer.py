@@ -17,6 +17,7 @@ import pytest
 nbd = pytest.importorskip('nbd')
 
 from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _blockhash, _images, _nbdio  # noqa: E402
+from ansible_collections.virtops.libvirt.tests.unit.plugins.module_utils.backup.image_content import qcow2_content  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not shutil.which('qemu-nbd'), reason='qemu-nbd is not installed')
 
@@ -48,15 +49,6 @@ def _reference(data, algorithm=_blockhash.XXH3_128):
     return ref
 
 
-def _read_qcow2(path, tmp_path):
-    raw = str(tmp_path / 'check.raw')
-    subprocess.run(['qemu-img', 'convert', '-O', 'raw', path, raw], check=True)
-    with open(raw, 'rb') as src:
-        content = src.read()
-    os.unlink(raw)
-    return content
-
-
 @pytest.mark.parametrize('workers, depth, request_size', [
     (4, 16, 256 * 1024),     # the defaults
     (1, 1, 64 * 1024),       # one request at a time
@@ -73,7 +65,7 @@ def test_copy_writes_what_it_read_and_hashes_every_block(tmp_path, workers, dept
         transfer = _nbdio.Transfer(reader.export(), SIZE, hashmap, writer.export(), workers=workers,
                                    depth=depth, request_size=request_size)
         transfer.run([], _nbdio.select_all)
-    assert _read_qcow2(dst, tmp_path) == data
+    assert qcow2_content(dst, tmp_path) == data
     assert hashmap.data == _reference(data).data
     assert transfer.bytes_read == transfer.bytes_written
     assert transfer.bytes_read + transfer.zero_bytes == SIZE
@@ -107,7 +99,7 @@ def test_compare_writes_only_changed_blocks_into_an_overlay(tmp_path):
             _nbdio.QemuNbdServer(overlay, readonly=False, workdir=str(tmp_path)) as writer:
         transfer = _nbdio.Transfer(reader.export(), SIZE, hashmap, writer.export(), compare=True, write_zeroes=True)
         transfer.run([], _nbdio.select_all)
-    assert _read_qcow2(overlay, tmp_path) == bytes(changed)
+    assert qcow2_content(overlay, tmp_path) == bytes(changed)
     assert hashmap.data == _reference(bytes(changed)).data
     assert transfer.bytes_written == 2 * 64 * 1024         # the new data block and the partly zeroed one
     # The punched extent covers hash blocks 80 to 112 (5 MiB to 7 MiB + 64 KiB), all zero now.
@@ -303,5 +295,5 @@ def test_a_writer_that_cannot_use_io_uring_starts_with_native_aio(tmp_path, monk
         src, data = _disk(tmp_path)
         with _nbdio.QemuNbdServer(src, fmt='raw', workdir=str(tmp_path)) as reader:
             _nbdio.Transfer(reader.export(), SIZE, hashmap, writer.export()).run([], _nbdio.select_all)
-    assert _read_qcow2(dst, tmp_path) == data
+    assert qcow2_content(dst, tmp_path) == data
     assert sorted(os.listdir(str(tmp_path))) == ['src.raw', 'w.qcow2']     # no private directory left
