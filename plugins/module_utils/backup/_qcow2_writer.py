@@ -113,7 +113,10 @@ class Qcow2Writer:
         self.zero_run = bytes(self.cluster)
         self.bytes_stored = 0
         self.compressed_x = 62 - (cluster_bits - 8)     # where the sector count of a compressed entry starts
-        self.shared = {}     # host cluster -> refcount, for clusters holding compressed data (0 to many)
+        # Refcounts of host clusters that hold compressed data (0 to many compressed clusters touch
+        # one), stored + 1 by host cluster index; 0: not such a cluster (refcount 1 or unused).
+        # Two bytes per cluster of the file: 32 MiB for a 1 TiB file.
+        self.shared = array.array('H')
         self._lock = threading.Lock()
 
     def connect(self):
@@ -171,7 +174,11 @@ class Qcow2Writer:
         if packed:
             self._write(b''.join(packed), packed_base)
             with self._lock:
-                self.shared.update(shared)
+                last = max(shared)
+                if len(self.shared) <= last:
+                    self.shared.extend(array.array('H', bytes(2 * (last + 1 - len(self.shared)))))
+                for index, count in shared.items():
+                    self.shared[index] = count + 1
         self.bytes_stored += plain * cluster + packed_length
         self._set_entries(tables, first, entries)
 
@@ -234,17 +241,19 @@ class Qcow2Writer:
                 table[index] = self.end
                 self.end += self.cluster
         clusters = self.end // self.cluster
-        one, none = struct.pack('>H', 1), struct.pack('>H', 0)
-        special = dict(self.shared)
-        special.update(dict.fromkeys(unused, 0))
         for index in range(wanted):
             first = index * per_block
             used = min(per_block, clusters - first)
-            counts = bytearray(one * used + none * (per_block - used))
-            for cluster, count in special.items():
+            counts = array.array('H', [1]) * used + array.array('H', bytes(2 * (per_block - used)))
+            shared = self.shared[first:first + per_block]
+            if shared.count(0) != len(shared):
+                for offset, count in enumerate(shared):
+                    if count:
+                        counts[offset] = count - 1
+            for cluster in unused:
                 if first <= cluster < first + per_block:
-                    struct.pack_into('>H', counts, 2 * (cluster - first), count)
-            _pwrite_all(self.fd, counts, table[index] & _images.QCOW2_OFFSET_MASK)
+                    counts[cluster - first] = 0
+            _pwrite_all(self.fd, _big_endian(counts, 'H'), table[index] & _images.QCOW2_OFFSET_MASK)
         _pwrite_all(self.fd, _big_endian(table), table_offset)
         if table_offset != self.refcount_table_offset:
             # The header's refcount_table_offset (byte 48) and refcount_table_clusters (56).
@@ -289,8 +298,8 @@ class Qcow2Writer:
         _pwrite_all(self.fd, view, host)
 
 
-def _big_endian(entries):
-    out = array.array('Q', entries)
+def _big_endian(entries, typecode='Q'):
+    out = array.array(typecode, entries)
     if sys.byteorder == 'little':
         out.byteswap()
     return out.tobytes()
