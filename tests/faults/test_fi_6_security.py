@@ -64,10 +64,17 @@ def test_default_export_private_unix_socket(big, fault):
         # otherwise swap its socket for a server of its own
         assert not glob.glob(os.path.join(sock_dir, 'virtops-nbd-*')), os.listdir(sock_dir)
         nbd_dirs = glob.glob(os.path.join(str(SOCKET_ROOT), '.nbd-%s-%s-*' % (repo_short_id(repo), big.name)))
+        assert nbd_dirs, 'no private directory for qemu-nbd sockets while the copy runs'
+        # A plain image is written by the module itself, by descriptor: no qemu-nbd writer; any
+        # qemu-nbd the run starts (readers, the writer of an encrypted image) listens in here.
         writers = [w for d in nbd_dirs for w in glob.glob(os.path.join(d, 'virtops-nbd-*'))]
-        assert writers, 'no qemu-nbd socket directory in %s while the copy runs' % nbd_dirs
         for sub in nbd_dirs + writers:
             assert _mode(sub) == 0o700 and os.lstat(sub).st_uid == 0, (sub, oct(_mode(sub)), os.lstat(sub).st_uid)
+        # the image being written is root's and private from its first byte, in a private directory
+        for path in partial_dirs(repo, big.name):
+            image = os.path.join(path, 'vda.qcow2')
+            assert os.lstat(image).st_uid == 0 and _mode(image) == 0o600, (image, oct(_mode(image)))
+            assert _mode(path) & 0o077 == 0, (path, oct(_mode(path)))
         # QEMU listens on no TCP port
         pid = big.qemu_pid()
         assert not _tcp_listeners(pid), 'QEMU of %s listens on TCP: %s' % (big.name, _tcp_listeners(pid))

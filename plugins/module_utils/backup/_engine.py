@@ -707,7 +707,6 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
     parent = plan.disk_parent(disk.name)
     backing = _relative_backing(parent, disk.name) if parent else None
     compare = parent is not None and disk.method == 'compare'
-    _images.create(image_path, size, backing, compress=ctx['request'].compress, key=ctx['request'].key)
     hashmap = _parent_map(plan, disk.name, size)
     t0 = time.time()
 
@@ -718,9 +717,7 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
         transfer.run(contexts, select)
         return transfer
 
-    transfer = None
-    if ctx['request'].key is None:
-        transfer = _write_qcow2_directly(image_path, size, hashmap, transfer_into, ctx['request'].compress)
+    transfer = _write_new_image(image_path, size, backing, hashmap, transfer_into, ctx['request'])
     if transfer is None:
         # Encrypted clusters (or zstd without the zstandard module): QEMU writes them.
         with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
@@ -735,14 +732,19 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
                         transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes)
 
 
-def _write_qcow2_directly(image_path, size, hashmap, transfer_into, compress=None):
-    """Fill the new, empty image at image_path by descriptor (_qcow2_writer), compressed clusters
-    with compress, its writeback to disk overlapping the copy. Returns the finished transfer, or
-    None when the image is not one that writer fills (then nothing was written)."""
-    fd = os.open(image_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _write_new_image(image_path, size, backing, hashmap, transfer_into, request):
+    """Create the backup image at image_path (private, 0600, from its first byte; O_EXCL, no link
+    followed) and, unless it is encrypted, fill it by descriptor (_qcow2_writer; compressed clusters
+    with request.compress), its writeback to disk overlapping the copy. Returns the finished
+    transfer, or None when that writer does not fill this image: the image is then created and
+    empty, for qemu-nbd to write."""
+    fd = os.open(image_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
+        _images.create(image_path, size, backing, fd=fd, compress=request.compress, key=request.key)
+        if request.key is not None:
+            return None
         try:
-            writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size, compress=compress)
+            writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size, compress=request.compress)
         except _images.NotPlain:
             return None
         flusher = _images.Flusher(fd)
@@ -930,7 +932,6 @@ def _rewrite_pushed(ctx, disk, target, image_name, backing, hashmap, incremental
     pushed_path = ctx['scratch'].add(os.path.join(ctx['backup_path'], pushed_name))
     _take_push_target(target, ctx['backup_path'], pushed_name, ctx['owner'])
     image_path = os.path.join(ctx['backup_path'], image_name)
-    _images.create(image_path, size, backing, compress=request.compress, key=request.key)
     with _new_image_chain(ctx['repo'], ctx['plan'], ctx['backup_path'], pushed_name, disk.name, size,
                           backing, key=request.key, top_encrypted=False) as chain:
         with _images.serve(chain, clients=request.workers, workdir=ctx['nbd_dir'],
@@ -945,9 +946,7 @@ def _rewrite_pushed(ctx, disk, target, image_name, backing, hashmap, incremental
                     transfer.run([], _nbdio.select_all)
                 return transfer
 
-            transfer = None
-            if request.key is None:
-                transfer = _write_qcow2_directly(image_path, size, hashmap, transfer_into, request.compress)
+            transfer = _write_new_image(image_path, size, backing, hashmap, transfer_into, request)
             if transfer is None:
                 with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers,
                                           workdir=ctx['nbd_dir'], compress=bool(request.compress),
