@@ -717,13 +717,7 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
         transfer.run(contexts, select)
         return transfer
 
-    transfer = _write_new_image(image_path, size, backing, hashmap, transfer_into, ctx['request'])
-    if transfer is None:
-        # Encrypted clusters (or zstd without the zstandard module): QEMU writes them.
-        with _nbdio.QemuNbdServer(image_path, readonly=False, clients=ctx['request'].workers,
-                                  workdir=ctx['nbd_dir'], compress=bool(ctx['request'].compress),
-                                  key=ctx['request'].key) as writer:
-            transfer = transfer_into(writer.export())
+    transfer = _write_new_image(ctx, image_path, size, backing, hashmap, transfer_into)
     if compare:
         dirty = transfer.bytes_written + transfer.changed_zero_bytes
     else:
@@ -732,21 +726,27 @@ def _copy_disk(ctx, disk, source_export, contexts, select, incremental):
                         transfer.bytes_read, transfer.bytes_written, transfer.zero_bytes)
 
 
-def _write_new_image(image_path, size, backing, hashmap, transfer_into, request):
+def _write_new_image(ctx, image_path, size, backing, hashmap, transfer_into):
     """Create the backup image at image_path (private, 0600, from its first byte; O_EXCL, no link
-    followed) and, unless it is encrypted, fill it by descriptor (_qcow2_writer; compressed clusters
-    with request.compress), its writeback to disk overlapping the copy. Returns the finished
-    transfer, or None when that writer does not fill this image: the image is then created and
-    empty, for qemu-nbd to write."""
+    followed) and fill it: transfer_into(destination) runs the transfer and returns it, which this
+    returns. The module writes the image by descriptor (_qcow2_writer; compressed clusters with
+    request.compress), its writeback to disk overlapping the copy; encrypted clusters (and zstd
+    without the zstandard module) are written by qemu-nbd, QEMU encrypting and compressing."""
+    request = ctx['request']
     fd = os.open(image_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         _images.create(image_path, size, backing, fd=fd, compress=request.compress, key=request.key)
-        if request.key is not None:
-            return None
-        try:
-            writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size, compress=request.compress)
-        except _images.NotPlain:
-            return None
+        writer = None
+        if request.key is None:
+            try:
+                writer = _qcow2_writer.Qcow2Writer(fd, image_path, size, hashmap.block_size,
+                                                   compress=request.compress)
+            except _images.NotPlain:
+                pass
+        if writer is None:
+            with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers, workdir=ctx['nbd_dir'],
+                                      compress=bool(request.compress), key=request.key) as server:
+                return transfer_into(server.export())
         flusher = _images.Flusher(fd)
         try:
             transfer = transfer_into(writer)
@@ -946,12 +946,7 @@ def _rewrite_pushed(ctx, disk, target, image_name, backing, hashmap, incremental
                     transfer.run([], _nbdio.select_all)
                 return transfer
 
-            transfer = _write_new_image(image_path, size, backing, hashmap, transfer_into, request)
-            if transfer is None:
-                with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers,
-                                          workdir=ctx['nbd_dir'], compress=bool(request.compress),
-                                          key=request.key) as writer:
-                    transfer = transfer_into(writer.export())
+            transfer = _write_new_image(ctx, image_path, size, backing, hashmap, transfer_into)
     os.unlink(pushed_path)
     return transfer
 

@@ -460,6 +460,14 @@ class _Stats:
         self.selected_bytes = 0
 
 
+def big_endian_array(typecode, raw):
+    """The numbers of raw bytes in qcow2's byte order (big-endian) as an array of this machine's."""
+    values = array.array(typecode, raw)
+    if sys.byteorder == 'little':
+        values.byteswap()
+    return values
+
+
 def _qcow2_tables(fd, label):
     """(cluster size, [(guest offset of an L2 table's range, its entries)]) of a qcow2 file, one L2
     table at a time (memory stays at one table whatever the disk size)."""
@@ -475,20 +483,16 @@ def _qcow2_tables(fd, label):
         raise ImageError('%s has a malformed qcow2 header' % label)
     cluster = 1 << cluster_bits
     per_l2 = cluster // 8
-    l1 = array.array('Q', os.pread(fd, l1_size * 8, l1_offset))
+    l1 = big_endian_array('Q', os.pread(fd, l1_size * 8, l1_offset))
     if len(l1) != l1_size:
         raise ImageError('%s: its L1 table is cut short' % label)
-    if sys.byteorder == 'little':
-        l1.byteswap()
     for index, entry in enumerate(l1):
         l2_offset = entry & QCOW2_OFFSET_MASK
         if not l2_offset:
             continue
-        l2 = array.array('Q', os.pread(fd, cluster, l2_offset))
+        l2 = big_endian_array('Q', os.pread(fd, cluster, l2_offset))
         if len(l2) != per_l2:
             raise ImageError('%s: an L2 table lies beyond the end of the file' % label)
-        if sys.byteorder == 'little':
-            l2.byteswap()
         yield cluster, index * per_l2 * cluster, l2
 
 

@@ -479,6 +479,14 @@ class Transfer:
                     _close(handle)
 
 
+def pwrite_all(fd, data, offset):
+    """Write all of data (bytes or a buffer) at offset: pwrite may write less than asked."""
+    view = memoryview(data)
+    while len(view):
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
 class FileWriter:
     """A destination that is a new, sparse raw file (a restored disk): written by descriptor with
     pwrite from the pumps' buffers, no NBD server in between. Zero ranges stay holes: the caller
@@ -494,9 +502,7 @@ class FileWriter:
         return self
 
     def pwrite(self, view, offset):
-        while len(view):
-            done = os.pwrite(self.fd, view, offset)
-            view, offset = view[done:], offset + done
+        pwrite_all(self.fd, view, offset)
 
     def zero(self, start, end):
         pass    # a hole of the new file already reads as zeroes

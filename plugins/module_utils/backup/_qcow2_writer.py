@@ -39,7 +39,7 @@ try:
 except ImportError:  # pragma: no cover - zstd images are then written by qemu-nbd
     zstandard = None
 
-from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images
+from ansible_collections.virtops.libvirt.plugins.module_utils.backup import _images, _nbdio
 
 OFLAG_COPIED = 1 << 63     # L1/L2 entry: the cluster's refcount is exactly 1
 OFLAG_COMPRESSED = 1 << 62  # L2 entry: a compressed cluster (offset and sector count follow)
@@ -101,11 +101,8 @@ class Qcow2Writer:
         if l1_size * self.per_l2 * self.cluster < size:
             raise _images.ImageError('%s: its L1 table of %d entries does not cover the disk' % (label, l1_size))
         self.refcount_table_offset = refcount_table_offset
-        self.refcount_table_entries = refcount_table_clusters * self.cluster // 8
-        table = array.array('Q', os.pread(fd, 8 * self.refcount_table_entries, refcount_table_offset))
-        if sys.byteorder == 'little':
-            table.byteswap()
-        self.refcount_table = table
+        self.refcount_table = _images.big_endian_array(
+            'Q', os.pread(fd, refcount_table_clusters * self.cluster, refcount_table_offset))
         # Every cluster qemu-img wrote is in use (header, refcount table and block, L1 table); ours
         # come after them.
         self.end = -(-os.fstat(fd).st_size // self.cluster) * self.cluster
@@ -157,7 +154,7 @@ class Qcow2Writer:
             if packed_length else {}
         for i, kind in enumerate(kinds):
             if kind is not True and run_start is not None:
-                self._write(view[run_start:i * cluster], host + pos - (i * cluster - run_start))
+                _nbdio.pwrite_all(self.fd, view[run_start:i * cluster], host + pos - (i * cluster - run_start))
                 run_start = None
             if kind is None:
                 entries.append(OFLAG_ZERO)
@@ -170,15 +167,15 @@ class Qcow2Writer:
                 entries.append(self._compressed_entry(packed_pos, len(kind), shared))
                 packed_pos += len(kind)
         if run_start is not None:
-            self._write(view[run_start:], host + pos - (count * cluster - run_start))
+            _nbdio.pwrite_all(self.fd, view[run_start:], host + pos - (count * cluster - run_start))
         if packed:
-            self._write(b''.join(packed), packed_base)
+            _nbdio.pwrite_all(self.fd, b''.join(packed), packed_base)
             with self._lock:
                 last = max(shared)
                 if len(self.shared) <= last:
                     self.shared.extend(array.array('H', bytes(2 * (last + 1 - len(self.shared)))))
-                for index, count in shared.items():
-                    self.shared[index] = count + 1
+                for index, refs in shared.items():
+                    self.shared[index] = refs + 1
         self.bytes_stored += plain * cluster + packed_length
         self._set_entries(tables, first, entries)
 
@@ -217,7 +214,7 @@ class Qcow2Writer:
 
     def finish(self):
         """Write the L1 table and the refcounts of every cluster; the image is then complete."""
-        _pwrite_all(self.fd, _big_endian(self.l1), self.l1_offset)
+        _nbdio.pwrite_all(self.fd, _big_endian(self.l1), self.l1_offset)
         per_block = self.cluster * 8 // (1 << REFCOUNT_ORDER)
         table = self.refcount_table
         table_offset = self.refcount_table_offset
@@ -253,11 +250,11 @@ class Qcow2Writer:
             for cluster in unused:
                 if first <= cluster < first + per_block:
                     counts[cluster - first] = 0
-            _pwrite_all(self.fd, _big_endian(counts, 'H'), table[index] & _images.QCOW2_OFFSET_MASK)
-        _pwrite_all(self.fd, _big_endian(table), table_offset)
+            _nbdio.pwrite_all(self.fd, _big_endian(counts, 'H'), table[index] & _images.QCOW2_OFFSET_MASK)
+        _nbdio.pwrite_all(self.fd, _big_endian(table), table_offset)
         if table_offset != self.refcount_table_offset:
             # The header's refcount_table_offset (byte 48) and refcount_table_clusters (56).
-            _pwrite_all(self.fd, struct.pack('>QI', table_offset, len(table) * 8 // self.cluster), 48)
+            _nbdio.pwrite_all(self.fd, struct.pack('>QI', table_offset, len(table) * 8 // self.cluster), 48)
         os.ftruncate(self.fd, self.end)
 
     def _clusters(self, offset, length):
@@ -291,11 +288,8 @@ class Qcow2Writer:
         while pos < len(entries):
             index, slot = divmod(first + pos, self.per_l2)
             take = min(len(entries) - pos, self.per_l2 - slot)
-            _pwrite_all(self.fd, struct.pack('>%dQ' % take, *entries[pos:pos + take]), tables[index] + 8 * slot)
+            _nbdio.pwrite_all(self.fd, struct.pack('>%dQ' % take, *entries[pos:pos + take]), tables[index] + 8 * slot)
             pos += take
-
-    def _write(self, view, host):
-        _pwrite_all(self.fd, view, host)
 
 
 def _big_endian(entries, typecode='Q'):
@@ -303,10 +297,3 @@ def _big_endian(entries, typecode='Q'):
     if sys.byteorder == 'little':
         out.byteswap()
     return out.tobytes()
-
-
-def _pwrite_all(fd, data, offset):
-    view = memoryview(data)
-    while len(view):
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
