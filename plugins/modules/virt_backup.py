@@ -180,6 +180,8 @@ requirements:
   - the xxhash Python module (Debian C(python3-xxhash)) for the XXH3-128 block hash of new chains; without
     it a new chain hashes with SHA-256 (repository format 1, about ten times the CPU time) and the result
     warns
+  - for O(compress=zstd), the zstandard Python module (Debian C(python3-zstandard)), with which the module
+    compresses on every core; without it QEMU's C(qemu-nbd) writes the image (one core)
 notes:
   - The module runs as root on the hypervisor host itself, where QEMU and the module share the
     repository directory and the NBD socket. From another host (a backup host with a remote O(uri)), only
