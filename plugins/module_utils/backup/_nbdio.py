@@ -19,8 +19,6 @@ __metaclass__ = type
 
 import collections
 import ctypes
-import errno
-import mmap
 import os
 import queue
 import select
@@ -382,6 +380,7 @@ class Transfer:
         self.zero_bytes = 0
         self.selected_bytes = 0
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()     # see _FileWrites
         self._error = None
         # Items are small tuples: a long queue keeps every worker fed without holding any data.
         self._queue = queue.Queue(maxsize=self.workers * 8)
@@ -495,78 +494,6 @@ def pwrite_all(fd, data, offset):
         view, offset = view[done:], offset + done
 
 
-_libc = None
-
-
-def _fallocate(fd, offset, length):
-    """Reserve blocks for [offset, offset+length) of fd (the file grows to cover them); False where
-    the file system cannot (no emulation by writing zeroes, unlike posix_fallocate)."""
-    global _libc  # pylint: disable=global-statement
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        return _libc.fallocate(fd, 0, offset, length) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-class DirectWriter:
-    """Writes of whole pages from page-aligned buffers into a file that another descriptor (fd)
-    also writes, with O_DIRECT where the file system allows it: the data then skips the page cache,
-    whose copy and writeback cost a full backup about a third of its CPU time (docs/benchmarks.md).
-    Blocks are reserved ahead of the writes (fallocate), so that concurrent writes are overwrites
-    of reserved blocks, which ext4 and XFS run in parallel. Anything else, and every write once
-    O_DIRECT failed, goes through fd.
-
-    The O_DIRECT descriptor is a second open of the same file through /proc/self/fd (no path is
-    looked up); release() closes it once no write can be running."""
-
-    ALIGN = 4096
-    RESERVE = 256 * 1024 * 1024     # reserved ahead of the writes at a time
-
-    def __init__(self, fd):
-        self.fd = fd
-        self.direct_fd = None
-        self.reserved = 0
-        if hasattr(os, 'O_DIRECT'):
-            try:
-                self.direct_fd = os.open('/proc/self/fd/%d' % fd, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
-            except OSError:
-                self.direct_fd = None
-        self.use_direct = self.preallocate = self.direct_fd is not None
-
-    def reserve(self, end):
-        """The file will be written up to end: reserve blocks beyond it. Call under the caller's
-        allocation lock (ends only grow)."""
-        if self.preallocate and end > self.reserved:
-            start = max(self.reserved, os.fstat(self.fd).st_size)
-            stop = end + self.RESERVE
-            if _fallocate(self.fd, start, stop - start):
-                self.reserved = stop
-            else:
-                self.preallocate = False
-
-    def pwrite(self, view, offset):
-        if self.use_direct and not (offset % self.ALIGN or len(view) % self.ALIGN):
-            try:
-                pwrite_all(self.direct_fd, view, offset)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # The buffer or the file system does not allow O_DIRECT after all: buffered from
-                # now on (the descriptor stays open until release(): other threads may use it).
-                self.use_direct = False
-        pwrite_all(self.fd, view, offset)
-
-    def release(self):
-        self.use_direct = False
-        if self.direct_fd is not None:
-            os.close(self.direct_fd)
-            self.direct_fd = None
-
-
 class FileWriter:
     """A destination that is a new, sparse raw file (a restored disk): written by descriptor with
     pwrite from the pumps' buffers, no NBD server in between. Zero ranges stay holes: the caller
@@ -596,11 +523,17 @@ class FileWriter:
 
 class _FileWrites:
     """A pump's writes into a direct destination (a file written by descriptor), on a thread of
-    their own: the pump keeps its reads going while a write waits for the disk, which O_DIRECT
-    writes do. A finished write wakes the pump's poll through a pipe."""
+    their own: the pump keeps its reads going while a write waits (the page cache throttles
+    writers when the disk falls behind). A finished write wakes the pump's poll through a pipe.
 
-    def __init__(self, destination):
+    The writes of all pumps take turns (lock) unless the destination says its writes are mostly
+    work of their own (serial_writes False: compression): concurrent buffered writes to one file
+    spin on its inode lock in the kernel, 7 % of a full backup's CPU time, and one writer at a time
+    keeps up."""
+
+    def __init__(self, destination, lock):
         self.destination = destination
+        self.lock = lock
         self.todo = queue.SimpleQueue()
         self.finished = collections.deque()     # (chunk buffer, exception or None)
         self.wake_fd, self._wake_w = os.pipe()
@@ -620,12 +553,19 @@ class _FileWrites:
             buf, pieces = item
             error = None
             try:
-                for view, offset in pieces:
-                    self.destination.pwrite(view, offset)
+                if self.lock is None:
+                    self._write(pieces)
+                else:
+                    with self.lock:
+                        self._write(pieces)
             except Exception as exc:  # pylint: disable=broad-except
                 error = exc
             self.finished.append((buf, error))
             os.write(self._wake_w, b'.')
+
+    def _write(self, pieces):
+        for view, offset in pieces:
+            self.destination.pwrite(view, offset)
 
     def collect(self):
         try:
@@ -672,11 +612,14 @@ class _Pump:
         self.pool = []                       # free chunk buffers
         self.ended = False                   # the end marker was taken from the queue
         self.position = 0
-        # A direct writer (a raw file, or a new qcow2 image) is written synchronously (pwrite
-        # releases the GIL); NBD handles are polled.
+        # A direct writer (a raw file, or a new qcow2 image) is written by a thread of this pump's
+        # (_FileWrites), whose finished writes wake the poll; NBD handles are polled.
         self.file = dst if getattr(dst, 'direct', False) else None
         self.handles = [h for h in (src, dst) if h is not None and h is not self.file]
-        self.file_writes = _FileWrites(self.file) if self.file is not None else None
+        self.file_writes = None
+        if self.file is not None:
+            self.file_writes = _FileWrites(
+                self.file, transfer._write_lock if getattr(self.file, 'serial_writes', True) else None)
 
     def stop_file_writes(self):
         if self.file_writes is not None:
@@ -721,8 +664,7 @@ class _Pump:
         self.position = start
         t = self.t
         if kind == 'data':
-            # Anonymous mappings are page aligned, which O_DIRECT writes need (Qcow2Writer).
-            buf = self.pool.pop() if self.pool else mmap.mmap(-1, t.chunk_size)
+            buf = self.pool.pop() if self.pool else bytearray(t.chunk_size)
             view = memoryview(buf)
             chunk = [buf, start, end, 0]
             step = t.request_size
