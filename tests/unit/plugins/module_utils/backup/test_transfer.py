@@ -193,9 +193,9 @@ def _qemu_io(image, *commands):
     subprocess.run(args + [image], check=True, stdout=subprocess.DEVNULL)
 
 
-def _via_nbd(path, size, algorithm, hashmap=None, top_only=False, backing_chain=None):
+def _via_nbd(path, size, algorithm, hashmap=None, top_only=False, backing_chain=None, block_size=65536):
     """What the qemu-nbd path computes for the same image (the reference)."""
-    hashmap = hashmap if hashmap is not None else _blockhash.BlockHashMap(size, 65536, algorithm=algorithm)
+    hashmap = hashmap if hashmap is not None else _blockhash.BlockHashMap(size, block_size, algorithm=algorithm)
     layers = [_images.Layer(os.open(p, os.O_RDONLY), p, size, b) for p, b in (backing_chain or [(path, None)])]
     with _images.ImageChain(layers) as chain, _images.serve(chain, allocation_depth=top_only) as server:
         transfer = _nbdio.Transfer(server.export(), size, hashmap)
@@ -224,6 +224,28 @@ def test_a_qcow2_read_directly_hashes_like_qemu_reads_it(tmp_path, algorithm):
     # A restored qcow2 is verified this way (own_file), a repository image never is.
     with _images.open_file(image, 'qcow2', size) as chain:
         assert _images.hash_image(chain, size, 65536, algorithm=algorithm, own_file=True).data == direct.data
+
+
+@pytest.mark.parametrize('block_size', [64 * 1024, 128 * 1024, MiB])
+def test_blocks_without_data_get_the_zero_digest_whatever_the_block_size(tmp_path, monkeypatch, block_size):
+    # Data interleaved with zeroes as a guest leaves it: a block with one data cluster among zero
+    # or unallocated ones, a data run across a block boundary, whole zero blocks between data. One
+    # reader thread: the second 4 MiB window reuses the buffer that held the first one's data.
+    monkeypatch.setattr(_images._WindowReaders, 'THREADS', 1)
+    size = 8 * MiB + 64 * 1024
+    image = str(tmp_path / 'mixed.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', image, str(size)], check=True)
+    _qemu_io(image, 'write -P 0x11 64k 64k', 'write -P 0x22 960k 128k', 'write -z 2M 64k',
+             'write -P 0x33 2112k 64k', 'write -P 0x44 3M 1M', 'write -P 0x55 4224k 64k',
+             'write -P 0x66 7M 64k', 'write -P 0x77 8M 64k')
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        direct, stats = _images.hash_qcow2_file(fd, size, block_size, _blockhash.XXH3_128, image)
+    finally:
+        os.close(fd)
+    assert direct.data == _via_nbd(image, size, _blockhash.XXH3_128, block_size=block_size).data
+    assert stats.bytes_read == (64 + 128 + 64 + 1024 + 64 + 64 + 64) * 1024
+    assert stats.bytes_read + stats.zero_bytes == size
 
 
 def test_the_top_layer_of_an_overlay_read_directly_updates_only_its_own_blocks(tmp_path):
