@@ -359,8 +359,8 @@ class Transfer:
                  request_size=DEFAULT_REQUEST):
         """compare: hashmap holds the parent's digests; only blocks whose digest differs are written
         (a disk without a dirty bitmap, read in full). Otherwise everything read is written.
-        destination: an Export, or a direct writer: a FileWriter (a raw file written by descriptor)
-        or a _qcow2_writer.Qcow2Writer (a new qcow2 image written by descriptor)."""
+        destination: an Export, or a direct writer: a _qcow2_writer.Qcow2Writer (a new qcow2 image
+        written by descriptor)."""
         self.source = source
         self.destination = destination
         self.size = size
@@ -492,33 +492,6 @@ def pwrite_all(fd, data, offset):
     while len(view):
         done = os.pwrite(fd, view, offset)
         view, offset = view[done:], offset + done
-
-
-class FileWriter:
-    """A destination that is a new, sparse raw file (a restored disk): written by descriptor with
-    pwrite from the pumps' buffers, no NBD server in between. Zero ranges stay holes: the caller
-    created the file empty and sized (ftruncate), so they read as zeroes already."""
-
-    direct = True    # written by call from the pumps, not over NBD (so is a _qcow2_writer.Qcow2Writer)
-
-    def __init__(self, fd, label):
-        self.fd = fd
-        self.label = label
-
-    def connect(self):
-        return self
-
-    def pwrite(self, view, offset):
-        pwrite_all(self.fd, view, offset)
-
-    def zero(self, start, end):
-        pass    # a hole of the new file already reads as zeroes
-
-    def flush(self):
-        pass    # the caller fsyncs the finished file once
-
-    def aio_is_ready(self):
-        return False
 
 
 class _FileWrites:

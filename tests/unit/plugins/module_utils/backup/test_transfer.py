@@ -106,21 +106,10 @@ def test_compare_writes_only_changed_blocks_into_an_overlay(tmp_path):
     assert transfer.changed_zero_bytes == 33 * 64 * 1024
 
 
-def test_file_writer_and_direct_raw_hash_agree_with_the_nbd_path(tmp_path):
+def test_direct_raw_hash_agrees_with_the_nbd_path(tmp_path):
     src, data = _disk(tmp_path)
     out = str(tmp_path / 'out.raw')
-    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.ftruncate(fd, SIZE)
-        hashmap = _blockhash.BlockHashMap(SIZE)
-        with _nbdio.QemuNbdServer(src, fmt='raw', workdir=str(tmp_path)) as reader:
-            transfer = _nbdio.Transfer(reader.export(), SIZE, hashmap, _nbdio.FileWriter(fd, out))
-            transfer.run([], _nbdio.select_all)
-    finally:
-        os.close(fd)
-    with open(out, 'rb') as got:
-        assert got.read() == data
-    assert hashmap.data == _reference(data).data
+    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'raw', src, out], check=True)  # holes where zero
     for algorithm in (_blockhash.XXH3_128, _blockhash.SHA256):
         # A raw file is hashed by reading it directly, holes skipped; a qcow2 through qemu-nbd.
         with _images.open_file(out, 'raw', SIZE) as chain:
