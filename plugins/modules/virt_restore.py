@@ -223,6 +223,7 @@ EXAMPLES = r'''
   virtops.libvirt.virt_restore:
     repository: /srv/backup/vms
     domain: web01
+    backup: "{{ rescue.backup.id }}"   # the point it runs from (latest may name a newer backup by now)
     dest: /var/lib/libvirt/images/web01-rescue
     mode: instant
     new_name: web01-rescue

@@ -135,7 +135,13 @@ def test_restart_after_export_lost_and_earlier_point(conn, source, restored):
     dom = conn.get().lookupByName(restored['name'])
     assert dom.isActive() == 0
     os.kill(result['export']['pid'], 15)
+    predicted = ok(instant(source, restored, backup=first_id, check_mode=True))
+    assert predicted['changed'] is True and predicted['domain']['state'] == 'running'
+    assert dom.isActive() == 0 and not instlib.pid_alive(result['export']['pid'])
     again = ok(instant(source, restored, backup=first_id))
+    assert again['domain']['state'] == 'running'
+    assert {k: v for k, v in predicted['domain'].items() if k != 'xml'} == \
+        {k: v for k, v in again['domain'].items() if k != 'xml'}
     assert again['changed'] is True and again['export']['pid'] != result['export']['pid']
     assert dom.isActive() == 1
     for target in ('vda', 'vdb'):
@@ -144,6 +150,10 @@ def test_restart_after_export_lost_and_earlier_point(conn, source, restored):
     # Another point under the same new_name is another domain's business: refused.
     msg = failed(instant(source, restored), 'exists already and is not an instant restore of backup')
     assert restored['name'] in msg
+    # The usual cause is backup: latest after a newer backup of the source; the message
+    # names the point the domain runs from and how to manage it.
+    assert 'it runs from backup %s: give backup: %s to manage it' % (first_id, first_id) in msg, msg
+    assert 'backup: latest names backup %s now' % source.points[-1][0] in msg, msg
 
 
 def test_tampered_header_backing_name_is_not_followed(conn, source, restored):

@@ -282,9 +282,15 @@ def _adopt(dom, spec, before, lineage, overlays, params, check_mode, result):
     new_name = dom.name()
     if not marker or marker.get('export') != spec['name'] or marker.get('backup') != spec['backup'] \
             or marker.get('repository') != spec['repository']:
+        hint = ''
+        if marker and marker.get('export') == spec['name'] and marker.get('repository') == spec['repository'] \
+                and marker.get('domain') == spec['domain'] and marker.get('backup'):
+            # The same restore, asked for another point: typically backup=latest after a newer backup.
+            hint = (' (it runs from backup %s: give backup: %s to manage it; backup: %s names backup %s now)'
+                    % (marker['backup'], marker['backup'], params.get('backup'), spec['backup']))
         raise VirtError('a domain named %s exists already and is not an instant restore of backup %s of domain %s '
-                        'from %s: choose another new_name' % (new_name, spec['backup'], spec['domain'],
-                                                              spec['repository']))
+                        'from %s%s: choose another new_name' % (new_name, spec['backup'], spec['domain'],
+                                                                spec['repository'], hint))
     needing = _dependent_disks(dom, spec['socket'])
     alive = before is not None and before.get('alive') and _export.same(spec, before)
     # Diff mode: this run makes no files; it serves the point, stops serving it, or starts the domain.
@@ -324,7 +330,9 @@ def _adopt(dom, spec, before, lineage, overlays, params, check_mode, result):
         result['export'] = None
     if params.get('start') and not dom.isActive():
         result['changed'] = True
-        if not check_mode:
+        if check_mode:
+            result['domain']['state'] = 'running'     # what the run would return
+        else:
             with libvirt_call('starting the instantly restored domain', new_name):
                 dom.create()
             result['domain'] = _describe(dom)
