@@ -194,13 +194,13 @@ def test_restore_unknown_backup(timeline, place):
     result = ftlib.restore('ft-not-backed-up', timeline.repos['pull'], dest)
     failed(result, 'holds no backup of domain ft-not-backed-up')
     result = ftlib.restore(timeline.guest.name, place / 'nothing-here', dest)
-    failed(result, 'is not a backup repository')
+    failed(result, 'repository %s does not exist' % (place / 'nothing-here'))
     assert not dest.exists()
 
 
 def test_info_on_something_that_is_not_a_repository(place):
     failed(ftlib.backup_info(place), 'is not a backup repository')
-    failed(ftlib.backup_info(place / 'missing'), 'is not a backup repository')
+    failed(ftlib.backup_info(place / 'missing'), 'repository %s does not exist' % (place / 'missing'))
 
 
 # -- check mode ------------------------------------------------------------------------------------

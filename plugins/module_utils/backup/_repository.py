@@ -579,6 +579,8 @@ class Repository:
         marker = os.path.join(self.path, REPOSITORY_FILE)
         if not os.path.lexists(marker):
             if not create:
+                if not os.path.lexists(self.path):
+                    raise RepositoryError('repository %s does not exist' % self.path)
                 raise RepositoryError('%s is not a backup repository (no %s)' % (self.path, REPOSITORY_FILE))
             self._create(marker)
         self.info = self._read_info(marker)
