@@ -208,7 +208,7 @@ RESTORE_CASES = [
     ('repository is a file', dict(repository='FILE'), ['not a directory']),
     ('repository relative', dict(repository='repos/x'), ['absolute']),
     ('repository is someone else\'s directory', dict(repository='FOREIGN'), ['not a backup repository']),
-    ('repository does not exist', dict(repository='/nonexistent/fi-repo'), ['not a backup repository']),
+    ('repository does not exist', dict(repository='/nonexistent/fi-repo'), ['repository /nonexistent/fi-repo does not exist']),
     ('unknown option', dict(overwrite=True), ['unsupported parameters', 'overwrite']),
 ]
 
