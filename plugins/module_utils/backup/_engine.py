@@ -747,13 +747,15 @@ def _write_new_image(ctx, image_path, size, backing, hashmap, transfer_into):
             with _nbdio.QemuNbdServer(image_path, readonly=False, clients=request.workers, workdir=ctx['nbd_dir'],
                                       compress=bool(request.compress), key=request.key) as server:
                 return transfer_into(server.export())
-        flusher = _images.Flusher(fd)
+        flusher = _images.Flusher(fd, loop=not writer.skips_page_cache())
         try:
             transfer = transfer_into(writer)
             writer.finish()
         except BaseException:
             flusher.abandon()
             raise
+        finally:
+            writer.release()
         flusher.wait()
         return transfer
     finally:

@@ -313,8 +313,11 @@ class Flusher:
 
     PAUSE = 0.05
 
-    def __init__(self, fd):
+    def __init__(self, fd, loop=True):
+        """loop: False when the data skips the page cache (O_DIRECT): a sync then only makes the
+        device flush its cache, which each one does again, so only the final fsync is run."""
         self.fd = fd
+        self.loop = loop
         self.error = None
         self._abandoned = False
         self._done = threading.Event()
@@ -323,7 +326,7 @@ class Flusher:
 
     def _run(self):
         try:
-            while not self._done.wait(self.PAUSE):
+            while not self._done.wait(self.PAUSE if self.loop else None):
                 os.fdatasync(self.fd)
             if not self._abandoned:
                 os.fsync(self.fd)

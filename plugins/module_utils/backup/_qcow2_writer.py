@@ -115,12 +115,16 @@ class Qcow2Writer:
         # Two bytes per cluster of the file: 32 MiB for a 1 TiB file.
         self.shared = array.array('H')
         self._lock = threading.Lock()
+        # Runs of data clusters skip the page cache where they can (whole pages from the transfer's
+        # page-aligned buffers); tables and compressed clusters are written through fd.
+        self.data_out = _nbdio.DirectWriter(fd) if self.cluster >= _nbdio.DirectWriter.ALIGN else None
 
     @property
     def serial_writes(self):
-        """Plain writes are only copies into the page cache, which take turns best; compressed ones
-        are mostly compression, which runs on every core (see _nbdio._FileWrites)."""
-        return not self.compress
+        """Plain writes through the page cache are only copies, which take turns best; O_DIRECT
+        writes wait for the disk and compressed ones are mostly compression, both best side by
+        side (see _nbdio._FileWrites)."""
+        return not self.compress and not self.skips_page_cache()
 
     def connect(self):
         return self
@@ -152,6 +156,8 @@ class Qcow2Writer:
             packed_base = self.end
             self.end += -(-packed_length // cluster) * cluster
             tables = self._tables(first, count)
+            if self.data_out is not None:
+                self.data_out.reserve(self.end)
         entries = []
         pos = 0           # where the next data cluster goes, relative to host
         run_start = None  # the view offset where the current run of data clusters begins
@@ -160,7 +166,7 @@ class Qcow2Writer:
             if packed_length else {}
         for i, kind in enumerate(kinds):
             if kind is not True and run_start is not None:
-                _nbdio.pwrite_all(self.fd, view[run_start:i * cluster], host + pos - (i * cluster - run_start))
+                self._write_run(view[run_start:i * cluster], host + pos - (i * cluster - run_start))
                 run_start = None
             if kind is None:
                 entries.append(OFLAG_ZERO)
@@ -173,7 +179,7 @@ class Qcow2Writer:
                 entries.append(self._compressed_entry(packed_pos, len(kind), shared))
                 packed_pos += len(kind)
         if run_start is not None:
-            _nbdio.pwrite_all(self.fd, view[run_start:], host + pos - (count * cluster - run_start))
+            self._write_run(view[run_start:], host + pos - (count * cluster - run_start))
         if packed:
             _nbdio.pwrite_all(self.fd, b''.join(packed), packed_base)
             with self._lock:
@@ -184,6 +190,21 @@ class Qcow2Writer:
                     self.shared[index] = refs + 1
         self.bytes_stored += plain * cluster + packed_length
         self._set_entries(tables, first, entries)
+
+    def _write_run(self, data, offset):
+        if self.data_out is not None:
+            self.data_out.pwrite(data, offset)
+        else:
+            _nbdio.pwrite_all(self.fd, data, offset)
+
+    def skips_page_cache(self):
+        """Whether data clusters are written with O_DIRECT (so far)."""
+        return self.data_out is not None and self.data_out.use_direct
+
+    def release(self):
+        """Close what the writer opened besides fd (after finish(), or after a failure)."""
+        if self.data_out is not None:
+            self.data_out.release()
 
     def _compressed(self, piece):
         """A cluster's compressed bytes (as QEMU writes them: a zstd frame, or raw deflate with a
