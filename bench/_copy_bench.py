@@ -47,7 +47,7 @@ def qemu_push(b, bench, kind, case, name, data_bytes):
     xml = ("<domainbackup mode='push'><disks><disk name='vda' backup='yes' type='file'><target file='%s'/>"
            "<driver type='qcow2'/></disk></disks></domainbackup>" % target)
     dom = bench.dom(name)
-    os.sync()
+    bench.quiesce()
     t0 = time.monotonic()
     dom.backupBegin(xml, None, 0)
     try:
@@ -114,7 +114,7 @@ def _restore(b, bench, kind, case, repo, name, backup_id, fmt, data_bytes):
 def _convert(b, bench, kind, case, image, fmt, data_bytes):
     n = bench.next_id()
     out = bench.path('out', '%d-convert.%s' % (n, fmt))
-    os.sync()
+    bench.quiesce()
     t0 = time.monotonic()
     m = b.measure(['qemu-img', 'convert', '-O', fmt, image, out], bench.args.timeout,
                   bench.path('out', '%d-convert' % n))
@@ -135,7 +135,7 @@ def _virtnbdrestore(b, bench, kind, case, source, until, data_bytes):
            '-L', bench.path('out', '%d-virtnbdrestore.log' % n)]
     if until:
         cmd += ['-u', until]
-    os.sync()
+    bench.quiesce()
     t0 = time.monotonic()
     m = b.measure(cmd, bench.args.timeout, bench.path('out', '%d-virtnbdrestore' % n))
     if m.code != 0:

@@ -31,14 +31,15 @@ BACKUP = 'ansible_collections.virtops.libvirt.plugins.modules.virt_backup'
 
 def _module(b, bench, module, params, label, sync=False):
     """Run a module as Ansible does; (backup_bench.Measured, result dict). b: the backup_bench module.
-    sync: flush the page cache's dirty data first, so that the run does not pay for earlier writes."""
+    sync: flush the page cache's dirty data first and settle memory (Bench.quiesce), so that the run
+    does not pay for earlier writes."""
     n = bench.next_id()
     args_file = bench.path('out', '%d-args.json' % n)
     with open(args_file, 'w') as out:
         json.dump(dict(ANSIBLE_MODULE_ARGS=params), out)
     env = dict(os.environ, PYTHONPATH=bench.args.collections, ANSIBLE_COLLECTIONS_PATH=bench.args.collections)
     if sync:
-        os.sync()
+        bench.quiesce()
     m = b.measure([bench.args.python, '-m', module, args_file], bench.args.timeout,
                   bench.path('out', '%d-%s' % (n, module.rsplit('.', 1)[1])), env=env)
     try:
@@ -66,7 +67,7 @@ def case_instant(b, bench):
         for rep in range(a.repeat):
             new_name = '%sinstant-%s-%d' % (b.PREFIX, label, rep)
             bench.domains.append(new_name)
-            os.sync()
+            bench.quiesce()
             try:
                 m, result = _module(b, bench, RESTORE, dict(
                     domain=source, repository=repo, dest=bench.path('images', new_name), mode='instant',

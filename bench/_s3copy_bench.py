@@ -55,7 +55,7 @@ def case_copy(b, bench):
         case = 'copy: virt_backup_copy of a full backup (%s data) to S3 on localhost' % b.human(DATA)
         b.log('case %s' % case)
         for rep in range(a.repeat):
-            os.sync()
+            bench.quiesce()
             params = dict(server.options(), source=repo, target='s3://%s/run-%d' % (BUCKET, rep))
             m, result = _instant_bench._module(b, bench, COPY, params, 'virt_backup_copy')
             res = b.Result(KIND, case, 'virt_backup_copy', m.seconds, result['bytes'], m.cpu, m.rss_kib,

@@ -27,6 +27,7 @@ import argparse
 import datetime
 import fcntl
 import json
+import mmap
 import os
 import platform
 import pwd
@@ -285,6 +286,24 @@ class Bench:
         self.counter = 0
         self.retries = []          # steps that failed once and were run again
         self.qemu_uid, self.qemu_gid = self._qemu_user()
+
+    def quiesce(self):
+        """Before each measured run: the page cache's dirty data written out, and memory settled.
+
+        On these machines (VMs whose balloon reports freed pages to the host) the first run after
+        the bench deletes a GiB of fresh files paid for its memory again: its page-cache copies ran
+        at a tenth of their speed, whichever tool it was (docs/benchmarks.md, 2026-12-07 09:25).
+        Touching --settle-gib of anonymous memory and freeing it just before gives every run the
+        same, already backed, memory to start from."""
+        if self.args.settle_gib > 0:
+            size = int(self.args.settle_gib * (1 << 30))
+            populate = getattr(mmap, 'MAP_POPULATE', 0)
+            mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+            if not populate:
+                for pos in range(0, size, mmap.PAGESIZE):
+                    mapping[pos] = 0
+            mapping.close()
+        os.sync()
 
     # -- set-up and clean-up --------------------------------------------------------------------
 
@@ -554,7 +573,7 @@ class Bench:
         env = dict(os.environ, PYTHONPATH=self.args.collections, ANSIBLE_COLLECTIONS_PATH=self.args.collections)
         if self.args.profile:
             env['VIRTOPS_BENCH_PROFILE'] = os.path.join(self.args.profile, '%d-virt_backup-%s-%s.prof' % (n, mode, level))
-        os.sync()
+        self.quiesce()
         m = measure([self.args.python, RSS_WRAPPER, rss_file, MODULE, args_file], self.args.timeout,
                     self.path('out', '%d-virt_backup' % n), env=env)
         code, out, err = m.code, m.out, m.err
@@ -594,7 +613,7 @@ class Bench:
                "<disk name='vda' backup='yes' type='file'><scratch file='%s'/></disk></disks></domainbackup>"
                % (sock, scratch))
         dom = self.dom(name)
-        os.sync()
+        self.quiesce()
         t0 = time.monotonic()
         dom.backupBegin(xml, None, 0)
         try:
@@ -627,7 +646,7 @@ class Bench:
         target = self.path('out', '%d-virtnbdbackup' % n)
         cmd = ['virtnbdbackup', '-U', URI, '-d', name, '-l', 'full', '-o', target, '-S', self.path('qemu'),
                '-f', self.path('qemu', '%d-virtnbdbackup.sock' % n), '-n']
-        os.sync()
+        self.quiesce()
         try:
             m = measure(cmd, self.args.timeout, self.path('out', '%d-virtnbdbackup' % n))
             if m.code != 0:
@@ -995,6 +1014,9 @@ def parse_args(argv):
                    help='run only this case (repeatable)')
     p.add_argument('--workers', type=int, default=4, help="virt_backup's workers option (4, its default)")
     p.add_argument('--timeout', type=int, default=900, help='seconds any one tool may take (900)')
+    p.add_argument('--settle-gib', type=float, default=3.0,
+                   help='GiB of memory touched and freed before each measured run, so that no run pays for '
+                        'memory its VM host took back (3; 0: off)')
     p.add_argument('--collections', default=COLLECTIONS,
                    help='directory holding ansible_collections/virtops/libvirt to benchmark (default: this '
                         'checkout through build/collections, made as `make link` does); another copy for A/B tests')
