@@ -297,12 +297,7 @@ class Bench:
         same, already backed, memory to start from."""
         if self.args.settle_gib > 0:
             size = int(self.args.settle_gib * (1 << 30))
-            populate = getattr(mmap, 'MAP_POPULATE', 0)
-            mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
-            if not populate:
-                for pos in range(0, size, mmap.PAGESIZE):
-                    mapping[pos] = 0
-            mapping.close()
+            mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE).close()
         os.sync()
 
     # -- set-up and clean-up --------------------------------------------------------------------

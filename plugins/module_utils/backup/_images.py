@@ -602,24 +602,23 @@ def _hash_window(readers, view, entries, start, end, cluster):
         return 0, end - start
     length = end - start
     per_block = result.block_size // cluster
-    spans = []      # [first block, end block) of adjacent blocks that hold data, window-relative
-    for index, _host in data:
-        block = index // per_block
-        if spans and spans[-1][1] >= block:
-            spans[-1][1] = block + 1
+    # Runs of clusters adjacent in the disk and the file, grouped by the adjacent hash blocks they
+    # touch: [first block, end block, runs], window-relative.
+    spans = []
+    for run in _runs(data, cluster):
+        first_block, end_block = run[0] // per_block, (run[0] + run[2] - 1) // per_block + 1
+        if spans and spans[-1][1] >= first_block:
+            spans[-1][1] = end_block
+            spans[-1][2].append(run)
         else:
-            spans.append([block, block + 1])
-    runs = _runs(data, cluster)
-    run = 0
+            spans.append([first_block, end_block, [run]])
     read = 0
     done = 0        # window-relative: everything before it is hashed or zero
-    for first_block, end_block in spans:
+    for first_block, end_block, span_runs in spans:
         span_start = first_block * result.block_size
         span_end = min(length, end_block * result.block_size)
         filled = span_start
-        # A run of clusters adjacent in the disk lies in one span: every block it touches holds data.
-        while run < len(runs) and runs[run][0] * cluster < span_end:
-            first, host, count = runs[run]
+        for first, host, count in span_runs:
             pos = first * cluster
             if filled < pos:
                 # Zero only the gaps between runs (a fresh 4 MiB of zeroes per window cost more
@@ -629,7 +628,6 @@ def _hash_window(readers, view, entries, start, end, cluster):
             _read_exact(fd, view[pos:pos + piece], host, label)
             filled = pos + piece
             read += piece
-            run += 1
         if filled < span_end:
             view[filled:span_end] = zeroes[:span_end - filled]
         if done < span_start:

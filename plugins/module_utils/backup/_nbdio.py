@@ -62,11 +62,22 @@ def dirty_bitmap_context(bitmap):
     return 'qemu:dirty-bitmap:%s' % bitmap
 
 
+_LIBC = []
+
+
+def _libc():
+    """The C library, loaded once: prctl and a fallocate that never writes zeroes have no os wrapper."""
+    if not _LIBC:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        _LIBC.append(libc)
+    return _LIBC[0]
+
+
 def _die_with_parent():
     """In the child before exec: get SIGTERM when the module process dies, even by kill -9."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        _libc().prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:  # pylint: disable=broad-except
         pass
 
@@ -496,18 +507,11 @@ def pwrite_all(fd, data, offset):
         view, offset = view[done:], offset + done
 
 
-_libc = None
-
-
 def _fallocate(fd, offset, length):
     """Reserve blocks for [offset, offset+length) of fd (the file grows to cover them); False where
     the file system cannot (no emulation by writing zeroes, unlike posix_fallocate)."""
-    global _libc  # pylint: disable=global-statement
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        return _libc.fallocate(fd, 0, offset, length) == 0
+        return _libc().fallocate(fd, 0, offset, length) == 0
     except (OSError, AttributeError):
         return False
 
