@@ -53,8 +53,10 @@ def _module(b, bench, module, params, label, sync=False):
 
 
 def case_instant(b, bench):
-    """b: the backup_bench module; bench: its Bench."""
+    """b: the backup_bench module; bench: its Bench. The two sizes take turns (small, big, then big,
+    small, ...), so that both are measured in the same minutes of a machine whose speed drifts."""
     a = bench.args
+    setup = {}
     for label, size in SIZES:
         source = b.PREFIX + 'instant-src-' + label
         image = bench.make_disk('instant-' + label, size, DATA)
@@ -62,9 +64,14 @@ def case_instant(b, bench):
         bench.connect().defineXML(bench.domain_xml(source, image))
         repo = bench.path('repos', 'instant-' + label)
         _module(b, bench, BACKUP, dict(domain=source, repository=repo), 'virt_backup of %s' % source)
-        case = 'instant: virt_restore to running, %s disk' % b.human(size)
-        b.log('case %s' % case)
-        for rep in range(a.repeat):
+        setup[label] = (source, repo, 'instant: virt_restore to running, %s disk' % b.human(size))
+        b.log('case %s' % setup[label][2])
+    for rep in range(a.repeat):
+        order = [label for label, _size in SIZES]
+        if rep % 2:
+            order.reverse()
+        for label in order:
+            source, repo, case = setup[label]
             new_name = '%sinstant-%s-%d' % (b.PREFIX, label, rep)
             bench.domains.append(new_name)
             bench.quiesce()

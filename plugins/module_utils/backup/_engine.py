@@ -907,9 +907,12 @@ def _hash_pushed(ctx, chain, size, hashmap, incremental):
     image's own clusters read straight from the file where its layout allows (no qemu-nbd and
     socket in between), through qemu-nbd otherwise. Returns the counts (bytes_read, zero_bytes,
     selected_bytes)."""
+    fd = chain.layers[0].fd
     try:
-        return _images.hash_qcow2_file(chain.layers[0].fd, size, hashmap.block_size, hashmap.algorithm,
-                                       chain.label, hashmap=hashmap, top_only=incremental)[1]
+        # The target is root's now (_take_push_target); with QEMU's descriptors closed, nothing
+        # can truncate it under a map.
+        return _images.hash_qcow2_file(fd, size, hashmap.block_size, hashmap.algorithm, chain.label, hashmap=hashmap,
+                                       top_only=incremental, mapped=_images.no_other_writer(fd))[1]
     except _images.NotPlain:
         pass
     request = ctx['request']

@@ -11,6 +11,7 @@ __metaclass__ = type
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -215,12 +216,13 @@ def test_a_qcow2_read_directly_hashes_like_qemu_reads_it(tmp_path, algorithm):
         assert _images.hash_image(chain, size, 65536, algorithm=algorithm, own_file=True).data == direct.data
 
 
+@pytest.mark.parametrize('mapped', [False, True])
 @pytest.mark.parametrize('block_size', [64 * 1024, 128 * 1024, MiB])
-def test_blocks_without_data_get_the_zero_digest_whatever_the_block_size(tmp_path, monkeypatch, block_size):
+def test_blocks_without_data_get_the_zero_digest_whatever_the_block_size(tmp_path, monkeypatch, block_size, mapped):
     # Data interleaved with zeroes as a guest leaves it: a block with one data cluster among zero
     # or unallocated ones, a data run across a block boundary, whole zero blocks between data. One
     # reader thread: the second 4 MiB window reuses the buffer that held the first one's data.
-    monkeypatch.setattr(_images._WindowReaders, 'THREADS', 1)
+    monkeypatch.setattr(_images._TableReaders, 'THREADS', 1)
     size = 8 * MiB + 64 * 1024
     image = str(tmp_path / 'mixed.qcow2')
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', image, str(size)], check=True)
@@ -229,7 +231,7 @@ def test_blocks_without_data_get_the_zero_digest_whatever_the_block_size(tmp_pat
              'write -P 0x66 7M 64k', 'write -P 0x77 8M 64k')
     fd = os.open(image, os.O_RDONLY)
     try:
-        direct, stats = _images.hash_qcow2_file(fd, size, block_size, _blockhash.XXH3_128, image)
+        direct, stats = _images.hash_qcow2_file(fd, size, block_size, _blockhash.XXH3_128, image, mapped=mapped)
     finally:
         os.close(fd)
     assert direct.data == _via_nbd(image, size, _blockhash.XXH3_128, block_size=block_size).data
@@ -237,7 +239,8 @@ def test_blocks_without_data_get_the_zero_digest_whatever_the_block_size(tmp_pat
     assert stats.bytes_read + stats.zero_bytes == size
 
 
-def test_the_top_layer_of_an_overlay_read_directly_updates_only_its_own_blocks(tmp_path):
+@pytest.mark.parametrize('mapped', [False, True])
+def test_the_top_layer_of_an_overlay_read_directly_updates_only_its_own_blocks(tmp_path, mapped):
     size = 8 * MiB
     base = str(tmp_path / 'base.qcow2')
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, str(size)], check=True)
@@ -252,11 +255,57 @@ def test_the_top_layer_of_an_overlay_read_directly_updates_only_its_own_blocks(t
     fd = os.open(top, os.O_RDONLY)
     try:
         got, stats = _images.hash_qcow2_file(fd, size, 65536, _blockhash.XXH3_128, top, hashmap=parent.copy(),
-                                             top_only=True)
+                                             top_only=True, mapped=mapped)
     finally:
         os.close(fd)
     assert got.data == expected.data
     assert (stats.bytes_read, stats.zero_bytes) == (192 * 1024, 64 * 1024)
+
+
+@pytest.mark.parametrize('mapped', [False, True])
+@pytest.mark.parametrize('top_only', [False, True])
+def test_a_data_cluster_past_the_end_of_the_file_is_an_error_not_a_crash(tmp_path, mapped, top_only):
+    # The file is cut after QEMU wrote its tables: its last data cluster now lies past the end.
+    # Read through a map, that would be SIGBUS; it must be a clear error either way.
+    size = 4 * MiB
+    image = str(tmp_path / 'cut.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', image, str(size)], check=True)
+    _qemu_io(image, 'write -P 0x11 0 1M', 'write -P 0x22 3M 64k')
+    os.truncate(image, os.path.getsize(image) - 32 * 1024)
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        hashmap = _blockhash.BlockHashMap(size, 65536, algorithm=_blockhash.XXH3_128)
+        with pytest.raises(_images.ImageError, match='lies beyond the end of the file'):
+            _images.hash_qcow2_file(fd, size, 65536, _blockhash.XXH3_128, image, hashmap=hashmap, top_only=top_only,
+                                    mapped=mapped)
+    finally:
+        os.close(fd)
+
+
+def test_a_file_open_for_writing_elsewhere_is_not_mapped(tmp_path):
+    image = str(tmp_path / 'pushed.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', image, str(MiB)], check=True)
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        assert _images.no_other_writer(fd)
+        # Another process holds it open for writing, as QEMU does during a push job.
+        holder = subprocess.Popen(['sh', '-c', 'exec 3<>"$0"; read line', image], stdin=subprocess.PIPE)
+        try:
+            deadline = time.time() + 10
+            while not any(os.path.realpath('/proc/%d/fd/%s' % (holder.pid, n)) == image
+                          for n in os.listdir('/proc/%d/fd' % holder.pid)):
+                assert time.time() < deadline
+                time.sleep(0.01)
+            assert not _images.no_other_writer(fd)
+        finally:
+            holder.communicate(b'\n')
+        assert _images.no_other_writer(fd)
+        # The lease is let go at once: a writer opening the file later is not held up.
+        started = time.time()
+        os.close(os.open(image, os.O_WRONLY))
+        assert time.time() - started < 1
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize('options, write', [
