@@ -857,8 +857,9 @@ def _push(ctx, ck_xml, out):
         if parent is not None and disk.method == 'compare':
             # No bitmap: QEMU pushes the whole disk, which is then compared with the parent.
             compared.add(disk.name)
-        _create_push_target(target, ctx['sizes'][disk.name],
-                            None if disk.name in compared else backings[disk.name], ctx['owner'])
+        whole = parent is None or disk.name in compared
+        _create_push_target(target, ctx['sizes'][disk.name], None if whole else backings[disk.name], ctx['owner'],
+                            cluster_size=PUSH_WHOLE_DISK_CLUSTER if whole else None)
         targets[disk.name] = target
     t0 = time.time()
     ctx['job'].begin(_job.push_backup_xml(plan.since, targets, out, plan.job_full_disks), ck_xml,
@@ -969,12 +970,20 @@ def _compare_push_target(ctx, disk, target, image_name):
     return result
 
 
-def _create_push_target(target, size, backing, owner):
+# The cluster size of a push target that receives a whole disk: QEMU's backup job copies in
+# chunks of the target's cluster, and 128 KiB pushed a GiB 15 to 25 % faster than qcow2's default
+# of 64 KiB here (256 KiB gained little more, 1 MiB and 2 MiB were slower), at the cost of at most
+# twice the space for data scattered in pieces under 128 KiB. Incremental targets keep 64 KiB:
+# one cluster per bitmap granule, so that they hold no more than what changed.
+PUSH_WHOLE_DISK_CLUSTER = 128 * 1024
+
+
+def _create_push_target(target, size, backing, owner, cluster_size=None):
     """Create a push target in the domain's staging directory (which QEMU's user owns): by root,
     O_EXCL and without following a link planted under its name, then handed to QEMU's user by fd."""
     fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        _images.create(target, size, backing, fd=fd)
+        _images.create(target, size, backing, fd=fd, cluster_size=cluster_size)
         if owner:
             os.fchown(fd, owner[0], owner[1])
         os.fchmod(fd, 0o600)

@@ -53,7 +53,7 @@ def run_qemu_img(args, what, pass_fds=()):
 COMPRESSION_TYPES = ('zlib', 'zstd')
 
 
-def create(path, size, backing=None, fd=None, compress=None, key=None):
+def create(path, size, backing=None, fd=None, compress=None, key=None, cluster_size=None):
     """A new qcow2 image; backing is a path relative to the image's directory (not opened now).
 
     fd: the file, already created (O_EXCL, private) by the caller: qemu-img writes into it by
@@ -61,9 +61,12 @@ def create(path, size, backing=None, fd=None, compress=None, key=None):
     compress: None, or the compression type (COMPRESSION_TYPES) of the compressed clusters that
     will be written into it (zlib is qcow2's default and needs no header extension).
     key: a _crypt.Key: the image is encrypted with LUKS under that passphrase.
+    cluster_size: in bytes; None for qcow2's default (64 KiB).
     """
     args = ['create', '-q', '-f', 'qcow2']
     options = []
+    if cluster_size:
+        options.append('cluster_size=%d' % cluster_size)
     if compress == 'zstd':
         options.append('compression_type=zstd')
     pass_fds = [fd] if fd is not None else []
@@ -552,8 +555,10 @@ def hash_qcow2_file(fd, size, block_size, algorithm, label, hashmap=None, top_on
     with _TableReaders(fd, label, result, stats, window, _hash_top if top_only else _hash_window,
                        os.fstat(fd).st_size if mapped else None) as readers:
         for cluster, base, l2 in _qcow2_tables(fd, label):
-            if block_size % cluster:
-                raise NotPlain('%s: clusters of %d bytes do not tile hash blocks of %d' % (label, cluster, block_size))
+            if (block_size % cluster and cluster % block_size) or len(l2) * cluster % block_size:
+                # Neither divides the other, or tiny clusters: an L2 table would end inside a block.
+                raise NotPlain('%s: clusters of %d bytes and hash blocks of %d do not tile each other'
+                               % (label, cluster, block_size))
             if top_only and block_size != cluster:
                 raise NotPlain('%s: an overlay needs hash blocks of one cluster' % label)
             if base >= size:
@@ -659,12 +664,13 @@ def _hash_window(readers, view, entries, start, end, cluster):
         return 0, end - start
     length = end - start
     block = result.block_size
-    per_block = block // cluster
-    # Runs of clusters adjacent in the disk and the file, grouped by the adjacent hash blocks they
-    # touch: [first block, end block, runs], window-relative.
+    # Runs of clusters adjacent in the disk and the file, as window-relative [start, end, host)
+    # byte ranges, grouped by the adjacent hash blocks they touch: [first block, end block, runs].
+    # Clusters may be smaller than a hash block or larger (a multiple of it).
     spans = []
-    for run in _runs(data, cluster):
-        first_block, end_block = run[0] // per_block, (run[0] + run[2] - 1) // per_block + 1
+    for first, host, count in _runs(data, cluster):
+        run = (first * cluster, min(length, (first + count) * cluster), host)
+        first_block, end_block = run[0] // block, (run[1] + block - 1) // block
         if spans and spans[-1][1] >= first_block:
             spans[-1][1] = end_block
             spans[-1][2].append(run)
@@ -678,30 +684,26 @@ def _hash_window(readers, view, entries, start, end, cluster):
         if done < span_start:
             result.set_zero(start + done, start + span_start)
         if readers.mapped_size is not None and all(
-                not (first * cluster) % block and not (first + count) % per_block for first, _host, count in span_runs):
-            # Each run is whole hash blocks (always so with blocks of one cluster): hashed where
-            # it lies in the page cache; the blocks between runs are zeroes.
-            for first, host, count in span_runs:
-                pos = first * cluster
-                piece = min(count * cluster, length - pos)
+                not pos % block and (not stop % block or stop == length) for pos, stop, _host in span_runs):
+            # Each run is whole hash blocks (always so when a cluster is one or more whole
+            # blocks): hashed where it lies in the page cache; the blocks between runs are zeroes.
+            for pos, stop, host in span_runs:
                 if done < pos:
                     result.set_zero(start + done, start + pos)
-                with readers.mapping(host, piece) as source:
+                with readers.mapping(host, stop - pos) as source:
                     result.update(start + pos, source)
-                done = pos + piece
-                read += piece
+                done = stop
+                read += stop - pos
         else:
             filled = span_start
-            for first, host, count in span_runs:
-                pos = first * cluster
+            for pos, stop, host in span_runs:
                 if filled < pos:
                     # Zero only the gaps between runs (a fresh 4 MiB of zeroes per window cost more
                     # than the hashing).
                     view[filled:pos] = zeroes[:pos - filled]
-                piece = min(count * cluster, length - pos)
-                _read_exact(fd, view[pos:pos + piece], host, label)
-                filled = pos + piece
-                read += piece
+                _read_exact(fd, view[pos:stop], host, label)
+                filled = stop
+                read += stop - pos
             if filled < span_end:
                 view[filled:span_end] = zeroes[:span_end - filled]
             result.update(start + span_start, view[span_start:span_end])

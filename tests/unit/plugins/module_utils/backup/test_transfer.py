@@ -240,6 +240,28 @@ def test_blocks_without_data_get_the_zero_digest_whatever_the_block_size(tmp_pat
 
 
 @pytest.mark.parametrize('mapped', [False, True])
+@pytest.mark.parametrize('cluster', [128 * 1024, 256 * 1024])
+def test_clusters_of_several_hash_blocks_are_hashed_block_by_block(tmp_path, cluster, mapped):
+    # A whole-disk push target has clusters larger than the hash block: a write of 64 KiB
+    # allocates a whole cluster, whose other blocks read as zeroes and must hash as such.
+    size = 6 * MiB + 64 * 1024             # ends inside a cluster
+    image = str(tmp_path / 'big-clusters.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=%d' % cluster, image, str(size)],
+                   check=True)
+    _qemu_io(image, 'write -P 0x11 64k 64k', 'write -P 0x22 1M 1M', 'write -z 2M 256k', 'write -P 0x33 5M 64k',
+             'write -P 0x44 6M 64k')
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        direct, stats = _images.hash_qcow2_file(fd, size, 65536, _blockhash.XXH3_128, image, mapped=mapped)
+    finally:
+        os.close(fd)
+    assert direct.data == _via_nbd(image, size, _blockhash.XXH3_128).data
+    # Whole clusters are read: the one holding 64k (twice, as the last one ends with the disk).
+    assert stats.bytes_read == cluster + MiB + cluster + 64 * 1024
+    assert stats.bytes_read + stats.zero_bytes == size
+
+
+@pytest.mark.parametrize('mapped', [False, True])
 def test_the_top_layer_of_an_overlay_read_directly_updates_only_its_own_blocks(tmp_path, mapped):
     size = 8 * MiB
     base = str(tmp_path / 'base.qcow2')
