@@ -135,6 +135,18 @@ class BlockHashMap:
         if full_stop < stop:
             self.data[full_stop * size:stop * size] = zero_digest(self.block_length(full_stop), self.algorithm)
 
+    def zero_bytes(self, start, end):
+        """Bytes of [start, end) (block aligned, or end = size) in blocks whose digest is that of zeroes."""
+        size, total = self.digest_size, 0
+        whole = zero_digest(self.block_size, self.algorithm)
+        view = memoryview(self.data)
+        for index in range(start // self.block_size, min(self.blocks, (end + self.block_size - 1) // self.block_size)):
+            length = self.block_length(index)
+            if view[index * size:(index + 1) * size] == (
+                    whole if length == self.block_size else zero_digest(length, self.algorithm)):
+                total += length
+        return total
+
     def update(self, offset, buf):
         """Hash buf, read at offset (block aligned; its length a multiple of the block size or up to the end)."""
         if offset % self.block_size:

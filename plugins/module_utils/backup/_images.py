@@ -537,7 +537,9 @@ def hash_qcow2_file(fd, size, block_size, algorithm, label, hashmap=None, top_on
     Without top_only, the file is the whole disk (no backing file): unallocated clusters read as
     zeroes. With top_only, only the clusters the file itself holds are hashed into hashmap (the
     parent's map) and the rest keeps the parent's digests; this needs hash blocks of one cluster.
-    Returns (hashmap, stats with bytes_read, zero_bytes, selected_bytes). NotPlain when the file
+    Returns (hashmap, stats with bytes_read, zero_bytes, selected_bytes): bytes_read counts the
+    data hashed, less the blocks of zeroes inside clusters larger than a hash block (qcow2 fills
+    the rest of such a cluster with zeroes when a guest writes part of it). NotPlain when the file
     uses what this reader does not read. Never used on images read from a repository: their
     reading stays with QEMU.
 
@@ -664,6 +666,9 @@ def _hash_window(readers, view, entries, start, end, cluster):
         return 0, end - start
     length = end - start
     block = result.block_size
+    # A cluster of several hash blocks holds zeroes around what the guest wrote into it: those
+    # blocks count as zeroes, not data, as they would in clusters of one block.
+    padded = cluster > block
     # Runs of clusters adjacent in the disk and the file, as window-relative [start, end, host)
     # byte ranges, grouped by the adjacent hash blocks they touch: [first block, end block, runs].
     # Clusters may be smaller than a hash block or larger (a multiple of it).
@@ -693,7 +698,7 @@ def _hash_window(readers, view, entries, start, end, cluster):
                 with readers.mapping(host, stop - pos) as source:
                     result.update(start + pos, source)
                 done = stop
-                read += stop - pos
+                read += stop - pos - (result.zero_bytes(start + pos, start + stop) if padded else 0)
         else:
             filled = span_start
             for pos, stop, host in span_runs:
@@ -707,6 +712,8 @@ def _hash_window(readers, view, entries, start, end, cluster):
             if filled < span_end:
                 view[filled:span_end] = zeroes[:span_end - filled]
             result.update(start + span_start, view[span_start:span_end])
+            if padded:
+                read -= result.zero_bytes(start + span_start, start + span_end)
         done = span_end
     if done < length:
         result.set_zero(start + done, end)
