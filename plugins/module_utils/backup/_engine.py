@@ -503,6 +503,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
     owner = _job.qemu_owner(live_xml)
     disk_paths = dict((d.name, d.source) for d in plan.tracked)
     scratch = _Scratch()
+    map_writers = []     # the disks' hash maps, saved while the run goes on (see _finish_disk)
     job = _job.BackupJob(dom, label)
     committed = False
     backup_path = None
@@ -545,7 +546,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         ctx = dict(dom=dom, repo=repo, request=request, plan=plan, job=job, backup_path=backup_path,
                    sizes=sizes, owner=owner, scratch=scratch, deadline=deadline, backup_id=backup_id,
                    run_dir=run_dir, nbd_dir=nbd_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce,
-                   at_start=capture_firmware)
+                   at_start=capture_firmware, map_writers=map_writers)
         if not running:
             capture_firmware()
             disk_results = _offline(ctx, description, out)
@@ -568,6 +569,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
                 raise VirtError('checkpoint %s vanished during the backup of %s' % (ck_name, request.domain))
             with libvirt_call('reading checkpoint %s' % ck_name, label):
                 _repository.write_file(os.path.join(backup_path, 'checkpoint.xml'), ck.getXMLDesc(0))
+        _wait_for_maps(map_writers)
 
         if request.verify:
             for entry in disk_results:
@@ -592,6 +594,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         repo.commit(backup_path, manifest)
         committed = True
     except BaseException as exc:
+        _wait_for_maps(map_writers, errors=False)     # before the backup directory is removed
         if not _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths) and watchdog is not None:
             # libvirt could not be reached (e.g. libvirtd restarted mid-job): the job and the
             # checkpoint may still exist. The watchdog ends them with a connection of its own once
@@ -637,6 +640,18 @@ def _warnings(job, request, plan, firmware=None):
     return dict(warnings=warnings) if warnings else {}
 
 
+def _wait_for_maps(map_writers, errors=True):
+    """Wait until every hash map is on disk; errors: raise the first failure."""
+    failure = None
+    while map_writers:
+        try:
+            map_writers.pop(0).wait()
+        except Exception as exc:  # pylint: disable=broad-except  # the first one is raised below
+            failure = failure or exc
+    if failure is not None and errors:
+        raise failure
+
+
 def _cleanup_failed(dom, job, ck_name, backup_path, committed, disk_paths):
     """Undo a failed run; False when the job or the checkpoint could not be dealt with."""
     if committed:
@@ -672,7 +687,7 @@ def _parent_map(plan, disk_name, size):
 
 def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):
     map_name = '%s.blockhash.gz' % disk.name
-    hashmap.save(os.path.join(ctx['backup_path'], map_name))
+    ctx['map_writers'].append(_blockhash.MapWriter(hashmap, os.path.join(ctx['backup_path'], map_name)))
     image_path = os.path.join(ctx['backup_path'], image_name)
     os.chmod(image_path, 0o600)
     _repository.fsync_file(image_path)

@@ -116,6 +116,17 @@ def test_save_and_load_round_trip_and_detect_tampering(tmp_path, algorithm):
         bh.BlockHashMap.load(path, m.size, BS, algorithm=other)
 
 
+def test_a_map_saved_on_a_thread_is_on_disk_after_wait_and_its_failure_is_raised_there(tmp_path):
+    m = bh.BlockHashMap(64 * BS)
+    m.update(3 * BS, b'\x17' * BS)
+    path = str(tmp_path / 'vda.blockhash.gz')
+    bh.MapWriter(m, path).wait()
+    assert bh.BlockHashMap.load(path, m.size, BS, m.digest()).first_difference(m) is None
+    writer = bh.MapWriter(m, str(tmp_path / 'gone' / 'vda.blockhash.gz'))
+    with pytest.raises(OSError):
+        writer.wait()
+
+
 def test_truncated_map_file_is_an_error(tmp_path):
     m = bh.BlockHashMap(4 * BS)
     path = tmp_path / 'm.gz'
