@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import os
 import threading
+import zlib
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._errors import VirtError
 
@@ -242,17 +243,19 @@ class BlockHashMap:
         if algorithm not in DIGEST_SIZES:
             raise BlockHashError('hash map %s: block hash algorithm %r is unknown' % (label, algorithm))
         expected = ((size + block_size - 1) // block_size) * DIGEST_SIZES[algorithm]
-        data = bytearray()
+        # What a gzip of that many bytes can take at most: deflate's stored blocks add 5 bytes per
+        # 64 KiB, and a header of any sane length.
+        limit = expected + expected // 1024 + 65536
         try:
             raw = os.fdopen(source, 'rb') if isinstance(source, int) else open(source, 'rb')
-            with raw, gzip.GzipFile(fileobj=raw, mode='rb') as src:
-                while len(data) <= expected:
-                    chunk = src.read(min(1 << 20, expected + 1 - len(data)))
-                    if not chunk:
-                        break
-                    data += chunk
-        except (OSError, EOFError) as exc:
+            with raw:
+                packed = raw.read(limit + 1)
+        except OSError as exc:
             raise BlockHashError('cannot read hash map %s: %s' % (label, exc))
+        if len(packed) > limit:
+            raise BlockHashError('hash map %s is larger than a map of a %d-byte disk in %d-byte blocks can be'
+                                 % (label, size, block_size))
+        data = _gunzip(packed, expected + 1, label)
         if len(data) > expected:
             raise BlockHashError('hash map %s holds more than the %d bytes a %d-byte disk in %d-byte blocks needs'
                                  % (label, expected, size, block_size))
@@ -260,6 +263,27 @@ class BlockHashMap:
         if expected_digest and result.digest() != expected_digest:
             raise BlockHashError('hash map %s does not match the digest its manifest records' % label)
         return result
+
+
+def _gunzip(packed, most, label):
+    """The bytes of a gzip file held in packed (one member or several, as gzip allows), at most
+    most of them: decompression stops there, whatever the file claims (a small gzip of a huge
+    stream costs no memory). zlib checks each member's CRC and length."""
+    data = bytearray()
+    rest = packed
+    try:
+        while True:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)      # a gzip header, not zlib's
+            data += inflater.decompress(rest, most - len(data))
+            if len(data) >= most:
+                return data
+            if not inflater.eof:
+                raise BlockHashError('cannot read hash map %s: it ends before its end-of-stream marker' % label)
+            rest = inflater.unused_data
+            if not rest:
+                return data
+    except zlib.error as exc:
+        raise BlockHashError('cannot read hash map %s: %s' % (label, exc))
 
 
 class MapWriter:

@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import gzip
 import hashlib
+import os
 
 import pytest
 import xxhash
@@ -125,6 +126,26 @@ def test_a_map_saved_on_a_thread_is_on_disk_after_wait_and_its_failure_is_raised
     writer = bh.MapWriter(m, str(tmp_path / 'gone' / 'vda.blockhash.gz'))
     with pytest.raises(OSError):
         writer.wait()
+
+
+def test_a_map_in_several_gzip_members_reads_as_one_and_what_is_not_gzip_is_refused(tmp_path):
+    m = bh.BlockHashMap(8 * BS)
+    m.update(2 * BS, b'\x01' * BS)
+    raw = bytes(m.data)
+    path = tmp_path / 'm.gz'
+    path.write_bytes(gzip.compress(raw[:40]) + gzip.compress(raw[40:]))      # what `cat a.gz b.gz` gives
+    assert bh.BlockHashMap.load(str(path), 8 * BS, BS).data == m.data
+    path.write_bytes(gzip.compress(raw) + b'not gzip')
+    with pytest.raises(bh.BlockHashError):
+        bh.BlockHashMap.load(str(path), 8 * BS, BS)
+    # A small file that inflates to 64 MiB: refused after the first bytes too many.
+    path.write_bytes(gzip.compress(bytes(64 << 20)))
+    with pytest.raises(bh.BlockHashError, match='holds more than'):
+        bh.BlockHashMap.load(str(path), 8 * BS, BS)
+    # Larger on disk than any gzip of such a map can be: refused before it is decompressed.
+    path.write_bytes(gzip.compress(raw, compresslevel=0) + os.urandom(70000))
+    with pytest.raises(bh.BlockHashError, match='larger than a map'):
+        bh.BlockHashMap.load(str(path), 8 * BS, BS)
 
 
 def test_truncated_map_file_is_an_error(tmp_path):

@@ -149,7 +149,7 @@ def test_a_gzip_bomb_map_is_refused_without_memory(tmp_path):
             out.write(chunk)
     assert os.path.getsize(bomb) < 2 * MiB
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(_blockhash.BlockHashError, match='holds more than'):
+    with pytest.raises(_blockhash.BlockHashError, match='holds more than|larger than a map'):
         _blockhash.BlockHashMap.load(bomb, SIZE, _blockhash.choose_block_size(SIZE))
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024, 'loading the map grew the process by %d KiB' % grown_kib
