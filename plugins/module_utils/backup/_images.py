@@ -635,13 +635,19 @@ class _TableReaders:
             self.stats.bytes_read += read
             self.stats.zero_bytes += zero
 
-    def mapping(self, host, length):
-        """length bytes of the file from host offset, mapped (see _FileMap); a range past the end
-        of the file is an error, as a short read is."""
+    def hash_run(self, view, guest, host, length):
+        """Hash length bytes of data clusters found at file offset host, which hold the disk from
+        guest offset guest (whole hash blocks): where they lie in the page cache when the file is
+        mapped, else read into view. A range past the end of the file is an error either way."""
+        if self.mapped_size is None:
+            _read_exact(self.fd, view[:length], host, self.label)
+            self.result.update(guest, view[:length])
+            return
         if host + length > self.mapped_size:
             raise ImageError('%s: a data cluster at file offset %d lies beyond the end of the file'
                              % (self.label, host))
-        return _FileMap(self.fd, host, length)
+        with _FileMap(self.fd, host, length) as source:
+            self.result.update(guest, source)
 
     def __exit__(self, exc_type, exc, tb):
         try:
@@ -688,18 +694,18 @@ def _hash_window(readers, view, entries, start, end, cluster):
         span_end = min(length, end_block * block)
         if done < span_start:
             result.set_zero(start + done, start + span_start)
-        if readers.mapped_size is not None and all(
-                not pos % block and (not stop % block or stop == length) for pos, stop, _host in span_runs):
+        if all(not pos % block and (not stop % block or stop == length) for pos, stop, _host in span_runs):
             # Each run is whole hash blocks (always so when a cluster is one or more whole
-            # blocks): hashed where it lies in the page cache; the blocks between runs are zeroes.
+            # blocks): hashed on its own; the blocks between runs are zeroes.
             for pos, stop, host in span_runs:
                 if done < pos:
                     result.set_zero(start + done, start + pos)
-                with readers.mapping(host, stop - pos) as source:
-                    result.update(start + pos, source)
+                readers.hash_run(view, start + pos, host, stop - pos)
                 done = stop
                 read += stop - pos - (result.zero_bytes(start + pos, start + stop) if padded else 0)
         else:
+            # Runs that share a hash block (clusters smaller than a block): the blocks are put
+            # together in view, the gaps between runs zeroed.
             filled = span_start
             for pos, stop, host in span_runs:
                 if filled < pos:
@@ -712,8 +718,6 @@ def _hash_window(readers, view, entries, start, end, cluster):
             if filled < span_end:
                 view[filled:span_end] = zeroes[:span_end - filled]
             result.update(start + span_start, view[span_start:span_end])
-            if padded:
-                read -= result.zero_bytes(start + span_start, start + span_end)
         done = span_end
     if done < length:
         result.set_zero(start + done, end)
@@ -748,12 +752,7 @@ def _hash_top(readers, view, entries, start, end, cluster):
     for first, host, count in _runs(data, cluster):
         pos = start + first * cluster
         stop = min(end, pos + count * cluster)
-        if readers.mapped_size is not None:
-            with readers.mapping(host, stop - pos) as source:
-                readers.result.update(pos, source)
-        else:
-            _read_exact(readers.fd, view[:stop - pos], host, readers.label)
-            readers.result.update(pos, view[:stop - pos])
+        readers.hash_run(view, pos, host, stop - pos)
         read += stop - pos
     return read, zero
 
