@@ -411,6 +411,7 @@ def take_backup(conn, request, check_mode=False):
         repo.check_layout()
         plan = plan_backup(dom, repo, request, disks, skipped, running, True)
         _check_base_chain(repo, plan, request.domain, request.key)
+        _parent_maps_loaded(plan, request.domain)
         return _predicted(request, plan, quiesce)
 
     # A first backup that fails before writing anything leaves no empty domain directory behind.
@@ -433,19 +434,38 @@ def take_backup(conn, request, check_mode=False):
 
 
 def _check_base_chain(repo, plan, domain, request_key=None):
-    """An incremental continues a chain that must be intact as the manifests describe it: every
-    layer's header and the parent's integrity map are checked before the job begins. The maps
-    loaded here are the ones the copy starts from (plan.parent_maps)."""
+    """An incremental continues a chain that must be intact as the manifests describe it. Every
+    layer's header is checked here; the parent's integrity map is loaded on a thread while the run
+    sets up, and _parent_maps_loaded waits for it before the job begins, so that a damaged map still
+    changes nothing. The maps loaded are the ones the copy starts from (plan.parent_maps)."""
     for disk in plan.disks:
         parent = plan.disk_parent(disk.name)
         if parent is None:
             continue
+        lineage = repo.lineage(parent)
         try:
-            plan.parent_maps[disk.name] = _repository.check_point(repo.lineage(parent), disk.name, request_key)
-        except (_repository.RepositoryError, _images.ImageError, _blockhash.BlockHashError) as exc:
-            raise VirtError('cannot take an %s backup of domain %s on backup %s: %s. Nothing was changed; take '
-                            'level full to start a new chain, or repair the repository' % (
-                                plan.level, domain, parent.id, exc))
+            _repository.check_chain(lineage, disk.name, request_key)
+        except (_repository.RepositoryError, _images.ImageError) as exc:
+            raise _base_chain_error(plan, domain, parent, exc)
+        plan.parent_maps[disk.name] = _blockhash.Background(_repository.load_map, lineage[0],
+                                                            lineage[0].disk(disk.name))
+
+
+def _parent_maps_loaded(plan, domain):
+    """Wait for the maps _check_base_chain loads; raise the first failure as it would have."""
+    failure = None
+    for name, loading in sorted(plan.parent_maps.items()):
+        try:
+            loading.result()
+        except (_repository.RepositoryError, _blockhash.BlockHashError) as exc:
+            failure = failure or _base_chain_error(plan, domain, plan.disk_parent(name), exc)
+    if failure is not None:
+        raise failure
+
+
+def _base_chain_error(plan, domain, parent, exc):
+    return VirtError('cannot take an %s backup of domain %s on backup %s: %s. Nothing was changed; take '
+                     'level full to start a new chain, or repair the repository' % (plan.level, domain, parent.id, exc))
 
 
 def _remove_debris(dom, repo, domain, disk_paths):
@@ -543,6 +563,7 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
         def capture_firmware():
             firmware['section'] = _firmware.capture(fw_state, backup_path)
 
+        _parent_maps_loaded(plan, request.domain)     # before anything changes in libvirt or the disks
         ctx = dict(dom=dom, repo=repo, request=request, plan=plan, job=job, backup_path=backup_path,
                    sizes=sizes, owner=owner, scratch=scratch, deadline=deadline, backup_id=backup_id,
                    run_dir=run_dir, nbd_dir=nbd_dir, disk_paths=disk_paths, ck_name=ck_name, quiesce=quiesce,
@@ -641,11 +662,12 @@ def _warnings(job, request, plan, firmware=None):
 
 
 def _wait_for_maps(map_writers, errors=True):
-    """Wait until every hash map is on disk; errors: raise the first failure."""
+    """Wait until every hash map is on disk and fill in its digest; errors: raise the first failure."""
     failure = None
     while map_writers:
+        entry, writer = map_writers.pop(0)
         try:
-            map_writers.pop(0).wait()
+            entry['image_digest'] = writer.result()
         except Exception as exc:  # pylint: disable=broad-except  # the first one is raised below
             failure = failure or exc
     if failure is not None and errors:
@@ -681,13 +703,14 @@ def _parent_map(plan, disk_name, size):
         raise VirtError('disk %s changed size since backup %s (%d -> %d bytes); take a full backup' % (
             disk_name, parent.id, entry['virtual_size'], size))
     # Taken, not copied: each map is the start of exactly one disk's copy.
-    hashmap = plan.parent_maps.pop(disk_name, None)
-    return hashmap if hashmap is not None else _repository.load_map(parent, entry)
+    loading = plan.parent_maps.pop(disk_name, None)
+    return loading.result() if loading is not None else _repository.load_map(parent, entry)
 
 
 def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):
     map_name = '%s.blockhash.gz' % disk.name
-    ctx['map_writers'].append(_blockhash.MapWriter(hashmap, os.path.join(ctx['backup_path'], map_name)))
+    # The map is saved, and its digest (image_digest below) taken, while the run goes on.
+    writer = _blockhash.Background(hashmap.save, os.path.join(ctx['backup_path'], map_name))
     image_path = os.path.join(ctx['backup_path'], image_name)
     os.chmod(image_path, 0o600)
     _repository.fsync_file(image_path)
@@ -698,8 +721,9 @@ def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, 
         dirty_bytes=dirty, bytes_read=read, bytes_written=written, zero_bytes=zero,
         throughput=int(read / seconds) if seconds > 0 else None,
         integrity=dict(algorithm=hashmap.algorithm, block_size=hashmap.block_size, map=map_name),
-        image_digest=hashmap.digest(), file_size=os.stat(image_path).st_size,
+        image_digest=None, file_size=os.stat(image_path).st_size,
     )
+    ctx['map_writers'].append((entry, writer))
     if ctx['request'].compress:
         entry['compression'] = ctx['request'].compress
     return entry

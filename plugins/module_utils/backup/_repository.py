@@ -517,9 +517,14 @@ def check_point(lineage, name, key=None):
     """Check the point in time lineage[0] holds of disk name before it is used: every layer of its
     chain (headers, sizes) and its integrity map. Returns the map (_blockhash.BlockHashMap); raises
     _images.ImageError, _blockhash.BlockHashError or RepositoryError."""
+    check_chain(lineage, name, key)
+    return load_map(lineage[0], lineage[0].disk(name))
+
+
+def check_chain(lineage, name, key=None):
+    """The first half of check_point: every layer of the chain opens as its manifest describes it."""
     with open_chain(lineage, name, key):
         pass
-    return load_map(lineage[0], lineage[0].disk(name))
 
 
 def check_new_repository(path):

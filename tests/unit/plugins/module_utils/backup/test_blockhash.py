@@ -117,15 +117,19 @@ def test_save_and_load_round_trip_and_detect_tampering(tmp_path, algorithm):
         bh.BlockHashMap.load(path, m.size, BS, algorithm=other)
 
 
-def test_a_map_saved_on_a_thread_is_on_disk_after_wait_and_its_failure_is_raised_there(tmp_path):
+def test_a_map_saved_on_a_thread_is_on_disk_with_its_digest_after_result_and_its_failure_is_raised_there(tmp_path):
     m = bh.BlockHashMap(64 * BS)
     m.update(3 * BS, b'\x17' * BS)
     path = str(tmp_path / 'vda.blockhash.gz')
-    bh.MapWriter(m, path).wait()
+    assert bh.Background(m.save, path).result() == m.digest()
     assert bh.BlockHashMap.load(path, m.size, BS, m.digest()).first_difference(m) is None
-    writer = bh.MapWriter(m, str(tmp_path / 'gone' / 'vda.blockhash.gz'))
+    writer = bh.Background(m.save, str(tmp_path / 'gone' / 'vda.blockhash.gz'))
     with pytest.raises(OSError):
-        writer.wait()
+        writer.result()
+    # A load on a thread raises its failure in result() too: here, a map that is not the manifest's.
+    loading = bh.Background(bh.BlockHashMap.load, path, m.size, BS, '0' * 64)
+    with pytest.raises(bh.BlockHashError, match='does not match the digest'):
+        loading.result()
 
 
 def test_a_map_in_several_gzip_members_reads_as_one_and_what_is_not_gzip_is_refused(tmp_path):
@@ -199,3 +203,57 @@ def test_changed_ranges_are_what_a_compared_disk_writes(algorithm):
     assert child.set_zero_changed(6 * block, 10 * block) == []
     assert child.set_zero_changed(block, 3 * block) == [(block, 3 * block)]
     assert child.set_zero_changed(10 * block, size) == [(10 * block, size)]
+
+
+def _members(path):
+    packed = path.read_bytes()
+    data, members = bh._gunzip(packed, 1 << 30, str(path))
+    return data, [packed[ps:pe] for _rs, _re, ps, pe in members]
+
+
+@ALGORITHMS
+def test_a_map_is_saved_in_segments_and_an_incremental_copies_the_members_of_the_segments_it_did_not_change(
+        tmp_path, algorithm):
+    blocks = 3 * bh.MAP_SEGMENT // bh.DIGEST_SIZES[algorithm] + 5     # three whole segments and a short one
+    size = blocks * BS
+    parent = bh.BlockHashMap(size, BS, algorithm=algorithm)
+    for index in range(0, blocks, 7):
+        parent.update(index * BS, os.urandom(BS))
+    first = tmp_path / 'parent.blockhash.gz'
+    parent.save(str(first))
+    raw, members = _members(first)
+    assert raw == parent.data and len(members) == 4
+    assert gzip.decompress(first.read_bytes()) == parent.data      # what gzip itself reads
+
+    loaded = bh.BlockHashMap.load(str(first), size, BS, parent.digest(), algorithm=algorithm)
+    second_segment = bh.MAP_SEGMENT // bh.DIGEST_SIZES[algorithm]
+    loaded.update((second_segment + 3) * BS, b'\x42' * BS)         # one block in the second segment
+    second = tmp_path / 'child.blockhash.gz'
+    assert loaded.save(str(second)) == loaded.digest()
+    raw2, members2 = _members(second)
+    assert raw2 == loaded.data and raw2 != raw
+    assert [a == b for a, b in zip(members, members2)] == [True, False, True, True]
+    assert bh.BlockHashMap.load(str(second), size, BS, loaded.digest(), algorithm=algorithm).data == loaded.data
+    # A block changed back and forth is compared, not tracked: its member is written again only if
+    # the bytes differ.
+    again = bh.BlockHashMap.load(str(second), size, BS, algorithm=algorithm)
+    again.data[:] = loaded.data
+    third = tmp_path / 'third.blockhash.gz'
+    again.save(str(third))
+    assert third.read_bytes() == second.read_bytes()
+
+
+def test_members_written_by_another_tool_are_not_copied_and_an_incompressible_map_still_loads(tmp_path):
+    m = bh.BlockHashMap(bh.MAX_BLOCKS * BS)
+    m.data[:] = os.urandom(len(m.data))                 # the worst case: nothing compresses
+    path = tmp_path / 'vda.blockhash.gz'
+    m.save(str(path))
+    assert bh.BlockHashMap.load(str(path), m.size, BS, m.digest()).data == m.data
+    # One member with a file name in its header (gzip's own tool writes one): its bytes hold more
+    # than digests, so a save writes every segment anew.
+    with open(str(path), 'wb') as raw, gzip.GzipFile(filename='name', fileobj=raw, mode='wb', mtime=0) as out:
+        out.write(bytes(m.data[:bh.MAP_SEGMENT]))
+    small = bh.BlockHashMap.load(str(path), bh.MAP_SEGMENT // 16 * BS, BS)
+    resaved = tmp_path / 'resaved.gz'
+    small.save(str(resaved))
+    assert b'name' not in resaved.read_bytes() and gzip.decompress(resaved.read_bytes()) == small.data
