@@ -709,11 +709,7 @@ def _parent_map(plan, disk_name, size):
 
 def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):
     map_name = '%s.blockhash.gz' % disk.name
-    # The map is saved, and its digest (image_digest below) taken, while the run goes on.
-    writer = _blockhash.Background(hashmap.save, os.path.join(ctx['backup_path'], map_name))
     image_path = os.path.join(ctx['backup_path'], image_name)
-    os.chmod(image_path, 0o600)
-    _repository.fsync_file(image_path)
     entry = dict(
         name=disk.name, level=ctx['plan'].disk_level(disk.name), method=disk.method,
         virtual_size=ctx['sizes'][disk.name],
@@ -721,9 +717,14 @@ def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, 
         dirty_bytes=dirty, bytes_read=read, bytes_written=written, zero_bytes=zero,
         throughput=int(read / seconds) if seconds > 0 else None,
         integrity=dict(algorithm=hashmap.algorithm, block_size=hashmap.block_size, map=map_name),
-        image_digest=None, file_size=os.stat(image_path).st_size,
+        image_digest=None, file_size=None,
     )
-    ctx['map_writers'].append((entry, writer))
+    # The map is saved, and its digest taken, while the run goes on: _wait_for_maps fills in
+    # image_digest, and is what a failure waits for before it removes the backup directory.
+    ctx['map_writers'].append((entry, _blockhash.Background(hashmap.save, os.path.join(ctx['backup_path'], map_name))))
+    os.chmod(image_path, 0o600)
+    _repository.fsync_file(image_path)
+    entry['file_size'] = os.stat(image_path).st_size
     if ctx['request'].compress:
         entry['compression'] = ctx['request'].compress
     return entry
