@@ -243,8 +243,11 @@ class BlockHashMap:
             yield kept if kept is not None else _gzip_member(view[start:end])
 
     @classmethod
-    def load(cls, source, size, block_size, expected_digest=None, label=None, algorithm=ALGORITHM):
+    def load(cls, source, size, block_size, expected_digest=None, label=None, algorithm=ALGORITHM,
+             keep_members=False):
         """Read a map saved by save(). source: a path, or a file descriptor (closed here).
+        keep_members: the map will be changed and saved (an incremental's start): keep what save()
+        needs to copy the members of unchanged segments (the file, and a copy of the map).
 
         The map comes from a repository, which is untrusted: at most the bytes a map of this disk
         can hold are decompressed (a small gzip of a huge stream is refused early, without memory).
@@ -274,7 +277,8 @@ class BlockHashMap:
         result = cls(size, block_size, data, algorithm)
         if expected_digest and result.digest() != expected_digest:
             raise BlockHashError('hash map %s does not match the digest its manifest records' % label)
-        result._origin = _Origin.of(data, packed, members)
+        if keep_members:
+            result._origin = _Origin.of(data, packed, members)
         return result
 
 

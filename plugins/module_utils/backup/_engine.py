@@ -448,7 +448,7 @@ def _check_base_chain(repo, plan, domain, request_key=None):
         except (_repository.RepositoryError, _images.ImageError) as exc:
             raise _base_chain_error(plan, domain, parent, exc)
         plan.parent_maps[disk.name] = _blockhash.Background(_repository.load_map, lineage[0],
-                                                            lineage[0].disk(disk.name))
+                                                            lineage[0].disk(disk.name), True)
 
 
 def _parent_maps_loaded(plan, domain):
@@ -704,7 +704,7 @@ def _parent_map(plan, disk_name, size):
             disk_name, parent.id, entry['virtual_size'], size))
     # Taken, not copied: each map is the start of exactly one disk's copy.
     loading = plan.parent_maps.pop(disk_name, None)
-    return loading.result() if loading is not None else _repository.load_map(parent, entry)
+    return loading.result() if loading is not None else _repository.load_map(parent, entry, keep_members=True)
 
 
 def _finish_disk(ctx, disk, image_name, backing, hashmap, seconds, dirty, read, written, zero):

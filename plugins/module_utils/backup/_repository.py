@@ -452,8 +452,9 @@ def validate_manifest(m, file_name):
         _firmware.validate(m['firmware'], file_name)
 
 
-def load_map(backup, disk):
-    """The integrity map a backup recorded for disk (bounded read, digest checked)."""
+def load_map(backup, disk, keep_members=False):
+    """The integrity map a backup recorded for disk (bounded read, digest checked); keep_members:
+    see BlockHashMap.load."""
     integrity = disk['integrity']
     label = os.path.join(backup.path, integrity['map'])
     try:
@@ -461,7 +462,7 @@ def load_map(backup, disk):
     except RepositoryError as exc:
         raise _blockhash.BlockHashError('cannot read hash map: %s' % exc)
     return _blockhash.BlockHashMap.load(fd, disk['virtual_size'], integrity['block_size'], disk['image_digest'],
-                                        label=label, algorithm=integrity['algorithm'])
+                                        label=label, algorithm=integrity['algorithm'], keep_members=keep_members)
 
 
 def manifest_version(algorithm):

@@ -225,7 +225,9 @@ def test_a_map_is_saved_in_segments_and_an_incremental_copies_the_members_of_the
     assert raw == parent.data and len(members) == 4
     assert gzip.decompress(first.read_bytes()) == parent.data      # what gzip itself reads
 
-    loaded = bh.BlockHashMap.load(str(first), size, BS, parent.digest(), algorithm=algorithm)
+    # Only a map that will be saved again keeps its file and a copy of itself in memory.
+    assert bh.BlockHashMap.load(str(first), size, BS, parent.digest(), algorithm=algorithm)._origin is None
+    loaded = bh.BlockHashMap.load(str(first), size, BS, parent.digest(), algorithm=algorithm, keep_members=True)
     second_segment = bh.MAP_SEGMENT // bh.DIGEST_SIZES[algorithm]
     loaded.update((second_segment + 3) * BS, b'\x42' * BS)         # one block in the second segment
     second = tmp_path / 'child.blockhash.gz'
@@ -236,7 +238,7 @@ def test_a_map_is_saved_in_segments_and_an_incremental_copies_the_members_of_the
     assert bh.BlockHashMap.load(str(second), size, BS, loaded.digest(), algorithm=algorithm).data == loaded.data
     # A block changed back and forth is compared, not tracked: its member is written again only if
     # the bytes differ.
-    again = bh.BlockHashMap.load(str(second), size, BS, algorithm=algorithm)
+    again = bh.BlockHashMap.load(str(second), size, BS, algorithm=algorithm, keep_members=True)
     again.data[:] = loaded.data
     third = tmp_path / 'third.blockhash.gz'
     again.save(str(third))
@@ -253,7 +255,7 @@ def test_members_written_by_another_tool_are_not_copied_and_an_incompressible_ma
     # than digests, so a save writes every segment anew.
     with open(str(path), 'wb') as raw, gzip.GzipFile(filename='name', fileobj=raw, mode='wb', mtime=0) as out:
         out.write(bytes(m.data[:bh.MAP_SEGMENT]))
-    small = bh.BlockHashMap.load(str(path), bh.MAP_SEGMENT // 16 * BS, BS)
+    small = bh.BlockHashMap.load(str(path), bh.MAP_SEGMENT // 16 * BS, BS, keep_members=True)
     resaved = tmp_path / 'resaved.gz'
     small.save(str(resaved))
     assert b'name' not in resaved.read_bytes() and gzip.decompress(resaved.read_bytes()) == small.data
