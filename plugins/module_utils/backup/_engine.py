@@ -95,7 +95,7 @@ class Plan:
         self.full_disks = set(full_disks or ())  # disks new since the parent: copied in full
         self.repaired = repaired or []
         self.since_bitmaps = since_bitmaps or {}  # {disk: bitmap} for shut-off domains
-        self.parent_maps = {}       # {disk: the parent's integrity map}, loaded by _check_base_chain
+        self.parent_maps = {}       # {disk: its parent's map, loading on a thread}: _check_base_chain
         # The block hash of the chain: a new chain takes the newest this host can compute; an
         # incremental keeps its chain's (its maps continue the parent's, block by block).
         self.algorithm = _repository.chain_algorithm(parent) if parent is not None else new_chain_algorithm()
