@@ -33,6 +33,21 @@ def chain(big):
     return dict(repo=repo, last=full, verified=False)
 
 
+_RUNS = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left():
+    """A case that fails while its run goes on kills the run: left alone, it would finish a backup
+    that the next case's chain does not expect."""
+    yield
+    while _RUNS:
+        run = _RUNS.pop()
+        if run.alive():
+            run.kill9()
+        run.close()
+
+
 def _good(chain, guest, fault):
     """The last good backup, verified once (its restore counts for bytes lost)."""
     if not chain['verified']:
@@ -51,10 +66,7 @@ def _transfer_under_way(repo, domain, disk='vda', at_least=48 * MiB):
 
 
 def _push_under_way(repo, domain, disk='vda', at_least=8 * MiB):
-    """The partial backup directory once QEMU's push target of disk holds at_least bytes, else None.
-
-    A push of fi-big's 512 MiB takes about half a second: seen early, so that a test process
-    that waits for a core still finds the job running."""
+    """The partial backup directory once QEMU's push target of disk holds at_least bytes, else None."""
     staging = staging_dir(repo, domain)
     if not os.path.isdir(staging):
         return None
@@ -68,10 +80,23 @@ def _push_under_way(repo, domain, disk='vda', at_least=8 * MiB):
     return None
 
 
+class EndedEarly(Exception):
+    """The run ended before the fault could be injected; result is its module result."""
+
+    def __init__(self, result):
+        Exception.__init__(self, 'the backup ended before the fault could be injected: %s' % (
+            result.get('msg') or 'it succeeded'))
+        self.result = result
+
+
 def _start_long_run(guest, repo, **args):
+    """A virt_backup run (level full) caught mid-transfer: (run, its partial backup directory).
+
+    Raises EndedEarly if the run ended first."""
     params = dict(domain=guest.name, repository=repo, level='full')
     params.update(args)
     run = ModuleRun('virt_backup', params)
+    _RUNS.append(run)
     under_way = _push_under_way if params.get('mode') == 'push' else _transfer_under_way
     try:
         partial = wait_until(lambda: under_way(repo, guest.name) or (not run.alive() and 'ended'),
@@ -81,8 +106,7 @@ def _start_long_run(guest, repo, **args):
         run.close()
         raise
     if partial == 'ended':
-        res = run.wait()
-        raise CheckFailed('the backup ended before the fault could be injected: %s' % res.get('msg'))
+        raise EndedEarly(run.wait())
     return run, partial
 
 
@@ -108,15 +132,34 @@ def test_kill9_mid_transfer(big, chain, fault):
     fault.survived()
 
 
+def _push_caught(guest, chain, fault, attempts=4):
+    """A full push run whose job was seen running: (run, partial). QEMU pushes fi-big's 512 MiB in
+    about half a second, which a test process waiting for a core can miss: a run that ended, or
+    whose job ended, before the test looked is waited for, must have made a good backup (the new
+    base of the chain), and another run is started."""
+    repo = chain['repo']
+    for attempt in range(attempts):
+        guest.write('vda', (150 + attempt) * MiB, MiB, 0x85)
+        try:
+            run, partial = _start_long_run(guest, repo, mode='push')
+            if guest.job_active():
+                return run, partial
+            result = run.wait()
+        except EndedEarly as early:
+            result = early.result
+        chain['last'] = ok(result, 'the push that ended before the test looked')['backup']
+        fault.note('attempt %d: the push ended before the test looked' % (attempt + 1))
+    raise CheckFailed('%d pushes in a row ended before the test looked' % attempts)
+
+
 def test_kill9_push_mid_job(big, chain, fault):
     """kill -9 of the module process while QEMU pushes the backup into the repository's staging directory."""
     repo = chain['repo']
-    good = _good(chain, big, fault)
+    _good(chain, big, fault)
     big.start()
-    big.write('vda', 150 * MiB, MiB, 0x85)
-    run, partial = _start_long_run(big, repo, mode='push')
+    run, partial = _push_caught(big, chain, fault)
+    good = chain['last']
     fault.inject('kill -9 of virt_backup while QEMU pushes the backup (push mode)')
-    assert big.job_active(), 'no backup job while QEMU pushes'
     run.kill9()
     run.close()
     failed_ck = _failed_checkpoint(repo, partial)
