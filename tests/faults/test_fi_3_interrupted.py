@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import signal
 import subprocess
 import time
 
@@ -199,6 +200,82 @@ def test_kill9_module_and_watchdog(big, chain, fault):
     fi_lib.assert_aftermath(big, repo, fi_lib.listed_ids(repo, big.name))
     fi_lib.verify_backup(fault, big, repo, backup['id'])
     chain['last'] = backup
+    fault.survived()
+
+
+def _process_gone(pid):
+    """True once pid has exited (a zombie counts as gone: nobody may reap a watchdog whose
+    parent was killed)."""
+    try:
+        with open('/proc/%d/stat' % pid) as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0] in ('Z', 'X')
+    except OSError:
+        return True
+
+
+def _another_job(guest, job_xml):
+    """True while the domain runs a backup job other than the one whose XML is job_xml."""
+    current = guest.job_xml()
+    return current is not None and current != job_xml
+
+
+def test_late_watchdog_spares_the_next_run(big, chain, fault):
+    """A killed run's watchdog that acts late (held here with SIGSTOP, as one waiting for a restarted
+    libvirtd would be) finds the next run's job, not its own: it must leave that job, that run's
+    checkpoint and its files alone (even when both runs started within one second)."""
+    repo = chain['repo']
+    _good(chain, big, fault)
+    big.start()
+    fault.inject('kill -9 of virt_backup with its watchdog held; the watchdog resumes during the next run')
+    for attempt in range(4):
+        big.write('vda', (250 + attempt) * MiB, MiB, 0x87)
+        try:
+            killed, killed_partial = _start_long_run(big, repo)
+        except EndedEarly as early:
+            chain['last'] = ok(early.result, 'the run that ended before the test looked')['backup']
+            fault.note('attempt %d: the first run ended before the test looked' % (attempt + 1))
+            continue
+        killed_job = big.job_xml()
+        [late_watchdog] = fi_lib.watchdog_processes(big.dom.UUIDString())
+        os.kill(late_watchdog, signal.SIGSTOP)
+        killed.kill9()
+        killed.close()
+        # Partial backups as runs killed in the seconds to come would leave them: the next run removes
+        # them too, and must take none of their ids (a late watchdog acts on its run's id).
+        planted = [time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(time.time() + s)) for s in range(1, 30)]
+        for backup_id in planted:
+            os.mkdir(os.path.join(os.path.dirname(killed_partial), backup_id), 0o700)
+        try:
+            # The next run removes the killed run's job and partial backup, then starts its own job,
+            # and is held (SIGSTOP) while the late watchdog looks at the domain.
+            nxt = ModuleRun('virt_backup', dict(domain=big.name, repository=repo, level='full'))
+            _RUNS.append(nxt)
+            wait_until(lambda: _another_job(big, killed_job) or not nxt.alive(), 120,
+                       'the next run to start its job', interval=0.01)
+            nxt.pause()
+            held = _another_job(big, killed_job)
+        finally:
+            os.kill(late_watchdog, signal.SIGCONT)
+        wait_until(lambda: _process_gone(late_watchdog), 90, 'the late watchdog to finish')
+        if held:
+            break
+        nxt.resume()
+        chain['last'] = ok(nxt.wait(), 'the next run that ended before the test looked')['backup']
+        fault.note('attempt %d: the next run ended its job before the test looked' % (attempt + 1))
+    else:
+        raise CheckFailed('four attempts in a row ended before the test looked')
+    try:
+        assert big.job_active(), 'the late watchdog aborted the backup job of the next run'
+    finally:
+        nxt.resume()
+    res = ok(nxt.wait(), 'the next run, after the late watchdog')
+    assert res['aborted_stale_job'] and killed_partial in res['removed_partial'], res
+    removed_ids = [os.path.basename(path) for path in res['removed_partial']]
+    assert set(planted) <= set(removed_ids), (planted, removed_ids)
+    assert res['backup']['id'] not in removed_ids, 'the next run took the id of a partial backup it removed'
+    fi_lib.assert_aftermath(big, repo, fi_lib.listed_ids(repo, big.name))
+    fi_lib.verify_backup(fault, big, repo, res['backup']['id'])
+    chain['last'] = res['backup']
     fault.survived()
 
 

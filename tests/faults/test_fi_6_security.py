@@ -21,7 +21,7 @@ from lxml import etree
 from support.host import MiB, qemu_owner, ROOT, sh, SOCKET_ROOT, wait_until
 from support.images import differing_bytes
 from support.modules import failed, ModuleRun, ok, run_module
-from support.repository import partial_dirs, repo_short_id, tree_state
+from support.repository import checkpoint_prefix, partial_dirs, repo_short_id, tree_state
 import fi_lib
 
 PKI = fi_lib.PKI
@@ -250,6 +250,43 @@ def test_tcp_tls_backup(small, pki, fault):
     fi_lib.assert_next_run(fault, small, repo, base=inc, expect_level='incremental',
                            **dict((k, v) for k, v in _tcp_args(small, repo, pki['client']).items()
                                   if k not in ('domain', 'repository')))
+
+
+def test_tcp_pull_killed(small, pki, fault):
+    """kill -9 of the module while its pull over TCP+TLS runs: the job's XML names no socket of ours,
+    only the run's scratch files; the watchdog must still end the job, and the next run builds on
+    the last good backup."""
+    small.start()
+    repo = fi_lib.new_repo_path('tls-killed')
+    good = fi_lib.backup(small, repo, **_tcp_args(small, repo, pki['client']))
+    for attempt in range(4):
+        small.write('vda', (100 + attempt) * MiB, MiB, 0xb3)
+        run = ModuleRun('virt_backup', _tcp_args(small, repo, pki['client'], level='full'))
+        try:
+            wait_until(lambda: small.job_active() or not run.alive(), 60, 'the TCP job to start', interval=0.01)
+            run.pause()         # a pull job lives until its client ends it: held, the run cannot
+            if small.job_active():
+                break
+            run.resume()
+            good = ok(run.wait(), 'the TCP pull that ended before the test looked')['backup']
+        except BaseException:
+            if run.alive():
+                run.kill9()
+            run.close()
+            raise
+        fault.note('attempt %d: the TCP pull ended before the test looked' % (attempt + 1))
+    else:
+        raise AssertionError('four TCP pulls in a row ended before the test looked')
+    [partial] = partial_dirs(repo, small.name)
+    fault.inject('kill -9 of virt_backup while it pulls over TCP+TLS')
+    run.kill9()
+    run.close()
+    fi_lib.assert_aftermath(small, repo, fi_lib.listed_ids(repo, small.name),
+                            failed_checkpoints=[checkpoint_prefix(repo) + os.path.basename(partial)])
+    fi_lib.assert_next_run(fault, small, repo, base=good, expect_level='incremental',
+                           **dict((k, v) for k, v in _tcp_args(small, repo, pki['client']).items()
+                                  if k not in ('domain', 'repository')))
+    fault.survived()
 
 
 def test_repository_modes(small, fault):

@@ -426,7 +426,10 @@ def take_backup(conn, request, check_mode=False):
         cleaned = _remove_debris(dom, repo, request.domain, qcow2_paths)
         plan = plan_backup(dom, repo, request, disks, skipped, running)
         _check_base_chain(repo, plan, request.domain, request.key)
-        result = _run(conn, dom, repo, request, plan, live_xml, running, quiesce)
+        # Never the id of a partial backup just removed: the watchdog of the run that left it may
+        # still act, on that id's checkpoint, directory and files.
+        removed_ids = set(os.path.basename(path) for path in cleaned['removed_partial'])
+        result = _run(conn, dom, repo, request, plan, live_xml, running, quiesce, removed_ids)
         result.update(cleaned)
         return result
     finally:
@@ -510,12 +513,12 @@ def _predicted(request, plan, quiesce):
         skipped_disks=[dict(name=n, reason=r) for n, r in plan.skipped]))
 
 
-def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
+def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None, removed_ids=()):
     started = _repository.utcnow()
     t0 = time.time()
     deadline = t0 + request.timeout if request.timeout else None
-    backup_id = repo.new_backup_id(request.domain, started,
-                                   taken=lambda bid: _checkpoint.lookup_checkpoint(dom, checkpoint_name(repo, bid)))
+    backup_id = repo.new_backup_id(request.domain, started, taken=lambda bid: bid in removed_ids or (
+        _checkpoint.lookup_checkpoint(dom, checkpoint_name(repo, bid))))
     chain = plan.chain or backup_id
     # A checkpoint only when some disk keeps a dirty bitmap; compared disks need none.
     ck_name = checkpoint_name(repo, backup_id) if plan.tracked else None
@@ -538,7 +541,9 @@ def _run(conn, dom, repo, request, plan, live_xml, running, quiesce=None):
             _push_target(staging, request.domain, backup_id, d.name),
             _scratch_file(request.scratch_dir or _scratch_dir_path(request.domain), request.domain, backup_id,
                           d.name))]
-        watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name or '', _job_markers(repo, request.domain),
+        # It aborts only a job whose XML names this run's own files: a watchdog that waits for a
+        # restarted libvirtd must not abort the job of a later run, which removed this run's debris.
+        watchdog = _reaper.Watchdog(request.uri, dom.UUIDString(), ck_name or '', [run_dir + os.sep] + qemu_files,
                                     [run_dir, nbd_dir] + qemu_files,
                                     [] if running else [d.source for d in plan.tracked], thaw=bool(quiesce),
                                     backup_path=backup_path).start()
