@@ -91,9 +91,10 @@ class EndedEarly(Exception):
 
 
 def _start_long_run(guest, repo, **args):
-    """A virt_backup run (level full) caught mid-transfer: (run, its partial backup directory).
-
-    Raises EndedEarly if the run ended first."""
+    """A virt_backup run (level full) caught mid-transfer and held there (SIGSTOP): (run, its partial
+    backup directory). Held at once, because a pull of fi-big's 512 MiB takes well under a second:
+    the run can then neither finish nor commit before the fault lands. Raises EndedEarly if the run
+    ended first."""
     params = dict(domain=guest.name, repository=repo, level='full')
     params.update(args)
     run = ModuleRun('virt_backup', params)
@@ -108,6 +109,7 @@ def _start_long_run(guest, repo, **args):
         raise
     if partial == 'ended':
         raise EndedEarly(run.wait())
+    run.pause()
     return run, partial
 
 
@@ -133,11 +135,12 @@ def test_kill9_mid_transfer(big, chain, fault):
     fault.survived()
 
 
-def _push_caught(guest, chain, fault, attempts=4):
+def _push_caught(guest, chain, fault, attempts=8):
     """A full push run whose job was seen running: (run, partial). QEMU pushes fi-big's 512 MiB in
     about half a second, which a test process waiting for a core can miss: a run that ended, or
     whose job ended, before the test looked is waited for, must have made a good backup (the new
-    base of the chain), and another run is started."""
+    base of the chain), and another run is started. The run is returned held (SIGSTOP), so that
+    it cannot commit even if QEMU's job ends before the fault lands."""
     repo = chain['repo']
     for attempt in range(attempts):
         guest.write('vda', (150 + attempt) * MiB, MiB, 0x85)
@@ -145,6 +148,7 @@ def _push_caught(guest, chain, fault, attempts=4):
             run, partial = _start_long_run(guest, repo, mode='push')
             if guest.job_active():
                 return run, partial
+            run.resume()
             result = run.wait()
         except EndedEarly as early:
             result = early.result
@@ -308,7 +312,6 @@ def test_libvirtd_restarted_mid_job(host, big, chain, fault):
     run, partial = _start_long_run(big, repo)
     fault.inject('libvirtd restarted mid-job')
     # The run is held (SIGSTOP) mid-transfer while libvirtd restarts, so the restart falls inside the job.
-    run.pause()
     try:
         outage = host.restart_libvirtd()
     finally:
@@ -343,6 +346,7 @@ def test_nbd_socket_removed(big, chain, fault):
     assert len(sockets) == 1, sockets
     fault.inject('NBD export socket %s removed mid-backup' % sockets[0])
     os.unlink(sockets[0])
+    run.resume()
     res = run.wait()
     good_ids = fi_lib.listed_ids(repo, big.name)
     if res.get('failed'):
