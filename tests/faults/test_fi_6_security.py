@@ -38,16 +38,20 @@ def test_default_export_private_unix_socket(big, fault):
     repo = fi_lib.new_repo_path('private')
     run = ModuleRun('virt_backup', dict(domain=big.name, repository=repo))
     try:
-        def job_xml():
+        def copying():
             if not run.alive():
                 return 'ended'
             for path in partial_dirs(repo, big.name):
                 image = os.path.join(path, 'vda.qcow2')
                 if os.path.exists(image) and os.path.getsize(image) >= 16 * MiB:
-                    return big.job_xml()   # the copy (and its qemu-nbd writer) is under way
+                    return 'copying'
             return None
-        xml = wait_until(job_xml, 120, 'the pull job', interval=0.02)
-        assert xml != 'ended', 'the backup ended before it could be inspected'
+        assert wait_until(copying, 120, 'the pull job', interval=0.02) != 'ended', \
+            'the backup ended before it could be inspected'
+        # Held (SIGSTOP) while it is inspected: a pull of fi-big takes well under a second.
+        run.pause()
+        xml = big.job_xml()
+        assert xml is not None, 'the backup ended its job before it could be inspected'
         fault.inject('inspection of the default NBD export while a pull backup runs')
         server = etree.fromstring(xml.encode('utf-8')).find('server')
         assert server.get('transport') == 'unix', etree.tostring(server)
@@ -79,6 +83,7 @@ def test_default_export_private_unix_socket(big, fault):
         pid = big.qemu_pid()
         assert not _tcp_listeners(pid), 'QEMU of %s listens on TCP: %s' % (big.name, _tcp_listeners(pid))
         fault.note('export: %s (directory 0700, owner %d:%d)' % (sock, st.st_uid, st.st_gid))
+        run.resume()
         res = ok(run.wait(), 'the inspected backup')
     finally:
         if run.alive():
