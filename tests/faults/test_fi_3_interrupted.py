@@ -207,16 +207,6 @@ def test_kill9_module_and_watchdog(big, chain, fault):
     fault.survived()
 
 
-def _process_gone(pid):
-    """True once pid has exited (a zombie counts as gone: nobody may reap a watchdog whose
-    parent was killed)."""
-    try:
-        with open('/proc/%d/stat' % pid) as stat:
-            return stat.read().rsplit(')', 1)[1].split()[0] in ('Z', 'X')
-    except OSError:
-        return True
-
-
 def _another_job(guest, job_xml):
     """True while the domain runs a backup job other than the one whose XML is job_xml."""
     current = guest.job_xml()
@@ -260,7 +250,10 @@ def test_late_watchdog_spares_the_next_run(big, chain, fault):
             held = _another_job(big, killed_job)
         finally:
             os.kill(late_watchdog, signal.SIGCONT)
-        wait_until(lambda: _process_gone(late_watchdog), 90, 'the late watchdog to finish')
+        # Gone from the watchdog processes once it exits (a zombie has no command line: nobody may
+        # reap a watchdog whose run was killed).
+        wait_until(lambda: late_watchdog not in fi_lib.watchdog_processes(big.dom.UUIDString()), 90,
+                   'the late watchdog to finish')
         if held:
             break
         nxt.resume()

@@ -201,11 +201,15 @@ def pki(host):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _tcp_args(small, repo, tls_dir, **extra):
-    args = dict(domain=small.name, repository=repo, transport='tcp', tls=True, tls_dir=tls_dir,
-                bind_address='localhost', port=fi_lib.free_port())
+def _tcp_options(tls_dir, **extra):
+    """A pull over TCP+TLS on localhost, on a free port (what fi_lib.assert_next_run takes)."""
+    args = dict(transport='tcp', tls=True, tls_dir=tls_dir, bind_address='localhost', port=fi_lib.free_port())
     args.update(extra)
     return args
+
+
+def _tcp_args(small, repo, tls_dir, **extra):
+    return dict(domain=small.name, repository=repo, **_tcp_options(tls_dir, **extra))
 
 
 def test_tcp_needs_tls_and_bind_address(small, fault):
@@ -253,8 +257,7 @@ def test_tcp_tls_backup(small, pki, fault):
         fault.survived()
     small.write('vda', 92 * MiB, MiB, 0xb2)
     fi_lib.assert_next_run(fault, small, repo, base=inc, expect_level='incremental',
-                           **dict((k, v) for k, v in _tcp_args(small, repo, pki['client']).items()
-                                  if k not in ('domain', 'repository')))
+                           **_tcp_options(pki['client']))
 
 
 def test_tcp_pull_killed(small, pki, fault):
@@ -289,8 +292,7 @@ def test_tcp_pull_killed(small, pki, fault):
     fi_lib.assert_aftermath(small, repo, fi_lib.listed_ids(repo, small.name),
                             failed_checkpoints=[checkpoint_prefix(repo) + os.path.basename(partial)])
     fi_lib.assert_next_run(fault, small, repo, base=good, expect_level='incremental',
-                           **dict((k, v) for k, v in _tcp_args(small, repo, pki['client']).items()
-                                  if k not in ('domain', 'repository')))
+                           **_tcp_options(pki['client']))
     fault.survived()
 
 
